@@ -1,0 +1,5 @@
+//! Sender adaptors: senders built from other senders.
+
+mod then;
+
+pub use then::{Then, ThenReceiver};

@@ -1,0 +1,147 @@
+use core::fmt;
+use core::pin::pin;
+
+use crate::context::assert_may_block;
+use crate::loom::cell::UnsafeCell;
+use crate::{Env, PanicPayload, ParentRef, Receiver, RunLoop, Sender, SenderTo, StopToken};
+
+/// Starts `sender` and blocks the calling thread until it completes, running
+/// a [`RunLoop`] meanwhile.
+///
+/// Returns `Ok(Some(value))`, `Err(error)`, or `Ok(None)` if the sender
+/// completed *stopped*. The sender may borrow from the caller's stack: it is
+/// complete before `sync_wait` returns.
+///
+/// # Completion
+/// Returns once the sender has completed, on whatever thread it completed.
+///
+/// # Cancellation
+/// The sender sees a stop token on which stop is never requested.
+///
+/// # Panics
+/// - If the sender delivers a panic ([`Receiver::set_panic`]), `sync_wait`
+///   resumes it on this thread with the original payload.
+/// - If called on a thread that drives an execution context (a [`RunLoop`],
+///   a pool worker, an I/O loop): that would deadlock, so it panics with a
+///   message saying what to do instead.
+///
+/// # Example
+/// ```
+/// use exec_core::{just, sync_wait, SenderExt};
+/// let data = vec![1, 2, 3];
+/// let sum = sync_wait(just(()).then(|()| data.iter().sum::<i32>()));
+/// assert_eq!(sum, Ok(Some(6)));
+/// ```
+pub fn sync_wait<S>(sender: S) -> Result<Option<S::Output>, S::Error>
+where
+    S: Sender + SenderTo<SyncWaitReceiver<<S as Sender>::Output, <S as Sender>::Error>>,
+{
+    assert_may_block("sync_wait");
+    let state = pin!(State::<S::Output, S::Error> {
+        outcome: UnsafeCell::new(None),
+        run_loop: RunLoop::new(),
+    });
+    // SAFETY: `state` is pinned on this frame and outlives the operation:
+    // we do not return (or unwind, see `Bomb`) before the operation has
+    // completed, which is what ends `run_loop.run()`.
+    let parent = unsafe { ParentRef::new(state.as_ref()) };
+    let mut op = pin!(sender.connect(SyncWaitReceiver { state: parent }));
+    {
+        // If anything below unwinds before the operation completed, the
+        // operation (or our state) could still be referenced from another
+        // thread: we cannot return, so abort.
+        let bomb = Bomb;
+        // SAFETY: started once; `op` lives on this frame until after
+        // `run()` returns, i.e. until the receiver has been completed.
+        unsafe { crate::OperationState::start(op.as_mut()) };
+        state.run_loop.run();
+        core::mem::forget(bomb);
+    }
+    // SAFETY: the completion wrote the outcome before `finish()`, whose
+    // mutex release synchronizes with `run()` returning; no one else
+    // touches the cell any more.
+    let outcome = state.outcome.with_mut(|o| unsafe { (*o).take() });
+    match outcome {
+        Some(Outcome::Value(v)) => Ok(Some(v)),
+        Some(Outcome::Error(e)) => Err(e),
+        Some(Outcome::Stopped) => Ok(None),
+        Some(Outcome::Panic(p)) => std::panic::resume_unwind(p),
+        None => unreachable!("sync_wait: the run loop finished without a completion"),
+    }
+}
+
+struct Bomb;
+impl Drop for Bomb {
+    fn drop(&mut self) {
+        std::eprintln!(
+            "exec: sync_wait unwound while its operation was still running; aborting \
+             to avoid a use-after-free"
+        );
+        std::process::abort();
+    }
+}
+
+enum Outcome<T, E> {
+    Value(T),
+    Error(E),
+    Stopped,
+    Panic(PanicPayload),
+}
+
+struct State<T, E> {
+    /// Written once by the receiver, read by `sync_wait` after the loop ends.
+    outcome: UnsafeCell<Option<Outcome<T, E>>>,
+    run_loop: RunLoop,
+}
+
+// SAFETY: the outcome cell is written by exactly one completion (the
+// receiver is consumed) and read only after the run loop's mutex hands it
+// over; moving `T`/`E` across that hand-off needs `Send`.
+unsafe impl<T: Send, E: Send> Sync for State<T, E> {}
+
+/// The receiver [`sync_wait`] connects the sender to.
+pub struct SyncWaitReceiver<T, E> {
+    state: ParentRef<State<T, E>>,
+}
+
+impl<T, E> fmt::Debug for SyncWaitReceiver<T, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SyncWaitReceiver").finish_non_exhaustive()
+    }
+}
+
+impl<T, E> SyncWaitReceiver<T, E> {
+    fn complete(self, outcome: Outcome<T, E>) {
+        let state = self.state.get();
+        // SAFETY: this receiver is consumed, so this is the only write; the
+        // waiter reads only after `finish`.
+        state.outcome.with_mut(|o| unsafe { *o = Some(outcome) });
+        // Last touch of `state`: afterwards `sync_wait` may return.
+        state.run_loop.finish();
+    }
+}
+
+impl<T, E> Receiver<T, E> for SyncWaitReceiver<T, E> {
+    fn set_value(self, value: T) {
+        self.complete(Outcome::Value(value));
+    }
+    fn set_error(self, error: E) {
+        self.complete(Outcome::Error(error));
+    }
+    fn set_stopped(self) {
+        self.complete(Outcome::Stopped);
+    }
+    fn set_panic(self, payload: PanicPayload) {
+        self.complete(Outcome::Panic(payload));
+    }
+    fn env(&self) -> impl Env + '_ {
+        SyncWaitEnv
+    }
+}
+
+struct SyncWaitEnv;
+impl Env for SyncWaitEnv {
+    fn stop_token(&self) -> StopToken<'_> {
+        StopToken::never()
+    }
+}

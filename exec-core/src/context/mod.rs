@@ -1,0 +1,14 @@
+//! Execution contexts that live in exec-core: the run loop, the inline
+//! scheduler, and the thread-context guard behind `sync_wait`'s misuse check.
+
+#[cfg(feature = "std")]
+mod blocking;
+mod inline;
+#[cfg(feature = "std")]
+mod run_loop;
+
+#[cfg(feature = "std")]
+pub use blocking::{NonBlockingGuard, assert_may_block};
+pub use inline::{InlineScheduler, InlineSender};
+#[cfg(feature = "std")]
+pub use run_loop::{RunLoop, RunLoopScheduleOp, RunLoopScheduler, RunLoopSender};

@@ -1,0 +1,266 @@
+//! A FIFO execution context driven by whichever thread calls `run`.
+//!
+//! The queue is an intrusive singly-linked list of [`Task`] nodes embedded in
+//! the (pinned) schedule operation states, guarded by a mutex; `run` sleeps
+//! on a condition variable when it is empty. Scheduling allocates nothing.
+
+use core::convert::Infallible;
+use core::fmt;
+use core::marker::PhantomPinned;
+use core::pin::Pin;
+use core::ptr;
+
+use crate::context::blocking::NonBlockingGuard;
+use crate::loom::cell::UnsafeCell;
+use crate::loom::sync::{Condvar, Mutex};
+use crate::{CompletionScheduler, Env, OperationState, Receiver, Scheduler, Sender, SenderTo};
+
+/// A queue node: the first field of every operation state queued on a loop.
+struct Task {
+    /// Next node. Guarded by the loop's mutex while queued.
+    next: UnsafeCell<*const Task>,
+    /// Runs the operation this node belongs to.
+    execute: unsafe fn(*const Task),
+}
+
+struct Queue {
+    head: *const Task,
+    tail: *const Task,
+    finishing: bool,
+}
+
+// SAFETY: the raw pointers refer to pinned operation states whose receivers
+// are `Send` (required by `RunLoopSender`'s `SenderTo` impl); they are only
+// touched with the mutex held, or by `run` after popping.
+unsafe impl Send for Queue {}
+
+/// A FIFO work queue run on the thread that calls [`run`](Self::run).
+///
+/// [`sync_wait`](crate::sync_wait) drives one; it is also usable on its own:
+/// schedule work on it from any thread with [`scheduler`](Self::scheduler),
+/// drive it with `run`, and end `run` with [`finish`](Self::finish).
+///
+/// ```
+/// use exec_core::{RunLoop, Scheduler};
+/// let run_loop = RunLoop::new();
+/// let sch = run_loop.scheduler();
+/// assert!(sch == run_loop.scheduler());
+/// run_loop.finish();
+/// run_loop.run(); // drains what was queued, then returns
+/// ```
+pub struct RunLoop {
+    queue: Mutex<Queue>,
+    wakeup: Condvar,
+}
+
+impl RunLoop {
+    /// An empty loop.
+    pub fn new() -> Self {
+        RunLoop {
+            queue: Mutex::new(Queue {
+                head: ptr::null(),
+                tail: ptr::null(),
+                finishing: false,
+            }),
+            wakeup: Condvar::new(),
+        }
+    }
+
+    /// A scheduler whose `schedule()` completes on the thread running this
+    /// loop.
+    pub fn scheduler(&self) -> RunLoopScheduler<'_> {
+        RunLoopScheduler { run_loop: self }
+    }
+
+    /// Runs queued work in FIFO order until [`finish`](Self::finish) has been
+    /// called and the queue is empty. While it runs, this thread counts as
+    /// driving a run loop: [`sync_wait`](crate::sync_wait) on it panics.
+    pub fn run(&self) {
+        let _guard = NonBlockingGuard::enter("a RunLoop (for example inside sync_wait)");
+        loop {
+            let task = {
+                let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+                loop {
+                    if !q.head.is_null() {
+                        let task = q.head;
+                        // SAFETY: queued nodes are alive (their operations
+                        // are started and not complete); mutex held.
+                        q.head = unsafe { (*task).next.with(|n| *n) };
+                        if q.head.is_null() {
+                            q.tail = ptr::null();
+                        }
+                        break task;
+                    }
+                    if q.finishing {
+                        return;
+                    }
+                    q = self.wakeup.wait(q).unwrap_or_else(|e| e.into_inner());
+                }
+            };
+            // SAFETY: `task` was queued by a started operation that waits for
+            // this call to complete it; it is executed once (popped once).
+            unsafe { ((*task).execute)(task) };
+        }
+    }
+
+    /// Asks [`run`](Self::run) to return once the queue is empty. Safe to
+    /// call from any thread; work scheduled afterwards still runs if `run`
+    /// has not returned yet.
+    pub fn finish(&self) {
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        q.finishing = true;
+        // Notify while holding the lock: once it is released, the loop's
+        // owner may return from `run` and free the loop.
+        self.wakeup.notify_all();
+        drop(q);
+    }
+
+    /// # Safety
+    /// `task` is pinned and stays alive until executed.
+    unsafe fn push(&self, task: *const Task) {
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: caller keeps `task` alive; mutex held for `tail`.
+        unsafe {
+            (*task).next.with_mut(|n| *n = ptr::null());
+            if q.tail.is_null() {
+                q.head = task;
+            } else {
+                (*q.tail).next.with_mut(|n| *n = task);
+            }
+        }
+        q.tail = task;
+        self.wakeup.notify_one();
+        drop(q);
+    }
+}
+
+impl Default for RunLoop {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for RunLoop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunLoop").finish_non_exhaustive()
+    }
+}
+
+/// Scheduler of a [`RunLoop`]: `schedule()` completes on the thread running
+/// the loop.
+#[derive(Clone, Copy)]
+pub struct RunLoopScheduler<'a> {
+    run_loop: &'a RunLoop,
+}
+
+impl PartialEq for RunLoopScheduler<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        ptr::eq(self.run_loop, other.run_loop)
+    }
+}
+impl Eq for RunLoopScheduler<'_> {}
+
+impl fmt::Debug for RunLoopScheduler<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("RunLoopScheduler")
+            .field(&(self.run_loop as *const RunLoop))
+            .finish()
+    }
+}
+
+impl<'a> Scheduler for RunLoopScheduler<'a> {
+    type Sender = RunLoopSender<'a>;
+    fn schedule(&self) -> RunLoopSender<'a> {
+        RunLoopSender {
+            run_loop: self.run_loop,
+        }
+    }
+}
+
+/// Sender of [`RunLoopScheduler::schedule`].
+///
+/// # Completion
+/// - value: `()`, on the thread running the loop.
+/// - stopped: if the receiver's stop token is triggered when the loop gets
+///   to it.
+#[must_use = "senders do nothing unless connected and started"]
+#[derive(Clone, Copy, Debug)]
+pub struct RunLoopSender<'a> {
+    run_loop: &'a RunLoop,
+}
+
+impl Sender for RunLoopSender<'_> {
+    type Output = ();
+    type Error = Infallible;
+}
+
+impl<'a> CompletionScheduler for RunLoopSender<'a> {
+    type Scheduler = RunLoopScheduler<'a>;
+    fn completion_scheduler(&self) -> RunLoopScheduler<'a> {
+        RunLoopScheduler {
+            run_loop: self.run_loop,
+        }
+    }
+}
+
+impl<'a, R: Receiver<(), Infallible> + Send> SenderTo<R> for RunLoopSender<'a> {
+    type Operation = RunLoopScheduleOp<'a, R>;
+    fn connect(self, receiver: R) -> RunLoopScheduleOp<'a, R> {
+        RunLoopScheduleOp {
+            task: Task {
+                next: UnsafeCell::new(ptr::null()),
+                execute: Self::execute::<R>,
+            },
+            run_loop: self.run_loop,
+            receiver: UnsafeCell::new(Some(receiver)),
+            _pin: PhantomPinned,
+        }
+    }
+}
+
+impl RunLoopSender<'_> {
+    /// # Safety
+    /// `task` is the `task` field of a live `RunLoopScheduleOp<R>`, executed once.
+    unsafe fn execute<R: Receiver<(), Infallible>>(task: *const Task) {
+        let op = task as *const RunLoopScheduleOp<'_, R>;
+        // SAFETY: `task` is the first field of a `#[repr(C)]` op; the
+        // receiver cell is only touched here once the op is queued.
+        let receiver = unsafe { (*op).receiver.with_mut(|r| (*r).take()) };
+        if let Some(r) = receiver {
+            let stopped = r.env().stop_token().stop_requested();
+            if stopped {
+                r.set_stopped();
+            } else {
+                r.set_value(());
+            }
+        }
+    }
+}
+
+/// Operation state of [`RunLoopSender`]: the queue node itself.
+#[repr(C)]
+pub struct RunLoopScheduleOp<'a, R> {
+    task: Task,
+    run_loop: &'a RunLoop,
+    receiver: UnsafeCell<Option<R>>,
+    _pin: PhantomPinned,
+}
+
+impl<R> fmt::Debug for RunLoopScheduleOp<'_, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunLoopScheduleOp").finish_non_exhaustive()
+    }
+}
+
+// SAFETY: the receiver is `Send`-bounded at connect time; the node's fields
+// are guarded by the loop's mutex.
+unsafe impl<R: Send> Send for RunLoopScheduleOp<'_, R> {}
+
+impl<R: Receiver<(), Infallible>> OperationState for RunLoopScheduleOp<'_, R> {
+    unsafe fn start(self: Pin<&mut Self>) {
+        let task: *const Task = &self.task;
+        // SAFETY: the op is pinned and, by `start`'s contract, alive until it
+        // completes, which happens in `execute` after the loop pops it.
+        unsafe { self.run_loop.push(task) };
+    }
+}
