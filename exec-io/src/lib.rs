@@ -1,1 +1,76 @@
-//! placeholder; see the crate README
+//! An I/O loop of senders for `exec`: sockets, pipes and timers on epoll
+//! (through `mio`), where every operation is a sender that completes on the
+//! loop.
+//!
+//! An [`IoContext`] is an event loop run on a thread of your choosing
+//! ([`IoContext::run`], [`IoContext::run_until`]). Its [`IoScheduler`]
+//! schedules work onto the loop and keeps timers
+//! ([`TimedScheduler`](exec_core::TimedScheduler)). Sockets
+//! ([`TcpListener`], [`TcpStream`], [`UdpSocket`], [`UnixListener`],
+//! [`UnixStream`]) and [`pipe`]s return senders for each operation.
+//!
+//! Buffers are owned by the operation: `read(buf)` takes a `Vec<u8>` and
+//! sends it back with the byte count, so no API lets the kernel write into
+//! memory the caller may free (the property a completion backend such as
+//! io_uring needs).
+//!
+//! ```
+//! use exec_io::{IoContext, TcpListener, TcpStream};
+//! use exec_core::{SenderExt};
+//!
+//! let ctx = IoContext::new()?;
+//! let sch = ctx.scheduler();
+//! let listener = TcpListener::bind(&sch, "127.0.0.1:0".parse().unwrap())?;
+//! let addr = listener.local_addr()?;
+//! let client = ctx.run_until(TcpStream::connect(&sch, addr))?.unwrap();
+//! let (server, _) = ctx.run_until(listener.accept())?.unwrap();
+//! ctx.run_until(client.write_all(b"ping".to_vec()))?;
+//! let (n, buf) = ctx.run_until(server.read(vec![0; 16]))?.unwrap();
+//! assert_eq!(&buf[..n], b"ping");
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! # Cancellation
+//! Every operation observes its receiver's stop token: a stop request
+//! removes the pending readiness interest or timer on the loop and completes
+//! the operation *stopped*. Dropping the context completes every pending
+//! operation *stopped*, exactly once.
+//!
+//! # Errors
+//! I/O errors are [`std::io::Error`] values in the error channel, never
+//! panics: connection refused or reset, address in use, `EMFILE`,
+//! `BrokenPipe` (without `SIGPIPE`).
+//!
+//! # Backends
+//! The readiness backend (epoll through mio) is implemented. The io_uring
+//! backend is not yet: [`Backend::IoUring`] fails to build with
+//! `ErrorKind::Unsupported`.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(
+    missing_docs,
+    unreachable_pub,
+    missing_debug_implementations,
+    clippy::undocumented_unsafe_blocks
+)]
+
+mod loom;
+
+mod context;
+mod inbox;
+mod net;
+mod op;
+mod sender;
+mod source;
+mod sys;
+mod timeout;
+mod timer;
+
+pub use context::{Backend, IoContext, IoContextBuilder, IoHandle, IoScheduler, UntilReceiver};
+pub use net::pipe::{PipeReader, PipeWriter, pipe};
+pub use net::tcp::{AcceptAction, ConnectAction, TcpListener, TcpStream};
+pub use net::udp::{RecvFromAction, SendToAction, UdpSocket};
+pub use net::unix::{UnixAcceptAction, UnixConnectAction, UnixListener, UnixStream};
+pub use net::{ReadAction, WriteAction, WriteAllAction};
+pub use op::{Action, IoOp};
+pub use sender::{IoSender, ScheduleAction, TimerAction};
+pub use timeout::{TimedOut, Timeout, TimeoutOp, TimeoutReceiver, TimerReceiver, timeout};

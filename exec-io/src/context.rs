@@ -1,0 +1,922 @@
+//! The loop: [`IoContext`], its builder, its scheduler and its stop handle.
+//!
+//! # Threads
+//! Everything the loop owns (the `mio::Poll`, the readiness slots, the
+//! timer table, the ready queue) lives in [`Local`], touched only by the
+//! thread currently inside [`IoContext::run`] (recorded in a thread-local,
+//! `CURRENT`) or by the thread dropping the context. Other threads reach the
+//! loop only through the [`Inbox`] (see `inbox.rs` for the wake protocol).
+
+use core::cell::{Cell, UnsafeCell};
+use core::fmt;
+use core::pin::pin;
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use exec_core::{
+    Env, NonBlockingGuard, OperationState, PanicPayload, ParentRef, Receiver, Scheduler, Sender,
+    SenderTo, StopSource, StopToken, TimedScheduler,
+};
+use mio::unix::SourceFd;
+use mio::{Events, Interest as MioInterest, Poll, Token, Waker};
+
+use crate::inbox::Inbox;
+use crate::op::{Header, Interest, Signal, Wait};
+use crate::sender::IoSender;
+use crate::timer::Timers;
+
+const WAKER: Token = Token(usize::MAX);
+
+std::thread_local! {
+    /// The context whose loop this thread is running, or null.
+    static CURRENT: Cell<*const Shared> = const { Cell::new(core::ptr::null()) };
+}
+
+/// Which kernel interface a context uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Backend {
+    /// The best backend that works here. Today: [`Backend::Readiness`].
+    #[default]
+    Auto,
+    /// Readiness notification through `mio` (epoll on Linux).
+    Readiness,
+    /// Completion-based I/O through io_uring. Not implemented yet:
+    /// [`IoContextBuilder::build`] returns an `Unsupported` error.
+    IoUring,
+}
+
+/// Builder for an [`IoContext`].
+///
+/// ```
+/// use exec_io::{Backend, IoContext};
+/// let ctx = IoContext::builder().backend(Backend::Readiness).event_capacity(256).build()?;
+/// # drop(ctx);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct IoContextBuilder {
+    backend: Backend,
+    event_capacity: usize,
+}
+
+impl IoContextBuilder {
+    /// Chooses the backend (default [`Backend::Auto`]).
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.backend = backend;
+        self
+    }
+
+    /// How many readiness events one turn of the loop handles at most
+    /// (default 1024).
+    pub fn event_capacity(mut self, n: usize) -> Self {
+        self.event_capacity = n.max(1);
+        self
+    }
+
+    /// Creates the context.
+    ///
+    /// # Errors
+    /// The OS errors of creating the poller and its waker;
+    /// `ErrorKind::Unsupported` for [`Backend::IoUring`], which is not
+    /// implemented yet.
+    pub fn build(self) -> io::Result<IoContext> {
+        match self.backend {
+            Backend::Auto | Backend::Readiness => {}
+            Backend::IoUring => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "exec-io: the io_uring backend is not implemented yet; \
+                     use Backend::Readiness (epoll) or Backend::Auto",
+                ));
+            }
+        }
+        let poll = Poll::new()?;
+        let waker = Waker::new(poll.registry(), WAKER)?;
+        let registry = poll.registry().try_clone()?;
+        let shared = Arc::new(Shared {
+            inbox: Inbox::new(),
+            waker,
+            registry,
+            driving: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            local: UnsafeCell::new(Local {
+                poll,
+                events: Events::with_capacity(self.event_capacity),
+                ready: VecDeque::new(),
+                slots: Vec::new(),
+                free: Vec::new(),
+                timers: Timers::new(),
+            }),
+        });
+        Ok(IoContext { shared })
+    }
+}
+
+/// One readiness registration: the operations waiting on it.
+struct Slot {
+    generation: u32,
+    reader: *const Header,
+    writer: *const Header,
+}
+
+/// What only the loop thread touches.
+pub(crate) struct Local {
+    poll: Poll,
+    events: Events,
+    /// Operations to run, in order. Every pointer is a live, started op
+    /// registered nowhere else.
+    ready: VecDeque<(*const Header, Signal)>,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    timers: Timers,
+}
+
+/// The state shared by a context, its schedulers, its sources and the
+/// operations running on it.
+pub struct Shared {
+    pub(crate) inbox: Inbox,
+    waker: Waker,
+    registry: mio::Registry,
+    /// Some thread is inside `run`.
+    driving: AtomicBool,
+    /// `stop()` was called and `run` has not consumed it yet.
+    stop: AtomicBool,
+    /// See the module docs: loop thread only.
+    local: UnsafeCell<Local>,
+}
+
+// SAFETY: `local` (with its raw pointers) is only accessed by the single
+// thread that holds `driving` (while it runs the loop) or by the thread
+// dropping the context (which has exclusive access); everything else is
+// `Sync` (mutex, atomics, the mio waker and registry).
+unsafe impl Send for Shared {}
+// SAFETY: as above.
+unsafe impl Sync for Shared {}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared").finish_non_exhaustive()
+    }
+}
+
+fn split_key(key: u64) -> (usize, u32) {
+    (((key & 0xffff_ffff) - 1) as usize, (key >> 32) as u32)
+}
+
+impl Shared {
+    /// Whether this thread runs this context's loop.
+    pub(crate) fn on_loop(&self) -> bool {
+        CURRENT.with(|c| core::ptr::eq(c.get(), self))
+    }
+
+    /// # Safety
+    /// Loop thread (or the dropping thread), and no other reference from
+    /// `local` is alive: callers keep the borrow short and never run user
+    /// code (receivers) while holding it.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn local(&self) -> &mut Local {
+        // SAFETY: per the contract.
+        unsafe { &mut *self.local.get() }
+    }
+
+    /// Wakes the loop if it is blocked.
+    pub(crate) fn wake(&self) {
+        let _ = self.waker.wake();
+    }
+
+    /// Hands a started op to the loop. Returns `false` if the context is
+    /// gone (the caller completes the op itself).
+    ///
+    /// # Safety
+    /// `h` is the header of a pinned, started op registered nowhere, alive
+    /// until it completes.
+    pub(crate) unsafe fn submit(&self, h: *const Header) -> bool {
+        if self.on_loop() {
+            // SAFETY: loop thread; short borrow.
+            unsafe { self.local().ready.push_back((h, Signal::Start)) };
+            return true;
+        }
+        let mut st = self.inbox.lock();
+        if st.closed {
+            return false;
+        }
+        // SAFETY: `h` alive until completion; its start link is unlinked.
+        let wake = unsafe { st.push(&(*h).start_link) };
+        drop(st);
+        if wake {
+            self.wake();
+        }
+        true
+    }
+
+    /// Called by an op's stop callback, on any thread.
+    ///
+    /// # Safety
+    /// `h` is a live op that has not completed (its `finish` waits for this
+    /// callback before completing).
+    pub(crate) unsafe fn post_cancel(&self, h: *const Header) {
+        let mut st = self.inbox.lock();
+        if st.closed {
+            return;
+        }
+        // SAFETY: alive per the contract.
+        let header = unsafe { &*h };
+        header.cancel_posted.store(true, Ordering::Release);
+        // SAFETY: pushed at most once (a stop callback runs once).
+        let wake = unsafe { st.push(&header.cancel_link) };
+        drop(st);
+        if wake {
+            self.wake();
+        }
+    }
+
+    /// Registers `h` as waiting for `interest`.
+    ///
+    /// # Safety
+    /// Loop thread; `h` is live and registered nowhere.
+    pub(crate) unsafe fn wait(&self, h: *const Header, interest: Interest) -> io::Result<()> {
+        // SAFETY: loop thread, short borrow, no user code below.
+        let local = unsafe { self.local() };
+        // SAFETY: `h` live.
+        let header = unsafe { &*h };
+        let (raw, write) = match interest {
+            Interest::Until(at) => {
+                let id = local.timers.insert(at, h);
+                header.wait.set(Wait::Timer { id });
+                return Ok(());
+            }
+            Interest::Read(raw) => (raw, false),
+            Interest::Write(raw) => (raw, true),
+        };
+        // SAFETY: `raw.key` points into the source the op's action holds.
+        let key_cell = unsafe { &*raw.key };
+        let mut key = key_cell.load(Ordering::Relaxed);
+        if key == 0 {
+            let idx = match local.free.pop() {
+                Some(i) => i as usize,
+                None => {
+                    local.slots.push(Slot {
+                        generation: 0,
+                        reader: core::ptr::null(),
+                        writer: core::ptr::null(),
+                    });
+                    local.slots.len() - 1
+                }
+            };
+            key = ((local.slots[idx].generation as u64) << 32) | (idx as u64 + 1);
+            if let Err(e) = self.registry.register(
+                &mut SourceFd(&raw.fd),
+                Token(key as usize),
+                MioInterest::READABLE | MioInterest::WRITABLE,
+            ) {
+                local.free.push(idx as u32);
+                return Err(e);
+            }
+            key_cell.store(key, Ordering::Relaxed);
+        }
+        let (idx, _) = split_key(key);
+        let slot = &mut local.slots[idx];
+        let waiter = if write {
+            &mut slot.writer
+        } else {
+            &mut slot.reader
+        };
+        if !waiter.is_null() {
+            return Err(io::Error::new(
+                io::ErrorKind::ResourceBusy,
+                "exec-io: another operation is already waiting in this direction on this source",
+            ));
+        }
+        *waiter = h;
+        header.wait.set(Wait::Io { key, write });
+        Ok(())
+    }
+
+    /// Removes `h` from wherever its `wait` says it is registered.
+    ///
+    /// # Safety
+    /// Loop thread; `h` live.
+    pub(crate) unsafe fn cancel_wait(&self, h: *const Header) {
+        // SAFETY: loop thread, short borrow.
+        let local = unsafe { self.local() };
+        // SAFETY: `h` live.
+        let header = unsafe { &*h };
+        match header.wait.replace(Wait::None) {
+            Wait::None => {}
+            Wait::Timer { id } => {
+                local.timers.cancel(id);
+            }
+            Wait::Io { key, write } => {
+                let (idx, generation) = split_key(key);
+                if let Some(slot) = local.slots.get_mut(idx).filter(|s| s.generation == generation) {
+                    let waiter = if write {
+                        &mut slot.writer
+                    } else {
+                        &mut slot.reader
+                    };
+                    if *waiter == h {
+                        *waiter = core::ptr::null();
+                    }
+                }
+            }
+        }
+    }
+
+    /// A source with registration `key` and descriptor `fd` is being
+    /// dropped (the descriptor is closed right after).
+    pub(crate) fn release(&self, key: u64, fd: RawFd) {
+        if self.on_loop() {
+            let _ = self.registry.deregister(&mut SourceFd(&fd));
+            // SAFETY: loop thread, short borrow.
+            unsafe { self.free_slot(key) };
+        } else {
+            let mut st = self.inbox.lock();
+            if !st.closed {
+                st.released.push(key);
+                let wake = core::mem::replace(&mut st.sleeping, false);
+                drop(st);
+                if wake {
+                    self.wake();
+                }
+            }
+        }
+    }
+
+    /// # Safety
+    /// Loop thread, no borrow of `local` alive.
+    unsafe fn free_slot(&self, key: u64) {
+        // SAFETY: per the contract.
+        let local = unsafe { self.local() };
+        let (idx, generation) = split_key(key);
+        if let Some(slot) = local.slots.get_mut(idx).filter(|s| s.generation == generation) {
+            slot.generation = slot.generation.wrapping_add(1);
+            slot.reader = core::ptr::null();
+            slot.writer = core::ptr::null();
+            local.free.push(idx as u32);
+        }
+    }
+
+    /// Number of pending timers (loop thread).
+    pub(crate) fn pending_timers(&self) -> usize {
+        // SAFETY: only called from the loop thread (checked).
+        assert!(self.on_loop(), "pending_timers: not on the loop thread");
+        // SAFETY: loop thread, short borrow.
+        unsafe { self.local().timers.len() }
+    }
+
+    /// One pass over the inbox, the ready queue and the timers. Never
+    /// blocks.
+    ///
+    /// # Safety
+    /// Loop thread.
+    unsafe fn run_ready(&self) {
+        // The inbox: cancels run at once (the op may complete through
+        // another path otherwise); starts join the ready queue.
+        loop {
+            let (link, released) = {
+                let mut st = self.inbox.lock();
+                let released = if st.released.is_empty() {
+                    Vec::new()
+                } else {
+                    core::mem::take(&mut st.released)
+                };
+                (st.pop(), released)
+            };
+            for key in released {
+                // SAFETY: loop thread, no borrow alive.
+                unsafe { self.free_slot(key) };
+            }
+            if link.is_null() {
+                break;
+            }
+            let (h, is_cancel) = Header::from_link(link);
+            if is_cancel {
+                // SAFETY: the link was in the inbox, so the op has not
+                // completed (`finish` unlinks it first); loop thread.
+                unsafe { ((*h).run)(h, Signal::Cancel) };
+            } else {
+                // SAFETY: loop thread, short borrow.
+                unsafe { self.local().ready.push_back((h, Signal::Start)) };
+            }
+        }
+        // Timers due now.
+        {
+            // SAFETY: loop thread, short borrow, no user code.
+            let local = unsafe { self.local() };
+            if local.timers.len() > 0 {
+                let now = Instant::now();
+                let ready = &mut local.ready;
+                local.timers.expire(now, |h| {
+                    // SAFETY: timer owners are live ops.
+                    unsafe { (*h).wait.set(Wait::None) };
+                    ready.push_back((h, Signal::Ready));
+                });
+            }
+        }
+        // The ready queue, as it is now (work queued meanwhile waits for
+        // the next turn, so I/O is polled in between).
+        // SAFETY: loop thread, short borrow.
+        let n = unsafe { self.local().ready.len() };
+        for _ in 0..n {
+            // SAFETY: loop thread, short borrow.
+            let Some((h, signal)) = (unsafe { self.local().ready.pop_front() }) else {
+                break;
+            };
+            // SAFETY: ready entries are live ops registered nowhere else;
+            // no borrow of `local` is alive here.
+            unsafe { ((*h).run)(h, signal) };
+        }
+    }
+
+    /// Blocks in the poller until an event, a wake or the next deadline.
+    ///
+    /// # Safety
+    /// Loop thread.
+    unsafe fn park(&self) -> io::Result<()> {
+        // SAFETY: loop thread, short borrow (held across `poll`, which runs
+        // no user code).
+        let local = unsafe { self.local() };
+        let mut timeout = if local.ready.is_empty() {
+            local
+                .timers
+                .next_deadline()
+                .map(|at| at.saturating_duration_since(Instant::now()))
+        } else {
+            Some(Duration::ZERO)
+        };
+        let mut slept = false;
+        if timeout != Some(Duration::ZERO) {
+            let mut st = self.inbox.lock();
+            if st.is_empty() && st.released.is_empty() {
+                st.sleeping = true;
+                slept = true;
+            } else {
+                timeout = Some(Duration::ZERO);
+            }
+        }
+        let res = local.poll.poll(&mut local.events, timeout);
+        if slept {
+            self.inbox.lock().sleeping = false;
+        }
+        match res {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+        for ev in local.events.iter() {
+            let token = ev.token();
+            if token == WAKER {
+                continue;
+            }
+            let (idx, generation) = split_key(token.0 as u64);
+            let Some(slot) = local.slots.get_mut(idx).filter(|s| s.generation == generation) else {
+                continue;
+            };
+            let closed = ev.is_error() || ev.is_read_closed() || ev.is_write_closed();
+            if (ev.is_readable() || closed) && !slot.reader.is_null() {
+                let h = core::mem::replace(&mut slot.reader, core::ptr::null());
+                // SAFETY: slot waiters are live ops.
+                unsafe { (*h).wait.set(Wait::None) };
+                local.ready.push_back((h, Signal::Ready));
+            }
+            if (ev.is_writable() || closed) && !slot.writer.is_null() {
+                let h = core::mem::replace(&mut slot.writer, core::ptr::null());
+                // SAFETY: slot waiters are live ops.
+                unsafe { (*h).wait.set(Wait::None) };
+                local.ready.push_back((h, Signal::Ready));
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the loop until `until()` holds after a turn. `on_stop` is
+    /// called when `stop()` was requested; it returns whether to return.
+    fn drive(&self, until: &mut dyn FnMut() -> bool, on_stop: &dyn Fn() -> bool) -> io::Result<()> {
+        if self
+            .driving
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            panic!("exec-io: IoContext::run called while another thread runs the same context");
+        }
+        struct Exit<'a> {
+            shared: &'a Shared,
+            previous: *const Shared,
+        }
+        impl Drop for Exit<'_> {
+            fn drop(&mut self) {
+                CURRENT.with(|c| c.set(self.previous));
+                self.shared.driving.store(false, Ordering::Release);
+            }
+        }
+        let _guard = NonBlockingGuard::enter("an exec-io loop");
+        let _exit = Exit {
+            shared: self,
+            previous: CURRENT.with(|c| c.replace(self)),
+        };
+        loop {
+            // SAFETY: this thread holds `driving` and is CURRENT.
+            unsafe { self.run_ready() };
+            if until() {
+                return Ok(());
+            }
+            if self.stop.swap(false, Ordering::AcqRel) && on_stop() {
+                return Ok(());
+            }
+            // SAFETY: as above.
+            unsafe { self.park()? };
+        }
+    }
+
+    /// Completes every operation still known to the loop with *stopped*
+    /// and refuses new ones. Called by the dropping context.
+    fn shutdown(&self) {
+        let links = {
+            let mut st = self.inbox.lock();
+            st.closed = true;
+            let mut links = Vec::new();
+            loop {
+                let l = st.pop();
+                if l.is_null() {
+                    break;
+                }
+                links.push(l);
+            }
+            links
+        };
+        let mut ops: Vec<*const Header> = Vec::new();
+        for l in links {
+            let (h, is_cancel) = Header::from_link(l);
+            if !is_cancel {
+                ops.push(h);
+            }
+        }
+        {
+            // SAFETY: the dropping thread has exclusive access (`&mut
+            // IoContext`, nobody inside `run`); short borrow.
+            let local = unsafe { self.local() };
+            ops.extend(local.ready.drain(..).map(|(h, _)| h));
+            for slot in &mut local.slots {
+                for w in [&mut slot.reader, &mut slot.writer] {
+                    if !w.is_null() {
+                        ops.push(core::mem::replace(w, core::ptr::null()));
+                    }
+                }
+            }
+            local.timers.drain(|h| ops.push(h));
+        }
+        for h in ops {
+            // SAFETY: each pointer is a live op removed from the only place
+            // it was registered; this thread now owns it.
+            unsafe {
+                (*h).wait.set(Wait::None);
+                ((*h).run)(h, Signal::Shutdown);
+            }
+        }
+    }
+}
+
+/// An event loop of I/O and timers on which every operation is a sender.
+///
+/// Run it on a thread of your choosing with [`run`](Self::run) (until
+/// [`stop`](Self::stop)) or [`run_until`](Self::run_until) (until a sender
+/// completes). Operations started from other threads are handed to the
+/// loop and complete on it. Dropping the context completes every operation
+/// still pending with *stopped*; operations started afterwards complete
+/// *stopped* at once.
+///
+/// # Several cores
+/// One context runs on one thread. A server that wants every core runs one
+/// context per core, each with its own listener bound with `SO_REUSEPORT`
+/// ([`TcpListener::bind_reuseport`](crate::TcpListener::bind_reuseport)), so
+/// the kernel spreads connections and no connection ever crosses threads.
+///
+/// ```
+/// use exec_core::{Scheduler, SenderExt};
+/// use exec_io::IoContext;
+///
+/// let ctx = IoContext::new()?;
+/// let sch = ctx.scheduler();
+/// let v = ctx.run_until(sch.schedule().then(|()| 42));
+/// assert_eq!(v.unwrap(), Some(42));
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct IoContext {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for IoContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IoContext").finish_non_exhaustive()
+    }
+}
+
+impl IoContext {
+    /// A context with the default options ([`Backend::Auto`]).
+    ///
+    /// # Errors
+    /// If the OS poller cannot be created.
+    pub fn new() -> io::Result<Self> {
+        Self::builder().build()
+    }
+
+    /// A builder for a context with options.
+    pub fn builder() -> IoContextBuilder {
+        IoContextBuilder {
+            backend: Backend::Auto,
+            event_capacity: 1024,
+        }
+    }
+
+    /// The backend this context runs on.
+    pub fn backend(&self) -> Backend {
+        Backend::Readiness
+    }
+
+    /// A scheduler for this context.
+    pub fn scheduler(&self) -> IoScheduler {
+        IoScheduler {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// A handle that can stop [`run`](Self::run) from any thread.
+    pub fn handle(&self) -> IoHandle {
+        IoHandle {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Runs the loop on this thread until [`stop`](Self::stop) is called
+    /// (from any thread, or from work running on the loop). A stop
+    /// requested while no `run` is active makes the next `run` return after
+    /// one turn.
+    ///
+    /// While it runs, this thread counts as driving an execution context:
+    /// `sync_wait` on it panics instead of deadlocking.
+    ///
+    /// # Errors
+    /// If polling the OS fails.
+    ///
+    /// # Panics
+    /// If another thread is running this context.
+    pub fn run(&self) -> io::Result<()> {
+        self.shared.drive(&mut || false, &|| true)
+    }
+
+    /// Asks [`run`](Self::run) to return. Same as
+    /// [`IoHandle::stop`].
+    pub fn stop(&self) {
+        self.shared.stop.store(true, Ordering::Release);
+        self.shared.wake();
+    }
+
+    /// Starts `sender` on this thread and runs the loop until it completes;
+    /// returns `Ok(Some(value))`, `Err(error)` or `Ok(None)` (stopped),
+    /// like `sync_wait`. The sender may borrow from the caller.
+    ///
+    /// A [`stop`](Self::stop) during `run_until` requests stop of the
+    /// sender (through its environment's stop token) and keeps running the
+    /// loop until it has completed.
+    ///
+    /// # Panics
+    /// Re-raises a panic the sender delivered. Panics like [`run`](Self::run)
+    /// if another thread runs the context, and if polling the OS fails.
+    pub fn run_until<S>(&self, sender: S) -> Result<Option<S::Output>, S::Error>
+    where
+        S: Sender + SenderTo<UntilReceiver<<S as Sender>::Output, <S as Sender>::Error>>,
+    {
+        let state = pin!(UntilState::<S::Output, S::Error> {
+            outcome: std::sync::Mutex::new(None),
+            done: AtomicBool::new(false),
+            stop: StopSource::new(),
+        });
+        // SAFETY: `state` is pinned on this frame and we do not return (or
+        // unwind, see `Bomb`) before the operation completed.
+        let parent = unsafe { ParentRef::new(state.as_ref()) };
+        let mut op = pin!(sender.connect(UntilReceiver {
+            state: parent,
+            shared: self.shared.clone(),
+        }));
+        {
+            let bomb = Bomb;
+            // The op is started with this thread marked as the loop (so it
+            // goes straight to the ready queue) inside `drive`.
+            let started = Cell::new(false);
+            let res = self.shared.drive(
+                &mut || {
+                    if !started.replace(true) {
+                        // SAFETY: started once; `op` lives on this frame
+                        // until it completed (we loop until `done`).
+                        unsafe { op.as_mut().start() };
+                    }
+                    state.done.load(Ordering::Acquire)
+                },
+                &|| {
+                    state.stop.request_stop();
+                    false
+                },
+            );
+            if let Err(e) = res {
+                panic!("exec-io: polling failed in run_until: {e}");
+            }
+            core::mem::forget(bomb);
+        }
+        let outcome = state
+            .outcome
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        match outcome {
+            Some(Outcome::Value(v)) => Ok(Some(v)),
+            Some(Outcome::Error(e)) => Err(e),
+            Some(Outcome::Stopped) => Ok(None),
+            Some(Outcome::Panic(p)) => std::panic::resume_unwind(p),
+            None => unreachable!("run_until returned without a completion"),
+        }
+    }
+}
+
+impl Drop for IoContext {
+    fn drop(&mut self) {
+        self.shared.shutdown();
+    }
+}
+
+struct Bomb;
+impl Drop for Bomb {
+    fn drop(&mut self) {
+        eprintln!(
+            "exec-io: run_until unwound while its operation was still running; aborting to \
+             avoid a use-after-free"
+        );
+        std::process::abort();
+    }
+}
+
+enum Outcome<T, E> {
+    Value(T),
+    Error(E),
+    Stopped,
+    Panic(PanicPayload),
+}
+
+struct UntilState<T, E> {
+    outcome: std::sync::Mutex<Option<Outcome<T, E>>>,
+    done: AtomicBool,
+    stop: StopSource,
+}
+
+/// The receiver [`IoContext::run_until`] connects its sender to. Its
+/// environment's stop token fires when the context is stopped.
+pub struct UntilReceiver<T, E> {
+    state: ParentRef<UntilState<T, E>>,
+    shared: Arc<Shared>,
+}
+
+impl<T, E> fmt::Debug for UntilReceiver<T, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UntilReceiver").finish_non_exhaustive()
+    }
+}
+
+impl<T, E> UntilReceiver<T, E> {
+    fn complete(self, outcome: Outcome<T, E>) {
+        let UntilReceiver { state, shared } = self;
+        let st = state.get();
+        *st.outcome.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
+        // Last touch of `state`: afterwards `run_until` may return.
+        st.done.store(true, Ordering::Release);
+        shared.wake();
+    }
+}
+
+impl<T, E> Receiver<T, E> for UntilReceiver<T, E> {
+    fn set_value(self, value: T) {
+        self.complete(Outcome::Value(value));
+    }
+    fn set_error(self, error: E) {
+        self.complete(Outcome::Error(error));
+    }
+    fn set_stopped(self) {
+        self.complete(Outcome::Stopped);
+    }
+    fn set_panic(self, payload: PanicPayload) {
+        self.complete(Outcome::Panic(payload));
+    }
+    fn env(&self) -> impl Env + '_ {
+        UntilEnv {
+            stop: &self.state.get().stop,
+        }
+    }
+}
+
+struct UntilEnv<'a> {
+    stop: &'a StopSource,
+}
+impl Env for UntilEnv<'_> {
+    fn stop_token(&self) -> StopToken<'_> {
+        self.stop.token()
+    }
+}
+
+// SAFETY: the state is only touched through its mutex and atomics.
+unsafe impl<T: Send, E: Send> Sync for UntilState<T, E> {}
+
+/// A handle to stop an [`IoContext`]'s [`run`](IoContext::run) from any
+/// thread.
+#[derive(Clone)]
+pub struct IoHandle {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for IoHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IoHandle").finish_non_exhaustive()
+    }
+}
+
+impl IoHandle {
+    /// Asks the context's [`run`](IoContext::run) to return (a `run_until`
+    /// instead requests stop of its sender).
+    pub fn stop(&self) {
+        self.shared.stop.store(true, Ordering::Release);
+        self.shared.wake();
+    }
+}
+
+/// The scheduler of an [`IoContext`]: `schedule()` completes on the loop
+/// thread; `schedule_at`/`schedule_after` complete there at a deadline.
+///
+/// Cheap to clone (one reference count); equal when it refers to the same
+/// context. Scheduling allocates nothing: the operation state is the queue
+/// node.
+#[derive(Clone)]
+pub struct IoScheduler {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl fmt::Debug for IoScheduler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("IoScheduler")
+            .field(&Arc::as_ptr(&self.shared))
+            .finish()
+    }
+}
+
+impl PartialEq for IoScheduler {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+}
+impl Eq for IoScheduler {}
+
+impl IoScheduler {
+    /// Whether the calling thread is running this scheduler's loop.
+    pub fn is_loop_thread(&self) -> bool {
+        self.shared.on_loop()
+    }
+
+    /// Number of timers pending on the loop.
+    ///
+    /// # Panics
+    /// If not called on the loop thread.
+    pub fn pending_timers(&self) -> usize {
+        self.shared.pending_timers()
+    }
+}
+
+impl Scheduler for IoScheduler {
+    type Sender = IoSender<crate::sender::ScheduleAction>;
+    fn schedule(&self) -> Self::Sender {
+        IoSender::new(crate::sender::ScheduleAction {
+            ctx: self.shared.clone(),
+        })
+    }
+}
+
+impl TimedScheduler for IoScheduler {
+    type Instant = Instant;
+    type Duration = Duration;
+    type TimedSender = IoSender<crate::sender::TimerAction>;
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+    fn schedule_at(&self, at: Instant) -> Self::TimedSender {
+        IoSender::new(crate::sender::TimerAction {
+            ctx: self.shared.clone(),
+            at,
+        })
+    }
+    fn schedule_after(&self, after: Duration) -> Self::TimedSender {
+        self.schedule_at(Instant::now() + after)
+    }
+}
+
+/// Shared by sources: their registration key cell type.
+pub(crate) type KeyCell = AtomicU64;

@@ -1,0 +1,318 @@
+//! The one generic operation state every loop operation uses, and the
+//! [`Header`] the loop queues.
+//!
+//! An operation is an [`Action`] (what to try on the loop thread: a
+//! syscall, a deadline check) wrapped in an [`IoOp`] that owns the
+//! receiver, registers the stop callback and is the queue node itself.
+//!
+//! # Where an operation is, between `start` and completion
+//! Exactly one of: linked in the inbox by its `start` link; in the loop's
+//! ready queue; the waiter of a readiness slot; the owner of a timer; or
+//! being run by the loop. Its `cancel` link may additionally be in the
+//! inbox; `finish` unlinks it before completing. So every pointer the loop
+//! holds refers to a live operation, and an operation is completed once.
+
+use core::cell::Cell;
+use core::marker::PhantomPinned;
+use core::pin::Pin;
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use exec_core::{Env, OperationState, Receiver, StopCallback};
+
+use crate::context::Shared;
+use crate::inbox::Link;
+use crate::loom::cell::UnsafeCell;
+use crate::source::RawSource;
+
+/// Why the loop runs an operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Signal {
+    /// First run on the loop thread.
+    Start,
+    /// The readiness or deadline it waited for arrived: try again.
+    Ready,
+    /// Its stop callback fired.
+    Cancel,
+    /// The context is being dropped: complete *stopped*.
+    Shutdown,
+}
+
+/// What an operation is waiting for, as the loop records it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Wait {
+    /// Not registered anywhere (queued, running, or done).
+    None,
+    /// The waiter of readiness slot `key` (reader unless `write`).
+    Io { key: u64, write: bool },
+    /// The owner of timer `id`.
+    Timer { id: u64 },
+}
+
+/// The part of an operation the loop knows. First field of every op.
+#[repr(C)]
+pub(crate) struct Header {
+    /// In the inbox when started from another thread.
+    pub(crate) start_link: Link,
+    /// In the inbox when its stop callback fired.
+    pub(crate) cancel_link: Link,
+    /// Runs the operation; `*const Header` is the op.
+    pub(crate) run: unsafe fn(*const Header, Signal),
+    /// Only touched on the loop thread.
+    pub(crate) wait: Cell<Wait>,
+    /// Set by the stop callback before it links `cancel_link`.
+    pub(crate) cancel_posted: AtomicBool,
+}
+
+impl Header {
+    pub(crate) fn new(run: unsafe fn(*const Header, Signal)) -> Self {
+        Header {
+            start_link: Link::new(false),
+            cancel_link: Link::new(true),
+            run,
+            wait: Cell::new(Wait::None),
+            cancel_posted: AtomicBool::new(false),
+        }
+    }
+
+    /// The header a link belongs to, and whether it is the cancel link.
+    pub(crate) fn from_link(link: *const Link) -> (*const Header, bool) {
+        // SAFETY: `link` is one of the two links of a live header (the
+        // inbox holds nothing else); `is_cancel` is immutable.
+        let is_cancel = unsafe { (*link).is_cancel };
+        let off = if is_cancel {
+            core::mem::offset_of!(Header, cancel_link)
+        } else {
+            core::mem::offset_of!(Header, start_link)
+        };
+        ((link as *const u8).wrapping_sub(off) as *const Header, is_cancel)
+    }
+}
+
+/// One step of an [`Action`].
+#[derive(Debug)]
+pub enum Step<T, E> {
+    /// Finished with this result.
+    Done(Result<T, E>),
+    /// Not yet: run again when this becomes true.
+    Wait(Interest),
+}
+
+/// What an action waits for.
+#[derive(Debug)]
+pub enum Interest {
+    /// The source became readable (or closed, or errored).
+    Read(RawSource),
+    /// The source became writable (or closed, or errored).
+    Write(RawSource),
+    /// The clock passed this instant.
+    Until(Instant),
+}
+
+/// The operation-specific part of an [`IoOp`], run on the loop thread.
+///
+/// Sealed: implemented only by this crate's operations (its methods name
+/// crate-private types, so it cannot be implemented outside).
+pub trait Action: Send {
+    /// Value type.
+    type Output;
+    /// Error type.
+    type Error;
+    /// Whether a stop request cancels the action while it waits (`false`
+    /// for `schedule()`, which completes at once on the loop).
+    const CANCELLABLE: bool = true;
+    /// The loop this action runs on.
+    fn ctx(&self) -> &Arc<Shared>;
+    /// Try to make progress. Called on the loop thread only.
+    fn attempt(&mut self) -> Step<Self::Output, Self::Error>;
+    /// Turns a registration failure into this action's error.
+    fn wait_failed(e: io::Error) -> Self::Error;
+}
+
+type CancelCallback = StopCallback<'static, Box<dyn FnOnce() + Send>>;
+
+/// The operation state of every I/O, timer and schedule sender of this
+/// crate: a queue node owned by the caller and pinned while it runs.
+#[repr(C)]
+pub struct IoOp<A, R> {
+    header: Header,
+    ctx: Arc<Shared>,
+    /// Taken (and dropped) by `finish`. Touched by the starting thread
+    /// before the op is handed to the loop, then by the loop thread only.
+    action: UnsafeCell<Option<A>>,
+    /// Same access rule as `action`.
+    receiver: UnsafeCell<Option<R>>,
+    /// Registered at `start` (when the receiver's token can stop), dropped
+    /// by `finish` before the receiver is completed.
+    stop: UnsafeCell<Option<CancelCallback>>,
+    _pin: PhantomPinned,
+}
+
+impl<A, R> core::fmt::Debug for IoOp<A, R> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("IoOp").finish_non_exhaustive()
+    }
+}
+
+// SAFETY: the op is handed from the starting thread to the loop thread
+// through the inbox mutex (which orders the hand-off); afterwards only the
+// loop thread touches `action`, `receiver`, `stop` and `header.wait`. The
+// stop callback only touches the atomics and the inbox (under its lock).
+// `A` and `R` must be `Send` because they are moved to the loop thread.
+unsafe impl<A: Send, R: Send> Send for IoOp<A, R> {}
+// SAFETY: shared references are used concurrently only by the stop
+// callback (as above) and by the loop thread (the only one using cells).
+unsafe impl<A: Send, R: Send> Sync for IoOp<A, R> {}
+
+impl<A, R> IoOp<A, R>
+where
+    A: Action,
+    R: Receiver<A::Output, A::Error>,
+{
+    pub(crate) fn new(action: A, receiver: R) -> Self {
+        IoOp {
+            header: Header::new(Self::run),
+            ctx: action.ctx().clone(),
+            action: UnsafeCell::new(Some(action)),
+            receiver: UnsafeCell::new(Some(receiver)),
+            stop: UnsafeCell::new(None),
+            _pin: PhantomPinned,
+        }
+    }
+
+    fn stop_requested(&self) -> bool {
+        // SAFETY: loop thread (or the starting thread before hand-off);
+        // the receiver is present until `finish`.
+        self.receiver.with(|r| unsafe {
+            (*r).as_ref()
+                .is_some_and(|r| r.env().stop_token().stop_requested())
+        })
+    }
+
+    /// Runs on the loop thread.
+    ///
+    /// # Safety
+    /// `h` is the header of a live, started `IoOp<A, R>` that is not
+    /// registered anywhere any more (the caller removed it), and this is
+    /// the loop thread (or the dropping thread at shutdown).
+    unsafe fn run(h: *const Header, signal: Signal) {
+        // SAFETY: `header` is the first field of the `#[repr(C)]` op.
+        let this = unsafe { &*(h as *const Self) };
+        match signal {
+            Signal::Start | Signal::Ready => {
+                if A::CANCELLABLE && this.stop_requested() {
+                    // SAFETY: forwarded contract.
+                    return unsafe { this.finish(None) };
+                }
+                // SAFETY: loop thread; `action` present until `finish`.
+                let step = this
+                    .action
+                    .with_mut(|a| unsafe { (*a).as_mut().map(|a| a.attempt()) });
+                match step {
+                    Some(Step::Done(res)) => {
+                        // SAFETY: forwarded contract.
+                        unsafe { this.finish(Some(res)) }
+                    }
+                    Some(Step::Wait(interest)) => {
+                        // SAFETY: `h` stays alive until it completes, which
+                        // happens only through the loop after this wait.
+                        if let Err(e) = unsafe { this.ctx.wait(h, interest) } {
+                            // SAFETY: forwarded contract.
+                            unsafe { this.finish(Some(Err(A::wait_failed(e)))) }
+                        }
+                    }
+                    None => {}
+                }
+            }
+            Signal::Cancel => {
+                if this.header.wait.get() != Wait::None {
+                    // SAFETY: loop thread; `h` is registered as `wait` says.
+                    unsafe { this.ctx.cancel_wait(h) };
+                    // SAFETY: forwarded contract; no longer registered.
+                    unsafe { this.finish(None) }
+                }
+            }
+            // SAFETY: forwarded contract.
+            Signal::Shutdown => unsafe { this.finish(None) },
+        }
+    }
+
+    /// Completes the receiver with `res` (`None` = stopped). Drops the stop
+    /// callback and the action first.
+    ///
+    /// # Safety
+    /// Called once, by the thread that owns the op's cells at that moment,
+    /// with the op registered nowhere.
+    unsafe fn finish(&self, res: Option<Result<A::Output, A::Error>>) {
+        // SAFETY: we own the cells (contract). Assigning drops the
+        // callback in place (it is pinned there); dropping it deregisters
+        // it and waits for a running callback to return.
+        self.stop.with_mut(|s| unsafe { *s = None });
+        if self.header.cancel_posted.load(Ordering::Acquire) {
+            let mut inbox = self.ctx.inbox.lock();
+            // SAFETY: the link is ours and alive; lock held.
+            unsafe { inbox.unlink(&self.header.cancel_link) };
+        }
+        self.header.wait.set(Wait::None);
+        // SAFETY: as above.
+        let action = self.action.with_mut(|a| unsafe { (*a).take() });
+        drop(action);
+        // SAFETY: as above.
+        let receiver = self.receiver.with_mut(|r| unsafe { (*r).take() });
+        // From here on we must not touch `self`: the owner may free it.
+        if let Some(r) = receiver {
+            match res {
+                Some(Ok(v)) => r.set_value(v),
+                Some(Err(e)) => r.set_error(e),
+                None => r.set_stopped(),
+            }
+        }
+    }
+}
+
+impl<A, R> OperationState for IoOp<A, R>
+where
+    A: Action,
+    R: Receiver<A::Output, A::Error>,
+{
+    unsafe fn start(self: Pin<&mut Self>) {
+        let this: &Self = self.into_ref().get_ref();
+        let h: *const Header = &this.header;
+        if A::CANCELLABLE {
+            // SAFETY: not yet handed to the loop: this thread owns the cells.
+            // SAFETY: we own the cells. The callback is dropped in `finish`
+            // before the receiver (whose env produced the token) is
+            // completed, so the detached token does not outlive its source.
+            let token = this.receiver.with(|r| unsafe {
+                (*r).as_ref().map(|r| r.env().stop_token().detach())
+            });
+            if let Some(token) = token.filter(|t| t.stop_possible()) {
+                let ctx = this.ctx.clone();
+                let addr = h as usize;
+                let f: Box<dyn FnOnce() + Send> = Box::new(move || {
+                    // SAFETY: the op is alive while its callback can run
+                    // (`finish` drops the callback, waiting for a running
+                    // one, before the op completes).
+                    unsafe { ctx.post_cancel(addr as *const Header) }
+                });
+                // SAFETY: we own the cell; the callback is created in place
+                // and pinned there: the op is pinned and `finish` drops the
+                // callback in place.
+                this.stop.with_mut(|s| unsafe {
+                    *s = Some(StopCallback::new(token, f));
+                    let cb = (*s).as_mut().unwrap_unchecked();
+                    Pin::new_unchecked(cb).register();
+                });
+            }
+        }
+        // SAFETY: the op is pinned and alive until it completes (start's
+        // contract); it is registered nowhere yet.
+        if !unsafe { this.ctx.submit(h) } {
+            // The context is gone: complete stopped here.
+            // SAFETY: never handed to a loop; this thread owns the cells.
+            unsafe { this.finish(None) }
+        }
+    }
+}
