@@ -202,7 +202,7 @@ where
         let this = unsafe { &*(h as *const Self) };
         match signal {
             Signal::Start | Signal::Ready => {
-                if A::CANCELLABLE && this.stop_requested() {
+                if this.stop_requested() {
                     // SAFETY: forwarded contract.
                     return unsafe { this.finish(None) };
                 }
