@@ -38,7 +38,7 @@ const LOCKED: u8 = 0b10;
 fn thread_token() -> Option<usize> {
     #[cfg(loom)]
     {
-        ::loom::thread_local!(static TOKEN: u8 = const { 0 });
+        ::loom::thread_local!(static TOKEN: u8 = 0);
         Some(TOKEN.with(|t| t as *const u8 as usize))
     }
     #[cfg(all(not(loom), feature = "std"))]
