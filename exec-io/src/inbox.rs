@@ -151,23 +151,25 @@ impl InboxState {
 #[cfg(all(test, loom))]
 mod loom_tests {
     use super::*;
-    use loom::sync::atomic::{AtomicBool, Ordering};
-    use loom::sync::{Arc, Notify};
+    use loom::sync::{Arc, Condvar, Mutex};
 
-    /// A mock driver: `wake` is level-triggered like an eventfd.
+    /// A mock driver: `wake` is level-triggered like an eventfd (a wake
+    /// sent before `block` still ends the next `block`).
     struct Driver {
-        woken: AtomicBool,
-        notify: Notify,
+        woken: Mutex<bool>,
+        cv: Condvar,
     }
     impl Driver {
         fn wake(&self) {
-            self.woken.store(true, Ordering::Release);
-            self.notify.notify();
+            *self.woken.lock().unwrap() = true;
+            self.cv.notify_one();
         }
         fn block(&self) {
-            while !self.woken.swap(false, Ordering::AcqRel) {
-                self.notify.wait();
+            let mut w = self.woken.lock().unwrap();
+            while !*w {
+                w = self.cv.wait(w).unwrap();
             }
+            *w = false;
         }
     }
 
@@ -182,8 +184,8 @@ mod loom_tests {
         loom::model(|| {
             let inbox = Arc::new(Inbox::new());
             let driver = Arc::new(Driver {
-                woken: AtomicBool::new(false),
-                notify: Notify::new(),
+                woken: Mutex::new(false),
+                cv: Condvar::new(),
             });
             let node: &'static Node = Box::leak(Box::new(Node { link: Link::new(false) }));
             let (i2, d2) = (inbox.clone(), driver.clone());
@@ -208,6 +210,36 @@ mod loom_tests {
                 inbox.lock().sleeping = false;
             }
             pusher.join().unwrap();
+        });
+    }
+
+    /// A stop callback posting a cancel link races the loop finishing the
+    /// op (which unlinks it) and the loop draining the inbox: the link is
+    /// taken exactly once (popped xor unlinked xor never pushed) and the
+    /// list is left empty.
+    #[test]
+    fn cancel_link_posted_while_loop_finishes() {
+        loom::model(|| {
+            let inbox = Arc::new(Inbox::new());
+            let node: &'static Node = Box::leak(Box::new(Node { link: Link::new(true) }));
+            let posted = Arc::new(loom::sync::atomic::AtomicBool::new(false));
+            let (i2, p2) = (inbox.clone(), posted.clone());
+            let callback = loom::thread::spawn(move || {
+                let mut st = i2.lock();
+                p2.store(true, loom::sync::atomic::Ordering::Release);
+                // SAFETY: leaked node, pushed once.
+                unsafe { st.push(&node.link) };
+            });
+            // The loop drains once, then "finishes" the op: waits for the
+            // callback (as dropping a StopCallback does) and unlinks.
+            let popped = !inbox.lock().pop().is_null();
+            callback.join().unwrap();
+            let unlinked = posted.load(loom::sync::atomic::Ordering::Acquire)
+                // SAFETY: the node is alive (leaked).
+                && unsafe { inbox.lock().unlink(&node.link) };
+            assert!(!(popped && unlinked));
+            assert!(popped || unlinked);
+            assert!(inbox.lock().is_empty());
         });
     }
 }
