@@ -61,6 +61,7 @@ mod net;
 mod op;
 mod sender;
 mod source;
+mod spawn;
 mod sys;
 mod timeout;
 mod timer;
@@ -73,4 +74,5 @@ pub use net::unix::{UnixAcceptAction, UnixConnectAction, UnixListener, UnixStrea
 pub use net::{ReadAction, WriteAction, WriteAllAction};
 pub use op::{Action, IoOp};
 pub use sender::{IoSender, ScheduleAction, TimerAction};
+pub use spawn::{DetachedReceiver, spawn_detached};
 pub use timeout::{TimedOut, Timeout, TimeoutOp, TimeoutReceiver, TimerReceiver, timeout};
