@@ -1,1 +1,273 @@
-fn main() {}
+//! Echo round trips: exec-io's loop against tokio's, in one run.
+//!
+//! ```text
+//! cargo bench --bench io_echo_vs --features io
+//! ```
+//!
+//! Each server runs in a child process (this binary re-executed with
+//! `server <kind> <port>`) on one thread: exec-io's `IoContext::run`, or a
+//! tokio `current_thread` runtime. The same tokio client (one worker
+//! thread, in this process) opens `N` loopback connections and does 100
+//! round trips of 64 bytes on each, all connections at once. Printed per
+//! size: round trips per second, server CPU per round trip, server RSS per
+//! connection (growth of the child's VmRSS from before the clients
+//! connected to when all are connected), and the ratios ours/tokio.
+//! Sizes: 1,000 and 10,000 connections; 50,000 when `EXEC_BENCH_50K=1`
+//! and the descriptor limit can be raised that far.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const ROUND_TRIPS: usize = 100;
+const MSG: usize = 64;
+
+fn raise_nofile(want: u64) -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain syscalls with valid pointers.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        let target = libc::rlimit {
+            rlim_cur: want.max(lim.rlim_cur),
+            rlim_max: want.max(lim.rlim_max),
+        };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &target) != 0 {
+            let capped = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            libc::setrlimit(libc::RLIMIT_NOFILE, &capped);
+        }
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+    }
+    lim.rlim_cur
+}
+
+// ------------------------------------------------------------- servers
+
+mod ours {
+    use exec::io::{DetachedReceiver, IoContext, TcpListener, TcpStream, spawn_detached};
+    use exec::{SenderExt, SenderTo};
+
+    fn echo(
+        stream: TcpStream,
+        buf: Vec<u8>,
+    ) -> impl SenderTo<DetachedReceiver, Operation: Send> + 'static {
+        let s = stream.clone();
+        stream.read(buf).then(move |(n, mut buf)| {
+            if n == 0 {
+                return;
+            }
+            buf.truncate(n);
+            let s2 = s.clone();
+            spawn_detached(s.write_all(buf).then(move |mut buf| {
+                buf.resize(super::MSG, 0);
+                spawn_detached(echo(s2, buf));
+            }));
+        })
+    }
+
+    fn serve(listener: TcpListener) -> impl SenderTo<DetachedReceiver, Operation: Send> + 'static {
+        listener.accept().then(move |(stream, _)| {
+            let _ = stream.set_nodelay(true);
+            spawn_detached(echo(stream, vec![0; super::MSG]));
+            spawn_detached(serve(listener));
+        })
+    }
+
+    pub(crate) fn run(port: u16) {
+        let ctx = IoContext::new().unwrap();
+        let l = TcpListener::bind(&ctx.scheduler(), ([127, 0, 0, 1], port).into()).unwrap();
+        println!("ready {}", l.local_addr().unwrap().port());
+        spawn_detached(serve(l));
+        ctx.run().unwrap();
+    }
+}
+
+mod theirs {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    pub(crate) fn run(port: u16) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let l = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+            println!("ready {}", l.local_addr().unwrap().port());
+            loop {
+                let (mut s, _) = l.accept().await.unwrap();
+                let _ = s.set_nodelay(true);
+                tokio::spawn(async move {
+                    let mut buf = vec![0; super::MSG];
+                    loop {
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => {
+                                if s.write_all(&buf[..n]).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+    }
+}
+
+// ------------------------------------------------------------- client
+
+struct Stats {
+    rts_per_sec: f64,
+    cpu_ns_per_rt: f64,
+    rss_per_conn: f64,
+}
+
+fn proc_rss_kb(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn proc_cpu_ns(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = &s[s.rfind(')').map(|i| i + 2).unwrap_or(0)..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // utime, stime are fields 14, 15 (1-based) → 11, 12 after the name.
+    let ticks: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    // SAFETY: plain query.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    ticks * 1_000_000_000 / hz.max(1)
+}
+
+fn spawn_server(kind: &str, nofile: u64) -> (Child, u16) {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["server", kind, "0", &nofile.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line.trim().strip_prefix("ready ").unwrap().parse().unwrap();
+    (child, port)
+}
+
+fn run_clients(kind: &str, conns: usize, nofile: u64) -> Stats {
+    let (mut child, port) = spawn_server(kind, nofile);
+    let pid = child.id();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let rss0 = proc_rss_kb(pid);
+    let stats = rt.block_on(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        // Connect everyone first (spread over 127.0.0.x source addresses so
+        // ports do not run short).
+        let server: SocketAddr = ([127, 0, 0, 1], port).into();
+        let mut streams = Vec::with_capacity(conns);
+        for i in 0..conns {
+            let sock = tokio::net::TcpSocket::new_v4().unwrap();
+            let src: SocketAddr = ([127, 0, 0, 1 + (i % 8) as u8], 0).into();
+            sock.bind(src).unwrap();
+            let s = sock.connect(server).await.unwrap();
+            s.set_nodelay(true).unwrap();
+            streams.push(s);
+        }
+        // Let the server accept them all, then measure its RSS.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let rss1 = proc_rss_kb(pid);
+        let cpu0 = proc_cpu_ns(pid);
+        let t0 = Instant::now();
+        let mut tasks = Vec::with_capacity(conns);
+        for mut s in streams {
+            tasks.push(tokio::spawn(async move {
+                let out = [7u8; MSG];
+                let mut inb = [0u8; MSG];
+                for _ in 0..ROUND_TRIPS {
+                    s.write_all(&out).await.unwrap();
+                    s.read_exact(&mut inb).await.unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let elapsed = t0.elapsed();
+        let cpu = proc_cpu_ns(pid) - cpu0;
+        let rts = (conns * ROUND_TRIPS) as f64;
+        Stats {
+            rts_per_sec: rts / elapsed.as_secs_f64(),
+            cpu_ns_per_rt: cpu as f64 / rts,
+            rss_per_conn: (rss1.saturating_sub(rss0) * 1024) as f64 / conns as f64,
+        }
+    });
+    drop(rt);
+    let _ = child.kill();
+    let _ = child.wait();
+    stats
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("server") {
+        raise_nofile(args[4].parse().unwrap());
+        let port = args[3].parse().unwrap();
+        match args[2].as_str() {
+            "ours" => ours::run(port),
+            _ => theirs::run(port),
+        }
+        return;
+    }
+    if args.iter().any(|a| a == "--list") {
+        return;
+    }
+    let mut sizes = vec![1_000usize, 10_000];
+    let want50 = std::env::var("EXEC_BENCH_50K").as_deref() == Ok("1");
+    let need = if want50 { 50_000 } else { 10_000 } as u64 + 1024;
+    let nofile = raise_nofile(need);
+    if want50 {
+        if nofile >= need {
+            sizes.push(50_000);
+        } else {
+            println!("50,000 connections skipped: RLIMIT_NOFILE is capped at {nofile}");
+        }
+    }
+    println!(
+        "echo, {MSG}-byte messages, {ROUND_TRIPS} round trips per connection, server on one thread"
+    );
+    println!(
+        "{:>7} | {:>12} {:>12} {:>6} | {:>9} {:>9} | {:>9} {:>9} {:>6}",
+        "conns", "ours rt/s", "tokio rt/s", "ratio", "ours ns", "tokio ns", "ours B", "tokio B", "ratio"
+    );
+    for &n in &sizes {
+        let a = run_clients("ours", n, nofile);
+        let b = run_clients("tokio", n, nofile);
+        println!(
+            "{:>7} | {:>12.0} {:>12.0} {:>5.2}x | {:>9.0} {:>9.0} | {:>9.0} {:>9.0} {:>5.2}x",
+            n,
+            a.rts_per_sec,
+            b.rts_per_sec,
+            a.rts_per_sec / b.rts_per_sec,
+            a.cpu_ns_per_rt,
+            b.cpu_ns_per_rt,
+            a.rss_per_conn,
+            b.rss_per_conn,
+            a.rss_per_conn / b.rss_per_conn.max(1.0)
+        );
+    }
+    println!("(ns = server CPU per round trip; B = server RSS growth per connection)");
+}
