@@ -97,7 +97,9 @@ mod theirs {
             .build()
             .unwrap();
         rt.block_on(async move {
-            let l = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+            let l = tokio::net::TcpListener::bind(("127.0.0.1", port))
+                .await
+                .unwrap();
             println!("ready {}", l.local_addr().unwrap().port());
             loop {
                 let (mut s, _) = l.accept().await.unwrap();
@@ -251,7 +253,15 @@ fn main() {
     );
     println!(
         "{:>7} | {:>12} {:>12} {:>6} | {:>9} {:>9} | {:>9} {:>9} {:>6}",
-        "conns", "ours rt/s", "tokio rt/s", "ratio", "ours ns", "tokio ns", "ours B", "tokio B", "ratio"
+        "conns",
+        "ours rt/s",
+        "tokio rt/s",
+        "ratio",
+        "ours ns",
+        "tokio ns",
+        "ours B",
+        "tokio B",
+        "ratio"
     );
     for &n in &sizes {
         let a = run_clients("ours", n, nofile);

@@ -15,7 +15,10 @@ use exec::io::{DetachedReceiver, IoContext, TcpListener, TcpStream, spawn_detach
 use exec::{SenderExt, SenderTo};
 
 /// read → write_all → (again), until the peer closes or an error occurs.
-fn echo(stream: TcpStream, buf: Vec<u8>) -> impl SenderTo<DetachedReceiver, Operation: Send> + 'static {
+fn echo(
+    stream: TcpStream,
+    buf: Vec<u8>,
+) -> impl SenderTo<DetachedReceiver, Operation: Send> + 'static {
     let s = stream.clone();
     stream.read(buf).then(move |(n, mut buf)| {
         if n == 0 {

@@ -14,7 +14,8 @@ use std::net::SocketAddr;
 use exec::io::{DetachedReceiver, IoContext, TcpListener, TcpStream, spawn_detached};
 use exec::{SenderExt, SenderTo};
 
-const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\n\r\nHello, World!";
+const RESPONSE: &[u8] =
+    b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\n\r\nHello, World!";
 
 /// Counts the complete requests at the front of `pending` and removes them.
 fn take_requests(pending: &mut Vec<u8>) -> usize {
@@ -53,7 +54,10 @@ fn session(
             out.extend_from_slice(RESPONSE);
         }
         let s2 = s.clone();
-        spawn_detached(s.write_all(out).then(move |_| spawn_detached(session(s2, buf, pending))));
+        spawn_detached(
+            s.write_all(out)
+                .then(move |_| spawn_detached(session(s2, buf, pending))),
+        );
     })
 }
 

@@ -313,7 +313,11 @@ impl Shared {
             }
             Wait::Io { key, write } => {
                 let (idx, generation) = split_key(key);
-                if let Some(slot) = local.slots.get_mut(idx).filter(|s| s.generation == generation) {
+                if let Some(slot) = local
+                    .slots
+                    .get_mut(idx)
+                    .filter(|s| s.generation == generation)
+                {
                     let waiter = if write {
                         &mut slot.writer
                     } else {
@@ -353,7 +357,11 @@ impl Shared {
         // SAFETY: per the contract.
         let local = unsafe { self.local() };
         let (idx, generation) = split_key(key);
-        if let Some(slot) = local.slots.get_mut(idx).filter(|s| s.generation == generation) {
+        if let Some(slot) = local
+            .slots
+            .get_mut(idx)
+            .filter(|s| s.generation == generation)
+        {
             slot.generation = slot.generation.wrapping_add(1);
             slot.reader = core::ptr::null();
             slot.writer = core::ptr::null();
@@ -474,7 +482,11 @@ impl Shared {
                 continue;
             }
             let (idx, generation) = split_key(token.0 as u64);
-            let Some(slot) = local.slots.get_mut(idx).filter(|s| s.generation == generation) else {
+            let Some(slot) = local
+                .slots
+                .get_mut(idx)
+                .filter(|s| s.generation == generation)
+            else {
                 continue;
             };
             let closed = ev.is_error() || ev.is_read_closed() || ev.is_write_closed();

@@ -187,7 +187,9 @@ mod loom_tests {
                 woken: Mutex::new(false),
                 cv: Condvar::new(),
             });
-            let node: &'static Node = Box::leak(Box::new(Node { link: Link::new(false) }));
+            let node: &'static Node = Box::leak(Box::new(Node {
+                link: Link::new(false),
+            }));
             let (i2, d2) = (inbox.clone(), driver.clone());
             let pusher = loom::thread::spawn(move || {
                 // SAFETY: the node is leaked (alive forever), pushed once.
@@ -221,7 +223,9 @@ mod loom_tests {
     fn cancel_link_posted_while_loop_finishes() {
         loom::model(|| {
             let inbox = Arc::new(Inbox::new());
-            let node: &'static Node = Box::leak(Box::new(Node { link: Link::new(true) }));
+            let node: &'static Node = Box::leak(Box::new(Node {
+                link: Link::new(true),
+            }));
             let posted = Arc::new(loom::sync::atomic::AtomicBool::new(false));
             let (i2, p2) = (inbox.clone(), posted.clone());
             let callback = loom::thread::spawn(move || {

@@ -87,7 +87,10 @@ impl Header {
         } else {
             core::mem::offset_of!(Header, start_link)
         };
-        ((link as *const u8).wrapping_sub(off) as *const Header, is_cancel)
+        (
+            (link as *const u8).wrapping_sub(off) as *const Header,
+            is_cancel,
+        )
     }
 }
 
@@ -285,9 +288,9 @@ where
             // SAFETY: we own the cells. The callback is dropped in `finish`
             // before the receiver (whose env produced the token) is
             // completed, so the detached token does not outlive its source.
-            let token = this.receiver.with(|r| unsafe {
-                (*r).as_ref().map(|r| r.env().stop_token().detach())
-            });
+            let token = this
+                .receiver
+                .with(|r| unsafe { (*r).as_ref().map(|r| r.env().stop_token().detach()) });
             if let Some(token) = token.filter(|t| t.stop_possible()) {
                 let ctx = this.ctx.clone();
                 let addr = h as usize;

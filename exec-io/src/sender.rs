@@ -10,7 +10,7 @@ use std::time::Instant;
 use exec_core::{CompletionScheduler, Receiver, Sender, SenderTo};
 
 use crate::context::{IoScheduler, Shared};
-use crate::op::{Action, IoOp, Interest, Step};
+use crate::op::{Action, Interest, IoOp, Step};
 
 /// The sender of every operation of this crate: `schedule()`, the timers,
 /// and each socket, pipe and file operation. What it sends depends on the

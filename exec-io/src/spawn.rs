@@ -36,7 +36,7 @@ use exec_core::{OperationState, PanicPayload, Receiver, Sender, SenderTo};
 /// let ran = Arc::new(AtomicBool::new(false));
 /// let r = ran.clone();
 /// spawn_detached(sch.schedule().then(move |()| r.store(true, Ordering::SeqCst)));
-/// ctx.run_until(sch.schedule())?; // one turn of the loop runs it
+/// ctx.run_until(sch.schedule()).unwrap(); // one turn of the loop runs it
 /// assert!(ran.load(Ordering::SeqCst));
 /// # Ok::<(), std::io::Error>(())
 /// ```

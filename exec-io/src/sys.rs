@@ -13,7 +13,12 @@ fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
-fn setsockopt<T>(fd: &impl AsRawFd, level: libc::c_int, name: libc::c_int, value: T) -> io::Result<()> {
+fn setsockopt<T>(
+    fd: &impl AsRawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: T,
+) -> io::Result<()> {
     // SAFETY: `value` lives across the call and its size is passed along.
     cvt(unsafe {
         libc::setsockopt(
@@ -72,7 +77,11 @@ pub(crate) fn reuseport_listener(addr: SocketAddr) -> io::Result<std::net::TcpLi
             };
             // SAFETY: `sockaddr_storage` is larger than and aligned for
             // `sockaddr_in`.
-            unsafe { (&mut storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>().write(sin) };
+            unsafe {
+                (&mut storage as *mut libc::sockaddr_storage)
+                    .cast::<libc::sockaddr_in>()
+                    .write(sin)
+            };
             mem::size_of::<libc::sockaddr_in>()
         }
         SocketAddr::V6(a) => {
@@ -86,7 +95,11 @@ pub(crate) fn reuseport_listener(addr: SocketAddr) -> io::Result<std::net::TcpLi
                 sin6_scope_id: a.scope_id(),
             };
             // SAFETY: as above, for `sockaddr_in6`.
-            unsafe { (&mut storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>().write(sin6) };
+            unsafe {
+                (&mut storage as *mut libc::sockaddr_storage)
+                    .cast::<libc::sockaddr_in6>()
+                    .write(sin6)
+            };
             mem::size_of::<libc::sockaddr_in6>()
         }
     };

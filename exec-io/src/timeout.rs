@@ -90,7 +90,9 @@ pub struct Timeout<S> {
 
 impl<S> fmt::Debug for Timeout<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Timeout").field("at", &self.at).finish_non_exhaustive()
+        f.debug_struct("Timeout")
+            .field("at", &self.at)
+            .finish_non_exhaustive()
     }
 }
 
@@ -110,6 +112,8 @@ enum Outcome<T, E> {
     Panic(PanicPayload),
 }
 
+type UpstreamCallback = StopCallback<'static, Box<dyn FnOnce() + Send>>;
+
 /// What the child, the timer and the upstream stop callback share.
 struct Shared<T, E, R> {
     child_stop: StopSource,
@@ -122,7 +126,7 @@ struct Shared<T, E, R> {
     receiver: Mutex<Option<R>>,
     /// Forwards the receiver's stop request to both children. Dropped (in
     /// place) before the receiver is completed.
-    upstream: Mutex<Option<Pin<Box<StopCallback<'static, Box<dyn FnOnce() + Send>>>>>>,
+    upstream: Mutex<Option<Pin<Box<UpstreamCallback>>>>,
 }
 
 impl<T, E: From<TimedOut>, R: Receiver<T, E>> Shared<T, E, R> {
@@ -131,10 +135,22 @@ impl<T, E: From<TimedOut>, R: Receiver<T, E>> Shared<T, E, R> {
             return;
         }
         // Last one: deliver.
-        let cb = self.upstream.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let cb = self
+            .upstream
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         drop(cb);
-        let outcome = self.outcome.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let receiver = self.receiver.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let outcome = self
+            .outcome
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let receiver = self
+            .receiver
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         let timed_out = self.timed_out.load(Ordering::Acquire);
         // From here on `self` may be freed by the receiver's owner.
         if let Some(r) = receiver {

@@ -161,12 +161,17 @@ mod tests {
     /// all cancelled (memory is compacted as garbage accumulates).
     #[test]
     fn million_add_cancel() {
-        let n = if cfg!(miri) { 1000 } else { 1_000_000 };
+        let n: u64 = if cfg!(miri) { 1000 } else { 1_000_000 };
         let mut t = Timers::new();
         let now = Instant::now();
         let t0 = Instant::now();
         let ids: Vec<u64> = (0..n)
-            .map(|i| t.insert(now + Duration::from_micros((i * 7919 % 1_000_003) as u64), 8 as *const Header))
+            .map(|i| {
+                t.insert(
+                    now + Duration::from_micros(i * 7919 % 1_000_003),
+                    std::ptr::dangling::<Header>(),
+                )
+            })
             .collect();
         let add = t0.elapsed();
         let t1 = Instant::now();

@@ -43,7 +43,10 @@ fn is_child(name: &str) -> bool {
 fn connection_refused() {
     let bg = BgLoop::new();
     // A port that was just free: bind, note it, close.
-    let addr = std::net::TcpListener::bind(local()).unwrap().local_addr().unwrap();
+    let addr = std::net::TcpListener::bind(local())
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let err = sync_wait(TcpStream::connect(&bg.sch, addr)).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ConnectionRefused);
 }
@@ -62,7 +65,9 @@ fn address_in_use() {
 fn connected(bg: &BgLoop) -> (TcpStream, TcpStream) {
     let l = TcpListener::bind(&bg.sch, local()).unwrap();
     let addr = l.local_addr().unwrap();
-    let c = sync_wait(TcpStream::connect(&bg.sch, addr)).unwrap().unwrap();
+    let c = sync_wait(TcpStream::connect(&bg.sch, addr))
+        .unwrap()
+        .unwrap();
     let (s, _) = sync_wait(l.accept()).unwrap().unwrap();
     (c, s)
 }

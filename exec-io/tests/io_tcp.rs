@@ -1,6 +1,8 @@
 //! TCP on the loop: every operation, half-close, stop during accept and
 //! read, many connections at once.
 
+// exec-core's shared fixtures (linted there, not here).
+#[allow(clippy::collapsible_if, clippy::type_complexity)]
 #[path = "../../exec-core/tests/common/mod.rs"]
 mod common;
 mod support;
@@ -23,7 +25,9 @@ fn pair(bg: &BgLoop) -> (TcpListener, TcpStream, TcpStream) {
     let listener = TcpListener::bind(&bg.sch, local()).unwrap();
     let addr = listener.local_addr().unwrap();
     let (accepting, accepted) = common::start(listener.accept());
-    let client = sync_wait(TcpStream::connect(&bg.sch, addr)).unwrap().unwrap();
+    let client = sync_wait(TcpStream::connect(&bg.sch, addr))
+        .unwrap()
+        .unwrap();
     wait_for(5, || accepted.is_complete());
     let (server, peer) = accepted.expect_value();
     accepting.finish();
@@ -45,7 +49,9 @@ fn connect_accept_read_write_addrs_nodelay() {
 
     let (n, buf) = sync_wait(client.write(b"hello".to_vec())).unwrap().unwrap();
     assert_eq!((n, &buf[..]), (5, &b"hello"[..]));
-    let buf = sync_wait(client.write_all(b" world".to_vec())).unwrap().unwrap();
+    let buf = sync_wait(client.write_all(b" world".to_vec()))
+        .unwrap()
+        .unwrap();
     assert_eq!(buf, b" world");
     let mut got = Vec::new();
     while got.len() < 11 {
@@ -123,7 +129,9 @@ fn stop_during_read_then_stream_still_works() {
     wait_for(5, || rec.is_complete());
     rec.expect_stopped();
     started.finish();
-    sync_wait(client.write_all(b"after".to_vec())).unwrap().unwrap();
+    sync_wait(client.write_all(b"after".to_vec()))
+        .unwrap()
+        .unwrap();
     let (n, buf) = sync_wait(server.read(vec![0; 8])).unwrap().unwrap();
     assert_eq!(&buf[..n], b"after");
 }
@@ -208,7 +216,10 @@ fn run_until_drives_a_client_and_server_on_one_thread() {
     let sch = ctx.scheduler();
     let listener = TcpListener::bind(&sch, local()).unwrap();
     let addr = listener.local_addr().unwrap();
-    let client = ctx.run_until(TcpStream::connect(&sch, addr)).unwrap().unwrap();
+    let client = ctx
+        .run_until(TcpStream::connect(&sch, addr))
+        .unwrap()
+        .unwrap();
     let (server, _) = ctx.run_until(listener.accept()).unwrap().unwrap();
     ctx.run_until(client.write_all(b"ping".to_vec())).unwrap();
     let (n, buf) = ctx.run_until(server.read(vec![0; 8])).unwrap().unwrap();

@@ -1,6 +1,8 @@
 //! The loop's scheduler and timers: schedule, schedule_at/after, timeout,
 //! cancellation, shutdown with timers pending.
 
+// exec-core's shared fixtures (linted there, not here).
+#[allow(clippy::collapsible_if, clippy::type_complexity)]
 #[path = "../../exec-core/tests/common/mod.rs"]
 mod common;
 mod support;
@@ -77,9 +79,12 @@ fn schedule_after_waits_and_timers_fire_in_order() {
     let mut recs = Vec::new();
     for ms in [30u64, 10, 20] {
         let o = order.clone();
-        let (s, r) = start(sch.schedule_after(Duration::from_millis(ms)).then(move |()| {
-            o.lock().unwrap().push(ms);
-        }));
+        let (s, r) = start(
+            sch.schedule_after(Duration::from_millis(ms))
+                .then(move |()| {
+                    o.lock().unwrap().push(ms);
+                }),
+        );
         started.push(s);
         recs.push(r);
     }
@@ -158,7 +163,11 @@ fn ten_thousand_cancellations_race_expiry() {
 /// Adding and cancelling many pending timers is cheap; prints the cost.
 #[test]
 fn many_timers_add_and_cancel() {
-    let n: usize = if cfg!(debug_assertions) { 100_000 } else { 1_000_000 };
+    let n: usize = if cfg!(debug_assertions) {
+        100_000
+    } else {
+        1_000_000
+    };
     let ctx = IoContext::new().unwrap();
     let sch = ctx.scheduler();
     let source = Arc::new(StopSource::new());
@@ -166,7 +175,10 @@ fn many_timers_add_and_cancel() {
     let t0 = Instant::now();
     for _ in 0..n {
         let (r, rec) = recorder_with_stop::<(), std::convert::Infallible>(source.clone());
-        ops.push((start_with(sch.schedule_after(Duration::from_secs(3600)), r, &rec), rec));
+        ops.push((
+            start_with(sch.schedule_after(Duration::from_secs(3600)), r, &rec),
+            rec,
+        ));
     }
     let add = t0.elapsed();
     // One turn registers all timers.

@@ -1,5 +1,7 @@
 //! UDP on the loop: send_to / recv_from, buffers handed back, stop.
 
+// exec-core's shared fixtures (linted there, not here).
+#[allow(clippy::collapsible_if, clippy::type_complexity)]
 #[path = "../../exec-core/tests/common/mod.rs"]
 mod common;
 mod support;

@@ -17,7 +17,9 @@ fn unix_listener_stream_roundtrip() {
     let _ = std::fs::remove_file(&path);
     let l = UnixListener::bind(&bg.sch, &path).unwrap();
     assert_eq!(l.local_addr().unwrap().as_pathname(), Some(path.as_path()));
-    let c = sync_wait(UnixStream::connect(&bg.sch, &path)).unwrap().unwrap();
+    let c = sync_wait(UnixStream::connect(&bg.sch, &path))
+        .unwrap()
+        .unwrap();
     let (s, _) = sync_wait(l.accept()).unwrap().unwrap();
     assert_eq!(c.peer_addr().unwrap().as_pathname(), Some(path.as_path()));
     sync_wait(c.write_all(b"over unix".to_vec())).unwrap();

@@ -5,11 +5,11 @@ use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::sync::Arc;
 
+use crate::IoSender;
 use crate::context::{IoScheduler, Shared};
 use crate::net::stream_methods;
 use crate::op::{Action, Interest, Step};
 use crate::source::Source;
-use crate::IoSender;
 
 /// A TCP socket listening for connections on an [`IoContext`](crate::IoContext).
 ///

@@ -5,10 +5,10 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::IoSender;
 use crate::context::{IoScheduler, Shared};
 use crate::op::{Action, Interest, Step};
 use crate::source::Source;
-use crate::IoSender;
 
 /// A UDP socket on an [`IoContext`](crate::IoContext).
 ///

@@ -7,11 +7,11 @@ use std::os::unix::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::IoSender;
 use crate::context::{IoScheduler, Shared};
 use crate::net::stream_methods;
 use crate::op::{Action, Interest, Step};
 use crate::source::Source;
-use crate::IoSender;
 
 /// A Unix stream socket listening for connections.
 pub struct UnixListener {

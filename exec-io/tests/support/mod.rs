@@ -52,7 +52,10 @@ impl Drop for BgLoop {
 pub fn wait_for(secs: u64, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for a condition");
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for a condition"
+        );
         thread::sleep(Duration::from_millis(1));
     }
 }
