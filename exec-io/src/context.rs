@@ -12,7 +12,7 @@ use core::fmt;
 use core::pin::pin;
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -25,6 +25,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest as MioInterest, Poll, Token, Waker};
 
 use crate::inbox::Inbox;
+use crate::source::RawSource;
 use crate::op::{Header, Interest, Signal, Wait};
 use crate::sender::IoSender;
 use crate::timer::Timers;
@@ -40,13 +41,18 @@ std::thread_local! {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Backend {
-    /// The best backend that works here. Today: [`Backend::Readiness`].
+    /// The default backend ([`Backend::Readiness`]), unless the environment
+    /// variable `EXEC_IO_BACKEND` says `readiness` or `io_uring`. If
+    /// io_uring is chosen and cannot start, falls back to readiness with a
+    /// message on stderr.
     #[default]
     Auto,
     /// Readiness notification through `mio` (epoll on Linux).
     Readiness,
-    /// Completion-based I/O through io_uring. Not implemented yet:
-    /// [`IoContextBuilder::build`] returns an `Unsupported` error.
+    /// Completion-based I/O through io_uring (Linux): reads and writes on
+    /// streams are native io_uring operations on buffers owned by the
+    /// operation; other operations wait for readiness with io_uring polls.
+    /// [`IoContextBuilder::build`] fails if io_uring cannot start.
     IoUring,
 }
 
@@ -85,19 +91,50 @@ impl IoContextBuilder {
     /// `ErrorKind::Unsupported` for [`Backend::IoUring`], which is not
     /// implemented yet.
     pub fn build(self) -> io::Result<IoContext> {
-        match self.backend {
-            Backend::Auto | Backend::Readiness => {}
-            Backend::IoUring => {
-                return Err(io::Error::new(
-                    io::ErrorKind::Unsupported,
-                    "exec-io: the io_uring backend is not implemented yet; \
-                     use Backend::Readiness (epoll) or Backend::Auto",
-                ));
-            }
+        let backend = match self.backend {
+            Backend::Auto => match std::env::var("EXEC_IO_BACKEND").as_deref() {
+                Ok("io_uring") | Ok("uring") => match self.build_uring() {
+                    Ok(ctx) => return Ok(ctx),
+                    Err(e) => {
+                        eprintln!(
+                            "exec-io: io_uring cannot start here ({e}); falling back to the \
+                             readiness (epoll) backend"
+                        );
+                        Backend::Readiness
+                    }
+                },
+                _ => Backend::Readiness,
+            },
+            b => b,
+        };
+        match backend {
+            Backend::IoUring => self.build_uring(),
+            _ => self.build_readiness(),
         }
+    }
+
+    fn build_readiness(&self) -> io::Result<IoContext> {
         let poll = Poll::new()?;
         let waker = Waker::new(poll.registry(), WAKER)?;
         let registry = poll.registry().try_clone()?;
+        Ok(self.finish(
+            WakeFd::Mio(waker),
+            Some(registry),
+            Driver::Mio {
+                poll,
+                events: Events::with_capacity(self.event_capacity),
+            },
+        ))
+    }
+
+    fn build_uring(&self) -> io::Result<IoContext> {
+        let fd = crate::uring::eventfd()?;
+        let raw = fd.as_raw_fd();
+        let uring = crate::uring::Uring::new(self.event_capacity as u32, fd)?;
+        Ok(self.finish(WakeFd::EventFd(raw), None, Driver::Uring(uring)))
+    }
+
+    fn finish(&self, waker: WakeFd, registry: Option<mio::Registry>, driver: Driver) -> IoContext {
         let shared = Arc::new(Shared {
             inbox: Inbox::new(),
             waker,
@@ -105,16 +142,28 @@ impl IoContextBuilder {
             driving: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             local: UnsafeCell::new(Local {
-                poll,
-                events: Events::with_capacity(self.event_capacity),
+                driver,
                 ready: VecDeque::new(),
                 slots: Vec::new(),
                 free: Vec::new(),
                 timers: Timers::new(),
             }),
         });
-        Ok(IoContext { shared })
+        IoContext { shared }
     }
+}
+
+/// How other threads wake the loop.
+enum WakeFd {
+    Mio(Waker),
+    /// The eventfd owned by the ring driver (alive as long as `Local`).
+    EventFd(RawFd),
+}
+
+/// The kernel interface of a loop.
+enum Driver {
+    Mio { poll: Poll, events: Events },
+    Uring(crate::uring::Uring),
 }
 
 /// One readiness registration: the operations waiting on it.
@@ -126,8 +175,7 @@ struct Slot {
 
 /// What only the loop thread touches.
 pub(crate) struct Local {
-    poll: Poll,
-    events: Events,
+    driver: Driver,
     /// Operations to run, in order. Every pointer is a live, started op
     /// registered nowhere else.
     ready: VecDeque<(*const Header, Signal)>,
@@ -140,8 +188,9 @@ pub(crate) struct Local {
 /// operations running on it.
 pub struct Shared {
     pub(crate) inbox: Inbox,
-    waker: Waker,
-    registry: mio::Registry,
+    waker: WakeFd,
+    /// `None` on the io_uring backend.
+    registry: Option<mio::Registry>,
     /// Some thread is inside `run`.
     driving: AtomicBool,
     /// `stop()` was called and `run` has not consumed it yet.
@@ -161,6 +210,37 @@ unsafe impl Sync for Shared {}
 impl fmt::Debug for Shared {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Shared").finish_non_exhaustive()
+    }
+}
+
+const BUSY_READ: u64 = 1;
+const BUSY_WRITE: u64 = 2;
+
+/// io_uring: claims the source's read or write "busy" bit (its key cell is
+/// unused for registration on this backend).
+fn take_busy(raw: &RawSource, write: bool) -> io::Result<Wait> {
+    let bit = if write { BUSY_WRITE } else { BUSY_READ };
+    // SAFETY: `raw.key` points into the source the op's action holds.
+    let cell = unsafe { &*raw.key };
+    if cell.fetch_or(bit, Ordering::Relaxed) & bit != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::ResourceBusy,
+            "exec-io: another operation is already waiting in this direction on this source",
+        ));
+    }
+    Ok(Wait::Uring {
+        busy: raw.key as usize,
+        bit,
+    })
+}
+
+/// Releases what `take_busy` claimed (no-op for other waits).
+fn release_busy(wait: Wait) {
+    if let Wait::Uring { busy, bit } = wait {
+        if busy != 0 {
+            // SAFETY: the op whose wait this was holds the source alive.
+            unsafe { (*(busy as *const KeyCell)).fetch_and(!bit, Ordering::Relaxed) };
+        }
     }
 }
 
@@ -186,7 +266,47 @@ impl Shared {
 
     /// Wakes the loop if it is blocked.
     pub(crate) fn wake(&self) {
-        let _ = self.waker.wake();
+        match &self.waker {
+            WakeFd::Mio(w) => {
+                let _ = w.wake();
+            }
+            WakeFd::EventFd(fd) => crate::uring::wake(*fd),
+        }
+    }
+
+    /// Whether this loop runs on io_uring.
+    pub(crate) fn is_uring(&self) -> bool {
+        matches!(self.waker, WakeFd::EventFd(_))
+    }
+
+    /// Submits a native io_uring entry for `h` (io_uring backend only).
+    ///
+    /// # Safety
+    /// Loop thread; `h` live and registered nowhere; the entry's buffers
+    /// live in `h`'s op, which does not complete before the completion.
+    pub(crate) unsafe fn submit_native(
+        &self,
+        h: *const Header,
+        entry: io_uring::squeue::Entry,
+        raw: RawSource,
+        write: bool,
+    ) -> io::Result<()> {
+        // SAFETY: loop thread, short borrow.
+        let local = unsafe { self.local() };
+        let Driver::Uring(u) = &mut local.driver else {
+            return Err(io::Error::other(
+                "exec-io: native submission on the readiness backend",
+            ));
+        };
+        let wait = take_busy(&raw, write)?;
+        // SAFETY: forwarded contract.
+        if let Err(e) = unsafe { u.submit_native(h, entry) } {
+            release_busy(wait);
+            return Err(e);
+        }
+        // SAFETY: `h` live.
+        unsafe { (*h).wait.set(wait) };
+        Ok(())
     }
 
     /// Hands a started op to the loop. Returns `false` if the context is
@@ -252,7 +372,22 @@ impl Shared {
             }
             Interest::Read(raw) => (raw, false),
             Interest::Write(raw) => (raw, true),
+            Interest::Resubmit => {
+                return Err(io::Error::other("exec-io: resubmit outside io_uring"));
+            }
         };
+        if let Driver::Uring(u) = &mut local.driver {
+            let wait = take_busy(&raw, write)?;
+            // SAFETY: `h` stays alive until the poll's completion is reaped
+            // (cancellation waits for it too).
+            if let Err(e) = unsafe { u.poll_add(h, raw.fd, write) } {
+                release_busy(wait);
+                return Err(e);
+            }
+            header.wait.set(wait);
+            return Ok(());
+        }
+        let registry = self.registry.as_ref().expect("readiness backend has a registry");
         // SAFETY: `raw.key` points into the source the op's action holds.
         let key_cell = unsafe { &*raw.key };
         let mut key = key_cell.load(Ordering::Relaxed);
@@ -269,7 +404,7 @@ impl Shared {
                 }
             };
             key = ((local.slots[idx].generation as u64) << 32) | (idx as u64 + 1);
-            if let Err(e) = self.registry.register(
+            if let Err(e) = registry.register(
                 &mut SourceFd(&raw.fd),
                 Token(key as usize),
                 MioInterest::READABLE | MioInterest::WRITABLE,
@@ -297,17 +432,26 @@ impl Shared {
         Ok(())
     }
 
-    /// Removes `h` from wherever its `wait` says it is registered.
+    /// Removes `h` from wherever its `wait` says it is registered. Returns
+    /// `false` if that takes a while (an io_uring entry in flight: its
+    /// completion arrives later and the op completes then).
     ///
     /// # Safety
     /// Loop thread; `h` live.
-    pub(crate) unsafe fn cancel_wait(&self, h: *const Header) {
+    pub(crate) unsafe fn cancel_wait(&self, h: *const Header) -> bool {
         // SAFETY: loop thread, short borrow.
         let local = unsafe { self.local() };
         // SAFETY: `h` live.
         let header = unsafe { &*h };
         match header.wait.replace(Wait::None) {
             Wait::None => {}
+            w @ Wait::Uring { .. } => {
+                header.wait.set(w);
+                if let Driver::Uring(u) = &mut local.driver {
+                    u.cancel(h);
+                }
+                return false;
+            }
             Wait::Timer { id } => {
                 local.timers.cancel(id);
             }
@@ -329,13 +473,16 @@ impl Shared {
                 }
             }
         }
+        true
     }
 
     /// A source with registration `key` and descriptor `fd` is being
     /// dropped (the descriptor is closed right after).
     pub(crate) fn release(&self, key: u64, fd: RawFd) {
         if self.on_loop() {
-            let _ = self.registry.deregister(&mut SourceFd(&fd));
+            if let Some(registry) = &self.registry {
+                let _ = registry.deregister(&mut SourceFd(&fd));
+            }
             // SAFETY: loop thread, short borrow.
             unsafe { self.free_slot(key) };
         } else {
@@ -467,7 +614,23 @@ impl Shared {
                 timeout = Some(Duration::ZERO);
             }
         }
-        let res = local.poll.poll(&mut local.events, timeout);
+        let (poll, events) = match &mut local.driver {
+            Driver::Mio { poll, events } => (poll, events),
+            Driver::Uring(u) => {
+                let ready = &mut local.ready;
+                let res = u.park(timeout, |h, res| {
+                    // SAFETY: completions carry the header of a live op
+                    // whose entry was in flight.
+                    release_busy(unsafe { (*h).wait.replace(Wait::None) });
+                    ready.push_back((h, Signal::Completed(res)));
+                });
+                if slept {
+                    self.inbox.lock().sleeping = false;
+                }
+                return res;
+            }
+        };
+        let res = poll.poll(events, timeout);
         if slept {
             self.inbox.lock().sleeping = false;
         }
@@ -476,7 +639,7 @@ impl Shared {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
-        for ev in local.events.iter() {
+        for ev in events.iter() {
             let token = ev.token();
             if token == WAKER {
                 continue;
@@ -590,6 +753,35 @@ impl Shared {
                 ((*h).run)(h, Signal::Shutdown);
             }
         }
+        // io_uring: cancel what is in flight and reap every completion
+        // before completing its op (the kernel may still use its buffer).
+        loop {
+            let mut reaped = Vec::new();
+            {
+                // SAFETY: exclusive access (see above); short borrow.
+                let local = unsafe { self.local() };
+                let Driver::Uring(u) = &mut local.driver else {
+                    break;
+                };
+                if !u.has_inflight() {
+                    break;
+                }
+                u.cancel_all();
+                if u.park(Some(Duration::from_millis(100)), |h, _| reaped.push(h)).is_err() {
+                    // Cannot reap: leave the ops pending (leaked) rather
+                    // than free memory the kernel may still write.
+                    break;
+                }
+            }
+            for h in reaped {
+                // SAFETY: the entry of this live op was reaped; this
+                // thread now owns it.
+                unsafe {
+                    release_busy((*h).wait.replace(Wait::None));
+                    ((*h).run)(h, Signal::Shutdown);
+                }
+            }
+        }
     }
 }
 
@@ -645,9 +837,14 @@ impl IoContext {
         }
     }
 
-    /// The backend this context runs on.
+    /// The backend this context runs on ([`Backend::Readiness`] or
+    /// [`Backend::IoUring`]).
     pub fn backend(&self) -> Backend {
-        Backend::Readiness
+        if self.shared.is_uring() {
+            Backend::IoUring
+        } else {
+            Backend::Readiness
+        }
     }
 
     /// A scheduler for this context.

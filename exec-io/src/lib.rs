@@ -65,6 +65,7 @@ mod spawn;
 mod sys;
 mod timeout;
 mod timer;
+mod uring;
 
 pub use context::{Backend, IoContext, IoContextBuilder, IoHandle, IoScheduler, UntilReceiver};
 pub use net::pipe::{PipeReader, PipeWriter, pipe};

@@ -38,6 +38,8 @@ pub(crate) enum Signal {
     Cancel,
     /// The context is being dropped: complete *stopped*.
     Shutdown,
+    /// io_uring: the op's entry completed with this result.
+    Completed(i32),
 }
 
 /// What an operation is waiting for, as the loop records it.
@@ -49,6 +51,10 @@ pub(crate) enum Wait {
     Io { key: u64, write: bool },
     /// The owner of timer `id`.
     Timer { id: u64 },
+    /// io_uring: an entry (native or a readiness poll) is in flight;
+    /// `busy` is the address of the source's key cell (used as busy bits
+    /// on this backend), `bit` the bit this entry holds.
+    Uring { busy: usize, bit: u64 },
 }
 
 /// The part of an operation the loop knows. First field of every op.
@@ -112,6 +118,8 @@ pub enum Interest {
     Write(RawSource),
     /// The clock passed this instant.
     Until(Instant),
+    /// io_uring: submit the native entry again (a partial write).
+    Resubmit,
 }
 
 /// The operation-specific part of an [`IoOp`], run on the loop thread.
@@ -132,6 +140,20 @@ pub trait Action: Send {
     fn attempt(&mut self) -> Step<Self::Output, Self::Error>;
     /// Turns a registration failure into this action's error.
     fn wait_failed(e: io::Error) -> Self::Error;
+    /// io_uring: the native entry for this action, or `None` to use
+    /// [`attempt`](Self::attempt) with readiness polls. The entry may point
+    /// into buffers the action owns (it lives in the pinned op).
+    /// Also returns the source and whether it is a write (for the
+    /// one-pending-operation-per-direction rule).
+    fn uring_entry(&mut self) -> Option<(io_uring::squeue::Entry, RawSource, bool)> {
+        None
+    }
+    /// io_uring: the native entry completed with `res` (a byte count or a
+    /// negated errno). `Step::Wait(Interest::Resubmit)` submits again.
+    fn uring_complete(&mut self, res: i32) -> Step<Self::Output, Self::Error> {
+        let _ = res;
+        unreachable!("uring_complete without uring_entry")
+    }
 }
 
 type CancelCallback = StopCallback<'static, Box<dyn FnOnce() + Send>>;
@@ -150,6 +172,8 @@ pub struct IoOp<A, R> {
     /// Registered at `start` (when the receiver's token can stop), dropped
     /// by `finish` before the receiver is completed.
     stop: UnsafeCell<Option<CancelCallback>>,
+    /// io_uring: the native entry is in flight. Loop thread only.
+    native: Cell<bool>,
     _pin: PhantomPinned,
 }
 
@@ -181,6 +205,7 @@ where
             action: UnsafeCell::new(Some(action)),
             receiver: UnsafeCell::new(Some(receiver)),
             stop: UnsafeCell::new(None),
+            native: Cell::new(false),
             _pin: PhantomPinned,
         }
     }
@@ -204,10 +229,42 @@ where
         // SAFETY: `header` is the first field of the `#[repr(C)]` op.
         let this = unsafe { &*(h as *const Self) };
         match signal {
-            Signal::Start | Signal::Ready => {
+            Signal::Completed(res) if this.native.get() => {
+                this.native.set(false);
+                if res == -libc::ECANCELED {
+                    // SAFETY: forwarded contract; the entry was reaped.
+                    return unsafe { this.finish(None) };
+                }
+                // SAFETY: loop thread; `action` present until `finish`.
+                let step = this
+                    .action
+                    .with_mut(|a| unsafe { (*a).as_mut().map(|a| a.uring_complete(res)) });
+                match step {
+                    Some(Step::Done(r)) => {
+                        // SAFETY: forwarded contract.
+                        unsafe { this.finish(Some(r)) }
+                    }
+                    Some(Step::Wait(_)) if this.stop_requested() => {
+                        // SAFETY: forwarded contract.
+                        unsafe { this.finish(None) }
+                    }
+                    Some(Step::Wait(_)) => {
+                        // SAFETY: forwarded contract.
+                        unsafe { this.submit_native(h) };
+                    }
+                    None => {}
+                }
+            }
+            Signal::Start | Signal::Ready | Signal::Completed(_) => {
                 if this.stop_requested() {
                     // SAFETY: forwarded contract.
                     return unsafe { this.finish(None) };
+                }
+                if this.ctx.is_uring() {
+                    // SAFETY: loop thread; forwarded contract.
+                    if unsafe { this.submit_native(h) } {
+                        return;
+                    }
                 }
                 // SAFETY: loop thread; `action` present until `finish`.
                 let step = this
@@ -230,9 +287,8 @@ where
                 }
             }
             Signal::Cancel => {
-                if this.header.wait.get() != Wait::None {
-                    // SAFETY: loop thread; `h` is registered as `wait` says.
-                    unsafe { this.ctx.cancel_wait(h) };
+                // SAFETY: loop thread; `h` is registered as `wait` says.
+                if this.header.wait.get() != Wait::None && unsafe { this.ctx.cancel_wait(h) } {
                     // SAFETY: forwarded contract; no longer registered.
                     unsafe { this.finish(None) }
                 }
@@ -240,6 +296,29 @@ where
             // SAFETY: forwarded contract.
             Signal::Shutdown => unsafe { this.finish(None) },
         }
+    }
+
+    /// io_uring: submits the action's native entry, if it has one. Returns
+    /// whether it did (on failure the op is completed with the error).
+    ///
+    /// # Safety
+    /// As for `run`.
+    unsafe fn submit_native(&self, h: *const Header) -> bool {
+        // SAFETY: loop thread; `action` present until `finish`.
+        let entry = self
+            .action
+            .with_mut(|a| unsafe { (*a).as_mut().and_then(|a| a.uring_entry()) });
+        let Some((entry, raw, write)) = entry else {
+            return false;
+        };
+        // SAFETY: the entry points into the action, inside this pinned op,
+        // which completes only after the entry's completion is reaped.
+        match unsafe { self.ctx.submit_native(h, entry, raw, write) } {
+            Ok(()) => self.native.set(true),
+            // SAFETY: forwarded contract.
+            Err(e) => unsafe { self.finish(Some(Err(A::wait_failed(e)))) },
+        }
+        true
     }
 
     /// Completes the receiver with `res` (`None` = stopped). Drops the stop

@@ -45,7 +45,7 @@ impl<T: AsRawFd> Source<T> {
 impl<T: AsRawFd> Drop for Source<T> {
     fn drop(&mut self) {
         let key = self.key.load(Ordering::Relaxed);
-        if key != 0 {
+        if key != 0 && !self.ctx.is_uring() {
             self.ctx.release(key, self.io.as_raw_fd());
         }
         // `io` closes the descriptor when it drops, after this.

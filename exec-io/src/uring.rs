@@ -1,0 +1,219 @@
+//! The io_uring driver: submission of native operations and of readiness
+//! polls (for operations without a native form), completion reaping, and
+//! the eventfd that wakes the loop from other threads.
+//!
+//! # Buffers and lifetimes
+//! Every submitted entry carries the address of its operation's header as
+//! `user_data`. Native entries point into buffers owned by that operation's
+//! action, inside the pinned operation state; the operation does not
+//! complete (so its memory is not freed) before the entry's completion has
+//! been reaped, also when it is cancelled (the cancel only hurries the
+//! completion along) and when the context is dropped (shutdown cancels
+//! everything and reaps until nothing is in flight).
+
+use std::collections::HashSet;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+use io_uring::{IoUring, opcode, squeue, types};
+
+use crate::op::Header;
+
+/// `user_data` of the eventfd read that wakes the loop.
+const WAKE: u64 = u64::MAX;
+/// `user_data` of cancel requests (their completions are ignored).
+const CANCEL: u64 = u64::MAX - 1;
+
+/// The ring and what is in flight on it. Loop-thread only.
+pub(crate) struct Uring {
+    ring: IoUring,
+    wake_fd: OwnedFd,
+    /// Target of the armed eventfd read.
+    wake_buf: Box<u64>,
+    wake_armed: bool,
+    /// Headers of operations with an entry in flight.
+    inflight: HashSet<usize>,
+}
+
+/// Creates the eventfd the loop's waker writes to.
+pub(crate) fn eventfd() -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall; the result is checked.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Wakes a loop blocked on `fd` (an eventfd).
+pub(crate) fn wake(fd: RawFd) {
+    let one: u64 = 1;
+    // SAFETY: writes 8 bytes from a live local; errors (a full counter)
+    // mean the loop is already due to wake.
+    unsafe { libc::write(fd, (&one as *const u64).cast(), 8) };
+}
+
+impl Uring {
+    pub(crate) fn new(entries: u32, wake_fd: OwnedFd) -> io::Result<Self> {
+        let ring = IoUring::builder().build(entries.next_power_of_two().max(64))?;
+        Ok(Uring {
+            ring,
+            wake_fd,
+            wake_buf: Box::new(0),
+            wake_armed: false,
+            inflight: HashSet::new(),
+        })
+    }
+
+    /// Queues `entry`, submitting first if the queue is full.
+    ///
+    /// # Safety
+    /// Whatever `entry` points to stays valid until its completion has been
+    /// reaped.
+    unsafe fn push(&mut self, entry: &squeue::Entry) -> io::Result<()> {
+        loop {
+            // SAFETY: forwarded contract.
+            if unsafe { self.ring.submission().push(entry) }.is_ok() {
+                return Ok(());
+            }
+            self.ring.submit()?;
+        }
+    }
+
+    /// Submits the native entry of operation `h`.
+    ///
+    /// # Safety
+    /// `h` is a live op that will not complete before this entry's
+    /// completion is reaped; the entry's buffers live in that op.
+    pub(crate) unsafe fn submit_native(&mut self, h: *const Header, entry: squeue::Entry) -> io::Result<()> {
+        let entry = entry.user_data(h as u64);
+        // SAFETY: forwarded contract.
+        unsafe { self.push(&entry)? };
+        self.inflight.insert(h as usize);
+        Ok(())
+    }
+
+    /// Submits a one-shot readiness poll on `fd` for operation `h`.
+    ///
+    /// # Safety
+    /// `h` is a live op that will not complete before the poll's completion
+    /// is reaped.
+    pub(crate) unsafe fn poll_add(&mut self, h: *const Header, fd: RawFd, write: bool) -> io::Result<()> {
+        let mask = if write {
+            libc::POLLOUT
+        } else {
+            libc::POLLIN | libc::POLLRDHUP
+        } | libc::POLLERR
+            | libc::POLLHUP;
+        let entry = opcode::PollAdd::new(types::Fd(fd), mask as u32)
+            .build()
+            .user_data(h as u64);
+        // SAFETY: a poll points at no memory.
+        unsafe { self.push(&entry)? };
+        self.inflight.insert(h as usize);
+        Ok(())
+    }
+
+    /// Asks the kernel to cancel `h`'s entry; its completion still arrives.
+    pub(crate) fn cancel(&mut self, h: *const Header) {
+        let entry = opcode::AsyncCancel::new(h as u64).build().user_data(CANCEL);
+        // SAFETY: a cancel points at no memory.
+        let _ = unsafe { self.push(&entry) };
+    }
+
+    /// Whether anything is in flight for operations.
+    pub(crate) fn has_inflight(&self) -> bool {
+        !self.inflight.is_empty()
+    }
+
+    /// Cancels every operation in flight (used at shutdown).
+    pub(crate) fn cancel_all(&mut self) {
+        let all: Vec<usize> = self.inflight.iter().copied().collect();
+        for h in all {
+            self.cancel(h as *const Header);
+        }
+    }
+
+    /// Submits, then waits for at least one completion unless `timeout`
+    /// is zero, at most `timeout` if given; calls `f(header, result)` for
+    /// each operation completion reaped.
+    pub(crate) fn park(&mut self, timeout: Option<Duration>, mut f: impl FnMut(*const Header, i32)) -> io::Result<()> {
+        if !self.wake_armed {
+            let entry = opcode::Read::new(
+                types::Fd(self.wake_fd.as_raw_fd()),
+                (&mut *self.wake_buf as *mut u64).cast(),
+                8,
+            )
+            .build()
+            .user_data(WAKE);
+            // SAFETY: `wake_buf` is boxed and lives as long as the ring
+            // (`Uring` drops the ring first, see `Drop`).
+            unsafe { self.push(&entry)? };
+            self.wake_armed = true;
+        }
+        let res = match timeout {
+            Some(d) if d.is_zero() => self.ring.submit(),
+            Some(d) => {
+                let ts = types::Timespec::from(d);
+                let args = types::SubmitArgs::new().timespec(&ts);
+                self.ring.submitter().submit_with_args(1, &args)
+            }
+            None => self.ring.submit_and_wait(1),
+        };
+        match res {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ETIME) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
+            Err(e) => return Err(e),
+        }
+        let mut done = Vec::new();
+        for cqe in self.ring.completion() {
+            done.push((cqe.user_data(), cqe.result()));
+        }
+        for (ud, res) in done {
+            match ud {
+                WAKE => self.wake_armed = false,
+                CANCEL => {}
+                h => {
+                    self.inflight.remove(&(h as usize));
+                    f(h as *const Header, res);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Uring {
+    fn drop(&mut self) {
+        // Operations are all reaped by shutdown before we get here; the
+        // eventfd read may still be armed: wait for it to be cancelled so
+        // the kernel never writes into a freed `wake_buf`.
+        if self.wake_armed {
+            let entry = opcode::AsyncCancel::new(WAKE).build().user_data(CANCEL);
+            // SAFETY: a cancel points at no memory.
+            if unsafe { self.push(&entry) }.is_ok() {
+                for _ in 0..100 {
+                    if self.ring.submit_and_wait(1).is_err() {
+                        break;
+                    }
+                    let mut seen = false;
+                    for cqe in self.ring.completion() {
+                        seen |= cqe.user_data() == WAKE;
+                    }
+                    if seen {
+                        self.wake_armed = false;
+                        break;
+                    }
+                }
+            }
+            if self.wake_armed {
+                // Could not confirm: leak the buffer rather than free it.
+                std::mem::forget(std::mem::replace(&mut self.wake_buf, Box::new(0)));
+            }
+        }
+    }
+}
