@@ -248,9 +248,18 @@ where
                         // SAFETY: forwarded contract.
                         unsafe { this.finish(None) }
                     }
-                    Some(Step::Wait(_)) => {
+                    Some(Step::Wait(Interest::Resubmit)) => {
                         // SAFETY: forwarded contract.
                         unsafe { this.submit_native(h) };
+                    }
+                    Some(Step::Wait(interest)) => {
+                        // Not ready (EAGAIN): wait for readiness with a
+                        // poll; the next run submits the native entry.
+                        // SAFETY: as in the readiness path below.
+                        if let Err(e) = unsafe { this.ctx.wait(h, interest) } {
+                            // SAFETY: forwarded contract.
+                            unsafe { this.finish(Some(Err(A::wait_failed(e)))) }
+                        }
                     }
                     None => {}
                 }

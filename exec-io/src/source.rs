@@ -14,6 +14,8 @@ pub(crate) struct Source<T: AsRawFd> {
     /// Registration key on the loop, `0` until the first wait. Written by
     /// the loop thread only.
     key: KeyCell,
+    /// A socket (send with `MSG_NOSIGNAL`) rather than a pipe.
+    pub(crate) socket: bool,
     pub(crate) io: T,
 }
 
@@ -30,6 +32,17 @@ impl<T: AsRawFd> Source<T> {
         Arc::new(Source {
             ctx,
             key: KeyCell::new(0),
+            socket: true,
+            io,
+        })
+    }
+
+    /// A source that is not a socket (a pipe end).
+    pub(crate) fn new_pipe(ctx: Arc<Shared>, io: T) -> Arc<Self> {
+        Arc::new(Source {
+            ctx,
+            key: KeyCell::new(0),
+            socket: false,
             io,
         })
     }

@@ -5,9 +5,51 @@ use std::io::{self, Read as _, Write as _};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
+use io_uring::{opcode, squeue, types};
+
 use crate::context::Shared;
 use crate::op::{Action, Interest, Step};
-use crate::source::Source;
+use crate::source::{RawSource, Source};
+
+/// io_uring: the entry reading into `buf`.
+fn read_entry<T: AsRawFd>(src: &Source<T>, buf: &mut [u8]) -> squeue::Entry {
+    let fd = types::Fd(src.io.as_raw_fd());
+    let len = buf.len().min(u32::MAX as usize) as u32;
+    if src.socket {
+        opcode::Recv::new(fd, buf.as_mut_ptr(), len).build()
+    } else {
+        opcode::Read::new(fd, buf.as_mut_ptr(), len)
+            .offset(u64::MAX)
+            .build()
+    }
+}
+
+/// io_uring: the entry writing `buf` (sockets: `MSG_NOSIGNAL`).
+fn write_entry<T: AsRawFd>(src: &Source<T>, buf: &[u8]) -> squeue::Entry {
+    let fd = types::Fd(src.io.as_raw_fd());
+    let len = buf.len().min(u32::MAX as usize) as u32;
+    if src.socket {
+        opcode::Send::new(fd, buf.as_ptr(), len)
+            .flags(libc::MSG_NOSIGNAL)
+            .build()
+    } else {
+        opcode::Write::new(fd, buf.as_ptr(), len)
+            .offset(u64::MAX)
+            .build()
+    }
+}
+
+/// io_uring: a completion result as a byte count, "not ready", or an error.
+fn uring_result(res: i32) -> Result<Option<usize>, io::Error> {
+    if res >= 0 {
+        Ok(Some(res as usize))
+    } else if res == -libc::EAGAIN || res == -libc::EINTR {
+        Ok(None)
+    } else {
+        Err(io::Error::from_raw_os_error(-res))
+    }
+}
+
 
 /// Runs `f` until it does not fail with `Interrupted`; maps `WouldBlock`
 /// to a wait on `interest`.
@@ -41,6 +83,17 @@ where
     type Error = io::Error;
     fn ctx(&self) -> &Arc<Shared> {
         &self.src.ctx
+    }
+    fn uring_entry(&mut self) -> Option<(squeue::Entry, RawSource, bool)> {
+        let buf = self.buf.as_mut()?;
+        Some((read_entry(&self.src, buf), self.src.raw(), false))
+    }
+    fn uring_complete(&mut self, res: i32) -> Step<(usize, Vec<u8>), io::Error> {
+        match uring_result(res) {
+            Ok(Some(n)) => Step::Done(Ok((n, self.buf.take().unwrap_or_default()))),
+            Ok(None) => Step::Wait(Interest::Read(self.src.raw())),
+            Err(e) => Step::Done(Err(e)),
+        }
     }
     fn attempt(&mut self) -> Step<(usize, Vec<u8>), io::Error> {
         let src = &self.src;
@@ -81,6 +134,17 @@ where
     fn ctx(&self) -> &Arc<Shared> {
         &self.src.ctx
     }
+    fn uring_entry(&mut self) -> Option<(squeue::Entry, RawSource, bool)> {
+        let buf = self.buf.as_ref()?;
+        Some((write_entry(&self.src, buf), self.src.raw(), true))
+    }
+    fn uring_complete(&mut self, res: i32) -> Step<(usize, Vec<u8>), io::Error> {
+        match uring_result(res) {
+            Ok(Some(n)) => Step::Done(Ok((n, self.buf.take().unwrap_or_default()))),
+            Ok(None) => Step::Wait(Interest::Write(self.src.raw())),
+            Err(e) => Step::Done(Err(e)),
+        }
+    }
     fn attempt(&mut self) -> Step<(usize, Vec<u8>), io::Error> {
         let src = &self.src;
         let slot = &mut self.buf;
@@ -120,6 +184,30 @@ where
     type Error = io::Error;
     fn ctx(&self) -> &Arc<Shared> {
         &self.src.ctx
+    }
+    fn uring_entry(&mut self) -> Option<(squeue::Entry, RawSource, bool)> {
+        let buf = self.buf.as_ref()?;
+        Some((write_entry(&self.src, &buf[self.pos..]), self.src.raw(), true))
+    }
+    fn uring_complete(&mut self, res: i32) -> Step<Vec<u8>, io::Error> {
+        match uring_result(res) {
+            Ok(Some(0)) if self.buf.as_ref().is_some_and(|b| self.pos < b.len()) => {
+                Step::Done(Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "failed to write the whole buffer",
+                )))
+            }
+            Ok(Some(n)) => {
+                self.pos += n;
+                if self.buf.as_ref().is_some_and(|b| self.pos < b.len()) {
+                    Step::Wait(Interest::Resubmit)
+                } else {
+                    Step::Done(Ok(self.buf.take().unwrap_or_default()))
+                }
+            }
+            Ok(None) => Step::Wait(Interest::Write(self.src.raw())),
+            Err(e) => Step::Done(Err(e)),
+        }
     }
     fn attempt(&mut self) -> Step<Vec<u8>, io::Error> {
         let buf = self.buf.take().unwrap_or_default();

@@ -18,10 +18,10 @@ pub fn pipe(sch: &IoScheduler) -> io::Result<(PipeReader, PipeWriter)> {
     let (tx, rx) = mio::unix::pipe::new()?;
     Ok((
         PipeReader {
-            src: Source::new(sch.shared.clone(), rx),
+            src: Source::new_pipe(sch.shared.clone(), rx),
         },
         PipeWriter {
-            src: Source::new(sch.shared.clone(), tx),
+            src: Source::new_pipe(sch.shared.clone(), tx),
         },
     ))
 }
