@@ -79,8 +79,8 @@ mod ours {
         })
     }
 
-    pub(crate) fn run(port: u16) {
-        let ctx = IoContext::new().unwrap();
+    pub(crate) fn run(port: u16, backend: exec::io::Backend) {
+        let ctx = IoContext::builder().backend(backend).build().unwrap();
         let l = TcpListener::bind(&ctx.scheduler(), ([127, 0, 0, 1], port).into()).unwrap();
         println!("ready {}", l.local_addr().unwrap().port());
         spawn_detached(serve(l));
@@ -229,7 +229,8 @@ fn main() {
         raise_nofile(args[4].parse().unwrap());
         let port = args[3].parse().unwrap();
         match args[2].as_str() {
-            "ours" => ours::run(port),
+            "ours" => ours::run(port, exec::io::Backend::Readiness),
+            "ours-uring" => ours::run(port, exec::io::Backend::IoUring),
             _ => theirs::run(port),
         }
         return;
@@ -252,32 +253,33 @@ fn main() {
         "echo, {MSG}-byte messages, {ROUND_TRIPS} round trips per connection, server on one thread"
     );
     println!(
-        "{:>7} | {:>12} {:>12} {:>6} | {:>9} {:>9} | {:>9} {:>9} {:>6}",
-        "conns",
-        "ours rt/s",
-        "tokio rt/s",
-        "ratio",
-        "ours ns",
-        "tokio ns",
-        "ours B",
-        "tokio B",
-        "ratio"
+        "{:>7} {:>10} | {:>12} {:>6} | {:>9} | {:>9} {:>6}",
+        "conns", "server", "rt/s", "ratio", "cpu ns", "RSS B", "ratio"
     );
     for &n in &sizes {
-        let a = run_clients("ours", n, nofile);
         let b = run_clients("tokio", n, nofile);
+        let rows = [
+            ("exec epoll", run_clients("ours", n, nofile)),
+            ("exec uring", run_clients("ours-uring", n, nofile)),
+        ];
         println!(
-            "{:>7} | {:>12.0} {:>12.0} {:>5.2}x | {:>9.0} {:>9.0} | {:>9.0} {:>9.0} {:>5.2}x",
-            n,
-            a.rts_per_sec,
-            b.rts_per_sec,
-            a.rts_per_sec / b.rts_per_sec,
-            a.cpu_ns_per_rt,
-            b.cpu_ns_per_rt,
-            a.rss_per_conn,
-            b.rss_per_conn,
-            a.rss_per_conn / b.rss_per_conn.max(1.0)
+            "{:>7} {:>10} | {:>12.0} {:>6} | {:>9.0} | {:>9.0} {:>6}",
+            n, "tokio", b.rts_per_sec, "1.00x", b.cpu_ns_per_rt, b.rss_per_conn, "1.00x"
         );
+        for (name, a) in rows {
+            println!(
+                "{:>7} {:>10} | {:>12.0} {:>5.2}x | {:>9.0} | {:>9.0} {:>5.2}x",
+                n,
+                name,
+                a.rts_per_sec,
+                a.rts_per_sec / b.rts_per_sec,
+                a.cpu_ns_per_rt,
+                a.rss_per_conn,
+                a.rss_per_conn / b.rss_per_conn.max(1.0)
+            );
+        }
     }
-    println!("(ns = server CPU per round trip; B = server RSS growth per connection)");
+    println!(
+        "(ratios against tokio; cpu ns = server CPU per round trip; RSS B = server RSS growth per connection)"
+    );
 }

@@ -1,6 +1,6 @@
-//! An I/O loop of senders for `exec`: sockets, pipes and timers on epoll
-//! (through `mio`), where every operation is a sender that completes on the
-//! loop.
+//! An I/O loop of senders for `exec`: sockets, pipes and timers on io_uring
+//! or epoll (through `mio`), where every operation is a sender that
+//! completes on the loop.
 //!
 //! An [`IoContext`] is an event loop run on a thread of your choosing
 //! ([`IoContext::run`], [`IoContext::run_until`]). Its [`IoScheduler`]
@@ -42,9 +42,12 @@
 //! `BrokenPipe` (without `SIGPIPE`).
 //!
 //! # Backends
-//! The readiness backend (epoll through mio) is implemented. The io_uring
-//! backend is not yet: [`Backend::IoUring`] fails to build with
-//! `ErrorKind::Unsupported`.
+//! Two backends behind one API, chosen with [`IoContext::builder`]:
+//! [`Backend::IoUring`] (the default where it starts: stream reads and
+//! writes are native io_uring operations on the operation's own buffer,
+//! other operations wait with io_uring polls) and [`Backend::Readiness`]
+//! (epoll through mio). Both pass the same test suite
+//! (`EXEC_IO_BACKEND=readiness cargo test -p exec-io` runs it on epoll).
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(
     missing_docs,

@@ -87,7 +87,11 @@ impl Uring {
     /// # Safety
     /// `h` is a live op that will not complete before this entry's
     /// completion is reaped; the entry's buffers live in that op.
-    pub(crate) unsafe fn submit_native(&mut self, h: *const Header, entry: squeue::Entry) -> io::Result<()> {
+    pub(crate) unsafe fn submit_native(
+        &mut self,
+        h: *const Header,
+        entry: squeue::Entry,
+    ) -> io::Result<()> {
         let entry = entry.user_data(h as u64);
         // SAFETY: forwarded contract.
         unsafe { self.push(&entry)? };
@@ -100,7 +104,12 @@ impl Uring {
     /// # Safety
     /// `h` is a live op that will not complete before the poll's completion
     /// is reaped.
-    pub(crate) unsafe fn poll_add(&mut self, h: *const Header, fd: RawFd, write: bool) -> io::Result<()> {
+    pub(crate) unsafe fn poll_add(
+        &mut self,
+        h: *const Header,
+        fd: RawFd,
+        write: bool,
+    ) -> io::Result<()> {
         let mask = if write {
             libc::POLLOUT
         } else {
@@ -139,7 +148,11 @@ impl Uring {
     /// Submits, then waits for at least one completion unless `timeout`
     /// is zero, at most `timeout` if given; calls `f(header, result)` for
     /// each operation completion reaped.
-    pub(crate) fn park(&mut self, timeout: Option<Duration>, mut f: impl FnMut(*const Header, i32)) -> io::Result<()> {
+    pub(crate) fn park(
+        &mut self,
+        timeout: Option<Duration>,
+        mut f: impl FnMut(*const Header, i32),
+    ) -> io::Result<()> {
         if !self.wake_armed {
             let entry = opcode::Read::new(
                 types::Fd(self.wake_fd.as_raw_fd()),

@@ -50,7 +50,6 @@ fn uring_result(res: i32) -> Result<Option<usize>, io::Error> {
     }
 }
 
-
 /// Runs `f` until it does not fail with `Interrupted`; maps `WouldBlock`
 /// to a wait on `interest`.
 pub(crate) fn retry<T, U>(
@@ -187,7 +186,11 @@ where
     }
     fn uring_entry(&mut self) -> Option<(squeue::Entry, RawSource, bool)> {
         let buf = self.buf.as_ref()?;
-        Some((write_entry(&self.src, &buf[self.pos..]), self.src.raw(), true))
+        Some((
+            write_entry(&self.src, &buf[self.pos..]),
+            self.src.raw(),
+            true,
+        ))
     }
     fn uring_complete(&mut self, res: i32) -> Step<Vec<u8>, io::Error> {
         match uring_result(res) {
