@@ -132,7 +132,7 @@ impl IoContextBuilder {
         let fd = crate::uring::eventfd()?;
         let raw = fd.as_raw_fd();
         let uring = crate::uring::Uring::new(self.event_capacity as u32, fd)?;
-        Ok(self.finish(WakeFd::EventFd(raw), None, Driver::Uring(uring)))
+        Ok(self.finish(WakeFd::EventFd(raw), None, Driver::Uring(Box::new(uring))))
     }
 
     fn finish(&self, waker: WakeFd, registry: Option<mio::Registry>, driver: Driver) -> IoContext {
@@ -164,7 +164,7 @@ enum WakeFd {
 /// The kernel interface of a loop.
 enum Driver {
     Mio { poll: Poll, events: Events },
-    Uring(crate::uring::Uring),
+    Uring(Box<crate::uring::Uring>),
 }
 
 /// One readiness registration: the operations waiting on it.
@@ -237,11 +237,11 @@ fn take_busy(raw: &RawSource, write: bool) -> io::Result<Wait> {
 
 /// Releases what `take_busy` claimed (no-op for other waits).
 fn release_busy(wait: Wait) {
-    if let Wait::Uring { busy, bit } = wait {
-        if busy != 0 {
-            // SAFETY: the op whose wait this was holds the source alive.
-            unsafe { (*(busy as *const KeyCell)).fetch_and(!bit, Ordering::Relaxed) };
-        }
+    if let Wait::Uring { busy, bit } = wait
+        && busy != 0
+    {
+        // SAFETY: the op whose wait this was holds the source alive.
+        unsafe { (*(busy as *const KeyCell)).fetch_and(!bit, Ordering::Relaxed) };
     }
 }
 
