@@ -335,6 +335,42 @@ impl Shared {
         true
     }
 
+    /// An owned reference to this state (which always lives in an `Arc`).
+    fn me(&self) -> Arc<Shared> {
+        let ptr: *const Shared = self;
+        // SAFETY: every `Shared` is created by `Arc::new` in the builder and
+        // only reached through that `Arc`, which is alive while `&self` is.
+        unsafe {
+            Arc::increment_strong_count(ptr);
+            Arc::from_raw(ptr)
+        }
+    }
+
+    /// A blocking thread hands op `h` back to the loop (or, if the context
+    /// is gone, completes it *stopped* itself).
+    ///
+    /// # Safety
+    /// `h` is a live op in `Wait::Blocking`, owned by the calling thread.
+    unsafe fn resume(&self, h: *const Header) {
+        let mut st = self.inbox.lock();
+        if st.closed {
+            drop(st);
+            // SAFETY: this thread owns the op (nobody else can reach it).
+            unsafe {
+                (*h).wait.set(Wait::None);
+                ((*h).run)(h, Signal::Shutdown);
+            }
+            return;
+        }
+        // SAFETY: `h` live; its start link was popped long ago. Its `wait`
+        // is reset by the loop (see `run_ready`).
+        let wake = unsafe { st.push(&(*h).start_link) };
+        drop(st);
+        if wake {
+            self.wake();
+        }
+    }
+
     /// Called by an op's stop callback, on any thread.
     ///
     /// # Safety
@@ -375,6 +411,24 @@ impl Shared {
             Interest::Write(raw) => (raw, true),
             Interest::Resubmit => {
                 return Err(io::Error::other("exec-io: resubmit outside io_uring"));
+            }
+            Interest::Blocking(job) => {
+                header.wait.set(Wait::Blocking);
+                let addr = h as usize;
+                let shared = self.me();
+                let spawned = std::thread::Builder::new()
+                    .name("exec-io-blocking".into())
+                    .spawn(move || {
+                        (job.0)();
+                        // SAFETY: the op waits (Wait::Blocking) for this
+                        // hand-back and cannot complete before it.
+                        unsafe { shared.resume(addr as *const Header) };
+                    });
+                if let Err(e) = spawned {
+                    header.wait.set(Wait::None);
+                    return Err(e);
+                }
+                return Ok(());
             }
         };
         if let Driver::Uring(u) = &mut local.driver {
@@ -454,6 +508,11 @@ impl Shared {
                 if let Driver::Uring(u) = &mut local.driver {
                     u.cancel(h);
                 }
+                return false;
+            }
+            Wait::Blocking => {
+                // The thread hands the op back when done; it completes then.
+                header.wait.set(Wait::Blocking);
                 return false;
             }
             Wait::Timer { id } => {
@@ -559,8 +618,12 @@ impl Shared {
                 // completed (`finish` unlinks it first); loop thread.
                 unsafe { ((*h).run)(h, Signal::Cancel) };
             } else {
-                // SAFETY: loop thread, short borrow.
-                unsafe { self.local().ready.push_back((h, Signal::Start)) };
+                // SAFETY: loop thread, short borrow; `h` was linked, so it
+                // is live (a new start, or handed back by a blocking thread).
+                unsafe {
+                    (*h).wait.set(Wait::None);
+                    self.local().ready.push_back((h, Signal::Start));
+                }
             }
         }
         // Timers due now.

@@ -59,6 +59,7 @@
 mod loom;
 
 mod context;
+mod file;
 mod inbox;
 mod net;
 mod op;
@@ -71,12 +72,13 @@ mod timer;
 mod uring;
 
 pub use context::{Backend, IoContext, IoContextBuilder, IoHandle, IoScheduler, UntilReceiver};
+pub use file::{File, FileAction};
 pub use net::pipe::{PipeReader, PipeWriter, pipe};
 pub use net::tcp::{AcceptAction, ConnectAction, TcpListener, TcpStream};
 pub use net::udp::{RecvFromAction, SendToAction, UdpSocket};
 pub use net::unix::{UnixAcceptAction, UnixConnectAction, UnixListener, UnixStream};
 pub use net::{ReadAction, WriteAction, WriteAllAction};
-pub use op::{Action, IoOp};
+pub use op::{Action, BlockingJob, IoOp};
 pub use sender::{IoSender, ScheduleAction, TimerAction};
 pub use spawn::{DetachedReceiver, spawn_detached};
 pub use timeout::{TimedOut, Timeout, TimeoutOp, TimeoutReceiver, TimerReceiver, timeout};

@@ -55,6 +55,8 @@ pub(crate) enum Wait {
     /// `busy` is the address of the source's key cell (used as busy bits
     /// on this backend), `bit` the bit this entry holds.
     Uring { busy: usize, bit: u64 },
+    /// A blocking thread works for the op and hands it back when done.
+    Blocking,
 }
 
 /// The part of an operation the loop knows. First field of every op.
@@ -120,6 +122,18 @@ pub enum Interest {
     Until(Instant),
     /// io_uring: submit the native entry again (a partial write).
     Resubmit,
+    /// Run `job` on a blocking thread; the op runs again (`Ready`) when it
+    /// returned. The job may write into buffers the action owns.
+    Blocking(BlockingJob),
+}
+
+/// Work for a blocking thread (see [`Interest::Blocking`]).
+pub struct BlockingJob(pub(crate) Box<dyn FnOnce() + Send>);
+
+impl core::fmt::Debug for BlockingJob {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("BlockingJob")
+    }
 }
 
 /// The operation-specific part of an [`IoOp`], run on the loop thread.
