@@ -64,6 +64,7 @@ mod inbox;
 mod net;
 mod op;
 mod sender;
+mod signal;
 mod source;
 mod spawn;
 mod sys;
@@ -80,5 +81,6 @@ pub use net::unix::{UnixAcceptAction, UnixConnectAction, UnixListener, UnixStrea
 pub use net::{ReadAction, WriteAction, WriteAllAction};
 pub use op::{Action, BlockingJob, IoOp};
 pub use sender::{IoSender, ScheduleAction, TimerAction};
+pub use signal::{SignalAction, ctrl_c, signal};
 pub use spawn::{DetachedReceiver, spawn_detached};
 pub use timeout::{TimedOut, Timeout, TimeoutOp, TimeoutReceiver, TimerReceiver, timeout};
