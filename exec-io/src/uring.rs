@@ -182,17 +182,19 @@ impl Uring {
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
             Err(e) => return Err(e),
         }
-        let mut done = Vec::new();
-        for cqe in self.ring.completion() {
-            done.push((cqe.user_data(), cqe.result()));
-        }
-        for (ud, res) in done {
-            match ud {
-                WAKE => self.wake_armed = false,
+        let Uring {
+            ring,
+            inflight,
+            wake_armed,
+            ..
+        } = self;
+        for cqe in ring.completion() {
+            match cqe.user_data() {
+                WAKE => *wake_armed = false,
                 CANCEL => {}
                 h => {
-                    self.inflight.remove(&(h as usize));
-                    f(h as *const Header, res);
+                    inflight.remove(&(h as usize));
+                    f(h as *const Header, cqe.result());
                 }
             }
         }

@@ -225,3 +225,34 @@ fn run_until_drives_a_client_and_server_on_one_thread() {
     let (n, buf) = ctx.run_until(server.read(vec![0; 8])).unwrap().unwrap();
     assert_eq!(&buf[..n], b"ping");
 }
+
+/// Two listeners on one port (one per loop, as a server per core would
+/// have): the kernel spreads connections and each accepts.
+#[test]
+fn bind_reuseport_lets_two_loops_share_a_port() {
+    let a = BgLoop::new();
+    let b = BgLoop::new();
+    let la = TcpListener::bind_reuseport(&a.sch, local()).unwrap();
+    let addr = la.local_addr().unwrap();
+    let lb = TcpListener::bind_reuseport(&b.sch, addr).unwrap();
+    assert_eq!(lb.local_addr().unwrap(), addr);
+    // A plain bind on the same port is refused.
+    assert_eq!(
+        TcpListener::bind(&a.sch, addr).unwrap_err().kind(),
+        std::io::ErrorKind::AddrInUse
+    );
+    let (sa, ra) = common::start(la.accept());
+    let (sb, rb) = common::start(lb.accept());
+    let mut clients = Vec::new();
+    for _ in 0..64 {
+        clients.push(std::net::TcpStream::connect(addr).unwrap());
+        if ra.is_complete() && rb.is_complete() {
+            break;
+        }
+    }
+    wait_for(5, || ra.is_complete() && rb.is_complete());
+    ra.expect_value();
+    rb.expect_value();
+    sa.finish();
+    sb.finish();
+}
