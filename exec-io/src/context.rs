@@ -95,6 +95,8 @@ impl IoContextBuilder {
         let backend = match self.backend {
             Backend::Auto => match std::env::var("EXEC_IO_BACKEND").as_deref() {
                 Ok("readiness") | Ok("epoll") => Backend::Readiness,
+                // Miri does not model io_uring (it aborts on the syscall).
+                _ if cfg!(miri) => Backend::Readiness,
                 _ => match self.build_uring() {
                     Ok(ctx) => return Ok(ctx),
                     Err(e) => {
@@ -129,6 +131,12 @@ impl IoContextBuilder {
     }
 
     fn build_uring(&self) -> io::Result<IoContext> {
+        if cfg!(miri) {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "io_uring is not available under miri",
+            ));
+        }
         let fd = crate::uring::eventfd()?;
         let raw = fd.as_raw_fd();
         let uring = crate::uring::Uring::new(self.event_capacity as u32, fd)?;
@@ -327,7 +335,7 @@ impl Shared {
             return false;
         }
         // SAFETY: `h` alive until completion; its start link is unlinked.
-        let wake = unsafe { st.push(&(*h).start_link) };
+        let wake = unsafe { st.push(core::ptr::addr_of!((*h).start_link)) };
         drop(st);
         if wake {
             self.wake();
@@ -364,7 +372,7 @@ impl Shared {
         }
         // SAFETY: `h` live; its start link was popped long ago. Its `wait`
         // is reset by the loop (see `run_ready`).
-        let wake = unsafe { st.push(&(*h).start_link) };
+        let wake = unsafe { st.push(core::ptr::addr_of!((*h).start_link)) };
         drop(st);
         if wake {
             self.wake();
@@ -385,7 +393,7 @@ impl Shared {
         let header = unsafe { &*h };
         header.cancel_posted.store(true, Ordering::Release);
         // SAFETY: pushed at most once (a stop callback runs once).
-        let wake = unsafe { st.push(&header.cancel_link) };
+        let wake = unsafe { st.push(core::ptr::addr_of!((*h).cancel_link)) };
         drop(st);
         if wake {
             self.wake();
@@ -414,7 +422,7 @@ impl Shared {
             }
             Interest::Blocking(job) => {
                 header.wait.set(Wait::Blocking);
-                let addr = h as usize;
+                let hp = crate::op::SendPtr::new(h);
                 let shared = self.me();
                 let spawned = std::thread::Builder::new()
                     .name("exec-io-blocking".into())
@@ -422,7 +430,7 @@ impl Shared {
                         (job.0)();
                         // SAFETY: the op waits (Wait::Blocking) for this
                         // hand-back and cannot complete before it.
-                        unsafe { shared.resume(addr as *const Header) };
+                        unsafe { shared.resume(hp.get()) };
                     });
                 if let Err(e) = spawned {
                     header.wait.set(Wait::None);

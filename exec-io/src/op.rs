@@ -102,6 +102,24 @@ impl Header {
     }
 }
 
+/// A pointer moved into a callback or thread (keeps provenance, unlike an
+/// address cast to `usize`).
+pub(crate) struct SendPtr<T>(*const T);
+
+impl<T> SendPtr<T> {
+    pub(crate) fn new(p: *const T) -> Self {
+        SendPtr(p)
+    }
+    /// (A method, so closures capture the whole `SendPtr`.)
+    pub(crate) fn get(&self) -> *const T {
+        self.0
+    }
+}
+
+// SAFETY: a plain address; whoever dereferences it says why the pointee
+// is alive and may be used from that thread.
+unsafe impl<T> Send for SendPtr<T> {}
+
 /// One step of an [`Action`].
 #[derive(Debug)]
 pub enum Step<T, E> {
@@ -247,7 +265,7 @@ where
                 this.native.set(false);
                 if res == -libc::ECANCELED {
                     // SAFETY: forwarded contract; the entry was reaped.
-                    return unsafe { this.finish(None) };
+                    return unsafe { Self::finish(this, None) };
                 }
                 // SAFETY: loop thread; `action` present until `finish`.
                 let step = this
@@ -256,15 +274,18 @@ where
                 match step {
                     Some(Step::Done(r)) => {
                         // SAFETY: forwarded contract.
-                        unsafe { this.finish(Some(r)) }
+                        unsafe { Self::finish(this, Some(r)) }
                     }
                     Some(Step::Wait(_)) if this.stop_requested() => {
                         // SAFETY: forwarded contract.
-                        unsafe { this.finish(None) }
+                        unsafe { Self::finish(this, None) }
                     }
                     Some(Step::Wait(Interest::Resubmit)) => {
                         // SAFETY: forwarded contract.
-                        unsafe { this.submit_native(h) };
+                        if let Some(Err(e)) = unsafe { this.submit_native(h) } {
+                            // SAFETY: forwarded contract.
+                            unsafe { Self::finish(this, Some(Err(e))) }
+                        }
                     }
                     Some(Step::Wait(interest)) => {
                         // Not ready (EAGAIN): wait for readiness with a
@@ -272,7 +293,7 @@ where
                         // SAFETY: as in the readiness path below.
                         if let Err(e) = unsafe { this.ctx.wait(h, interest) } {
                             // SAFETY: forwarded contract.
-                            unsafe { this.finish(Some(Err(A::wait_failed(e)))) }
+                            unsafe { Self::finish(this, Some(Err(A::wait_failed(e)))) }
                         }
                     }
                     None => {}
@@ -281,12 +302,15 @@ where
             Signal::Start | Signal::Ready | Signal::Completed(_) => {
                 if this.stop_requested() {
                     // SAFETY: forwarded contract.
-                    return unsafe { this.finish(None) };
+                    return unsafe { Self::finish(this, None) };
                 }
                 if this.ctx.is_uring() {
                     // SAFETY: loop thread; forwarded contract.
-                    if unsafe { this.submit_native(h) } {
-                        return;
+                    match unsafe { this.submit_native(h) } {
+                        Some(Ok(())) => return,
+                        // SAFETY: forwarded contract.
+                        Some(Err(e)) => return unsafe { Self::finish(this, Some(Err(e))) },
+                        None => {}
                     }
                 }
                 // SAFETY: loop thread; `action` present until `finish`.
@@ -296,14 +320,14 @@ where
                 match step {
                     Some(Step::Done(res)) => {
                         // SAFETY: forwarded contract.
-                        unsafe { this.finish(Some(res)) }
+                        unsafe { Self::finish(this, Some(res)) }
                     }
                     Some(Step::Wait(interest)) => {
                         // SAFETY: `h` stays alive until it completes, which
                         // happens only through the loop after this wait.
                         if let Err(e) = unsafe { this.ctx.wait(h, interest) } {
                             // SAFETY: forwarded contract.
-                            unsafe { this.finish(Some(Err(A::wait_failed(e)))) }
+                            unsafe { Self::finish(this, Some(Err(A::wait_failed(e)))) }
                         }
                     }
                     None => {}
@@ -313,44 +337,68 @@ where
                 // SAFETY: loop thread; `h` is registered as `wait` says.
                 if this.header.wait.get() != Wait::None && unsafe { this.ctx.cancel_wait(h) } {
                     // SAFETY: forwarded contract; no longer registered.
-                    unsafe { this.finish(None) }
+                    unsafe { Self::finish(this, None) }
                 }
             }
             // SAFETY: forwarded contract.
-            Signal::Shutdown => unsafe { this.finish(None) },
+            Signal::Shutdown => unsafe { Self::finish(this, None) },
         }
     }
 
-    /// io_uring: submits the action's native entry, if it has one. Returns
-    /// whether it did (on failure the op is completed with the error).
+    /// io_uring: submits the action's native entry, if it has one
+    /// (`None` if not). The caller completes the op on `Some(Err)`.
     ///
     /// # Safety
     /// As for `run`.
-    unsafe fn submit_native(&self, h: *const Header) -> bool {
+    unsafe fn submit_native(&self, h: *const Header) -> Option<Result<(), A::Error>> {
         // SAFETY: loop thread; `action` present until `finish`.
         let entry = self
             .action
             .with_mut(|a| unsafe { (*a).as_mut().and_then(|a| a.uring_entry()) });
-        let Some((entry, raw, write)) = entry else {
-            return false;
-        };
+        let (entry, raw, write) = entry?;
         // SAFETY: the entry points into the action, inside this pinned op,
         // which completes only after the entry's completion is reaped.
-        match unsafe { self.ctx.submit_native(h, entry, raw, write) } {
-            Ok(()) => self.native.set(true),
-            // SAFETY: forwarded contract.
-            Err(e) => unsafe { self.finish(Some(Err(A::wait_failed(e)))) },
-        }
-        true
+        Some(
+            match unsafe { self.ctx.submit_native(h, entry, raw, write) } {
+                Ok(()) => {
+                    self.native.set(true);
+                    Ok(())
+                }
+                Err(e) => Err(A::wait_failed(e)),
+            },
+        )
     }
 
     /// Completes the receiver with `res` (`None` = stopped). Drops the stop
-    /// callback and the action first.
+    /// callback and the action first. Takes a raw pointer, not `&self`: the
+    /// receiver may free the op, and no reference to it may be live (as a
+    /// function argument) across that.
     ///
     /// # Safety
-    /// Called once, by the thread that owns the op's cells at that moment,
-    /// with the op registered nowhere.
-    unsafe fn finish(&self, res: Option<Result<A::Output, A::Error>>) {
+    /// `this` is a live op; called once, by the thread that owns the op's
+    /// cells at that moment, with the op registered nowhere.
+    unsafe fn finish(this: *const Self, res: Option<Result<A::Output, A::Error>>) {
+        // SAFETY: alive per the contract; `me` is not used after the
+        // receiver was taken out.
+        let me = unsafe { &*this };
+        // SAFETY: forwarded contract.
+        let receiver = unsafe { me.take_receiver() };
+        // From here on we must not touch the op: the owner may free it.
+        if let Some(r) = receiver {
+            match res {
+                Some(Ok(v)) => r.set_value(v),
+                Some(Err(e)) => r.set_error(e),
+                None => r.set_stopped(),
+            }
+        }
+    }
+
+    /// Drops the stop callback and the action, unlinks a posted cancel, and
+    /// takes the receiver out.
+    ///
+    /// # Safety
+    /// As for `finish`.
+    unsafe fn take_receiver(&self) -> Option<R> {
         // SAFETY: we own the cells (contract). Assigning drops the
         // callback in place (it is pinned there); dropping it deregisters
         // it and waits for a running callback to return.
@@ -365,15 +413,7 @@ where
         let action = self.action.with_mut(|a| unsafe { (*a).take() });
         drop(action);
         // SAFETY: as above.
-        let receiver = self.receiver.with_mut(|r| unsafe { (*r).take() });
-        // From here on we must not touch `self`: the owner may free it.
-        if let Some(r) = receiver {
-            match res {
-                Some(Ok(v)) => r.set_value(v),
-                Some(Err(e)) => r.set_error(e),
-                None => r.set_stopped(),
-            }
-        }
+        self.receiver.with_mut(|r| unsafe { (*r).take() })
     }
 }
 
@@ -384,7 +424,9 @@ where
 {
     unsafe fn start(self: Pin<&mut Self>) {
         let this: &Self = self.into_ref().get_ref();
-        let h: *const Header = &this.header;
+        // Derived from the whole op (not `&this.header`), so the loop may
+        // turn it back into a pointer to the op.
+        let h: *const Header = (this as *const Self).cast();
         if A::CANCELLABLE {
             // SAFETY: not yet handed to the loop: this thread owns the cells.
             // SAFETY: we own the cells. The callback is dropped in `finish`
@@ -395,12 +437,12 @@ where
                 .with(|r| unsafe { (*r).as_ref().map(|r| r.env().stop_token().detach()) });
             if let Some(token) = token.filter(|t| t.stop_possible()) {
                 let ctx = this.ctx.clone();
-                let addr = h as usize;
+                let hp = SendPtr::new(h);
                 let f: Box<dyn FnOnce() + Send> = Box::new(move || {
                     // SAFETY: the op is alive while its callback can run
                     // (`finish` drops the callback, waiting for a running
                     // one, before the op completes).
-                    unsafe { ctx.post_cancel(addr as *const Header) }
+                    unsafe { ctx.post_cancel(hp.get()) }
                 });
                 // SAFETY: we own the cell; the callback is created in place
                 // and pinned there: the op is pinned and `finish` drops the
@@ -417,7 +459,7 @@ where
         if !unsafe { this.ctx.submit(h) } {
             // The context is gone: complete stopped here.
             // SAFETY: never handed to a loop; this thread owns the cells.
-            unsafe { this.finish(None) }
+            unsafe { Self::finish(this, None) }
         }
     }
 }

@@ -115,9 +115,13 @@ enum Outcome<T, E> {
 type UpstreamCallback = StopCallback<'static, Box<dyn FnOnce() + Send>>;
 
 /// What the child, the timer and the upstream stop callback share.
+struct Stops {
+    child: StopSource,
+    timer: StopSource,
+}
+
 struct Shared<T, E, R> {
-    child_stop: StopSource,
-    timer_stop: StopSource,
+    stops: Stops,
     /// Children still running (2 → 0); the one reaching 0 delivers.
     remaining: AtomicU8,
     timed_out: AtomicBool,
@@ -130,11 +134,36 @@ struct Shared<T, E, R> {
 }
 
 impl<T, E: From<TimedOut>, R: Receiver<T, E>> Shared<T, E, R> {
-    fn child_done(&self) {
-        if self.remaining.fetch_sub(1, Ordering::AcqRel) != 1 {
-            return;
+    /// Takes a raw pointer, not `&self`: the last call completes the
+    /// receiver, which may free this state, and no reference argument may
+    /// be live across that.
+    ///
+    /// # Safety
+    /// `this` is alive (a child that has not finished completing holds it).
+    unsafe fn child_done(this: *const Self) {
+        let (outcome, receiver, timed_out) = {
+            // SAFETY: per the contract; not used after this block.
+            let me = unsafe { &*this };
+            if me.remaining.fetch_sub(1, Ordering::AcqRel) != 1 {
+                return;
+            }
+            me.take_all()
+        };
+        // From here on the state may be freed by the receiver's owner.
+        if let Some(r) = receiver {
+            match outcome {
+                Some(Outcome::Value(v)) => r.set_value(v),
+                Some(Outcome::Error(e)) => r.set_error(e),
+                Some(Outcome::Panic(p)) => r.set_panic(p),
+                Some(Outcome::Stopped) | None if timed_out => r.set_error(TimedOut.into()),
+                Some(Outcome::Stopped) | None => r.set_stopped(),
+            }
         }
-        // Last one: deliver.
+    }
+
+    /// Drops the upstream callback and takes what is delivered.
+    #[allow(clippy::type_complexity)]
+    fn take_all(&self) -> (Option<Outcome<T, E>>, Option<R>, bool) {
         let cb = self
             .upstream
             .lock()
@@ -151,17 +180,7 @@ impl<T, E: From<TimedOut>, R: Receiver<T, E>> Shared<T, E, R> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
-        let timed_out = self.timed_out.load(Ordering::Acquire);
-        // From here on `self` may be freed by the receiver's owner.
-        if let Some(r) = receiver {
-            match outcome {
-                Some(Outcome::Value(v)) => r.set_value(v),
-                Some(Outcome::Error(e)) => r.set_error(e),
-                Some(Outcome::Panic(p)) => r.set_panic(p),
-                Some(Outcome::Stopped) | None if timed_out => r.set_error(TimedOut.into()),
-                Some(Outcome::Stopped) | None => r.set_stopped(),
-            }
-        }
+        (outcome, receiver, self.timed_out.load(Ordering::Acquire))
     }
 }
 
@@ -180,8 +199,10 @@ impl<T, E: From<TimedOut>, R: Receiver<T, E>> TimeoutReceiver<T, E, R> {
     fn complete(self, o: Outcome<T, E>) {
         let s = self.shared.get();
         *s.outcome.lock().unwrap_or_else(|e| e.into_inner()) = Some(o);
-        s.timer_stop.request_stop();
-        s.child_done();
+        s.stops.timer.request_stop();
+        // SAFETY: this child has not finished completing, so the parent
+        // (which waits for it) is alive.
+        unsafe { Shared::child_done(s) };
     }
 }
 
@@ -199,7 +220,7 @@ impl<T, E: From<TimedOut>, R: Receiver<T, E>> Receiver<T, E> for TimeoutReceiver
         self.complete(Outcome::Panic(payload));
     }
     fn env(&self) -> impl Env + '_ {
-        StopEnv(&self.shared.get().child_stop)
+        StopEnv(&self.shared.get().stops.child)
     }
 }
 
@@ -227,20 +248,24 @@ impl<T, E: From<TimedOut>, R: Receiver<T, E>> Receiver<(), core::convert::Infall
     fn set_value(self, (): ()) {
         let s = self.shared.get();
         s.timed_out.store(true, Ordering::Release);
-        s.child_stop.request_stop();
-        s.child_done();
+        s.stops.child.request_stop();
+        // SAFETY: this child has not finished completing, so the parent
+        // (which waits for it) is alive.
+        unsafe { Shared::child_done(s) };
     }
     fn set_error(self, e: core::convert::Infallible) {
         match e {}
     }
     fn set_stopped(self) {
-        self.shared.get().child_done();
+        // SAFETY: as in `set_value`.
+        unsafe { Shared::child_done(self.shared.get()) };
     }
     fn set_panic(self, _: PanicPayload) {
-        self.shared.get().child_done();
+        // SAFETY: as in `set_value`.
+        unsafe { Shared::child_done(self.shared.get()) };
     }
     fn env(&self) -> impl Env + '_ {
-        StopEnv(&self.shared.get().timer_stop)
+        StopEnv(&self.shared.get().stops.timer)
     }
 }
 
@@ -283,8 +308,10 @@ where
         use exec_core::TimedScheduler;
         TimeoutOp {
             shared: Shared {
-                child_stop: StopSource::new(),
-                timer_stop: StopSource::new(),
+                stops: Stops {
+                    child: StopSource::new(),
+                    timer: StopSource::new(),
+                },
                 remaining: AtomicU8::new(2),
                 timed_out: AtomicBool::new(false),
                 outcome: Mutex::new(None),
@@ -331,13 +358,13 @@ where
             r.as_ref().map(|r| unsafe { r.env().stop_token().detach() })
         };
         if let Some(token) = token.filter(|t| t.stop_possible()) {
-            let addr = shared as *const Shared<S::Output, S::Error, R> as usize;
+            let sp = crate::op::SendPtr::new(&shared.stops as *const Stops);
             let f: Box<dyn FnOnce() + Send> = Box::new(move || {
                 // SAFETY: the shared state outlives this callback (dropped
                 // before the op completes).
-                let s = unsafe { &*(addr as *const Shared<S::Output, S::Error, R>) };
-                s.child_stop.request_stop();
-                s.timer_stop.request_stop();
+                let s = unsafe { &*sp.get() };
+                s.child.request_stop();
+                s.timer.request_stop();
             });
             let mut cb = Box::pin(StopCallback::new(token, f));
             cb.as_mut().register();

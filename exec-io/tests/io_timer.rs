@@ -90,7 +90,10 @@ fn schedule_after_waits_and_timers_fire_in_order() {
     }
     ctx.run_until(sch.schedule_after(Duration::from_millis(60)))
         .unwrap();
-    assert_eq!(*order.lock().unwrap(), vec![10, 20, 30]);
+    // (Under miri starting them takes longer than their deadlines.)
+    if !cfg!(miri) {
+        assert_eq!(*order.lock().unwrap(), vec![10, 20, 30]);
+    }
     for r in &recs {
         r.expect_value();
     }
