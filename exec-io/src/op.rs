@@ -145,7 +145,8 @@ pub enum Interest {
     Blocking(BlockingJob),
 }
 
-/// Work for a blocking thread (see [`Interest::Blocking`]).
+/// Work an operation hands to a blocking thread (file I/O on the readiness
+/// backend); the operation runs again on the loop once the work returned.
 pub struct BlockingJob(pub(crate) Box<dyn FnOnce() + Send>);
 
 impl core::fmt::Debug for BlockingJob {
