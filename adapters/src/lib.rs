@@ -1,1 +1,60 @@
-//! placeholder; see the crate README
+//! Senders and futures, interoperating: run any [`Sender`](exec_core::Sender)
+//! as a `Future` in any async runtime, run any `Future` or `Stream` as
+//! senders, and (feature `tokio`) use a tokio runtime as an exec scheduler.
+//!
+//! ```
+//! use exec_adapters::{from_future, SenderFutureExt};
+//! use exec_core::{just, sync_wait, SenderExt};
+//!
+//! // A sender, awaited from async code (any executor; here `futures`'):
+//! let v = futures::executor::block_on(just(20).then(|x| x + 1).into_future());
+//! assert_eq!(v, Ok(21));
+//!
+//! // A future, run as a sender:
+//! let v = sync_wait(from_future(async { 21 }).then(|x| x * 2));
+//! assert_eq!(v, Ok(Some(42)));
+//! ```
+//!
+//! # Channels
+//! | sender | future |
+//! | --- | --- |
+//! | value `v` | `Ok(v)` |
+//! | error `e` | `Err(AwaitError::Error(e))` |
+//! | stopped | `Err(AwaitError::Stopped)` |
+//! | panic (`set_panic`) | resumed in the polling task |
+//!
+//! [`from_future`] maps the other way: the output is the value, a stop
+//! request drops the future and completes *stopped*, a panic while polling
+//! is delivered through `set_panic`. [`from_try_future`] splits a `Result`
+//! output onto the value and error channels.
+//!
+//! # Features
+//! - `tokio`: [`TokioScheduler`](crate::TokioScheduler), a
+//!   `tokio::runtime::Handle` as a (timed) scheduler.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(
+    missing_docs,
+    unreachable_pub,
+    missing_debug_implementations,
+    clippy::undocumented_unsafe_blocks
+)]
+
+mod loom;
+
+mod from_future;
+mod into_future;
+mod stream;
+#[cfg(feature = "tokio")]
+mod tokio;
+
+#[cfg(feature = "tokio")]
+pub use crate::tokio::{
+    Entered, TokioScheduleOp, TokioScheduleSender, TokioScheduler, TokioSleep, TokioTimedSender,
+};
+pub use from_future::{
+    FromFuture, FromFutureOp, FromTryFuture, TryReceiver, from_future, from_try_future,
+};
+pub use into_future::{AwaitError, FutureReceiver, SenderFuture, SenderFutureExt};
+pub use stream::{
+    ForEach, ForEachFuture, Next, NextFuture, RepeatStream, for_each, next, repeat_stream,
+};

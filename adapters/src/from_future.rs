@@ -1,0 +1,491 @@
+//! `Future` → sender: [`from_future`], [`from_try_future`].
+//!
+//! # Where the future is polled
+//! The first poll happens inline in `start`. After that, the future is
+//! polled by whichever thread wakes it: `wake()` polls it right there if no
+//! one else is polling, and otherwise marks it notified so that the thread
+//! that is polling polls once more before it lets go. So the future runs
+//! where its wake-up comes from (an I/O driver, a timer thread, the thread
+//! that sent on a channel), with no queue and no extra thread; the
+//! receiver's completion runs on that thread too. To run the future on a
+//! particular context, wrap it (e.g. tokio's `Handle::enter` in
+//! `TokioScheduler::from_future`, with the `tokio` feature) or continue on
+//! a scheduler after it.
+//!
+//! # The state word
+//! One `Arc`-allocated [`WakeCell`] per started operation is what the
+//! wakers point at (wakers may outlive the operation; the cell never
+//! refers to the operation once `DONE` is set). Its state bits:
+//! - `POLLING`: someone holds the exclusive right to touch the operation
+//!   (poll the future, complete the receiver). `start` holds it first.
+//! - `NOTIFIED`: a wake-up arrived while `POLLING` was held; the holder
+//!   polls again before releasing.
+//! - `STOP`: stop was requested; the holder drops the future and completes
+//!   *stopped* instead of polling.
+//! - `DONE`: completed. Set by the holder (which keeps `POLLING` set for
+//!   ever), so no one reaches the operation again.
+//!
+//! A wake-up either takes `POLLING` (from idle, Acquire: it sees what the
+//! previous poller did) and polls, or sets `NOTIFIED` (Release: the poller
+//! that clears it with Acquire sees what the waker did before waking). The
+//! holder releases by swapping exactly `POLLING` for idle (Release), which
+//! fails, and makes it poll again, if `NOTIFIED` or `STOP` arrived.
+
+use core::convert::Infallible;
+use core::fmt;
+use core::future::Future;
+use core::marker::PhantomPinned;
+use core::pin::Pin;
+use core::task::{Context, Poll, Waker};
+use std::boxed::Box;
+use std::sync::Arc;
+use std::task::Wake;
+
+use exec_core::{
+    Env, OperationState, PanicPayload, Receiver, Sender, SenderTo, StopCallback, StopToken,
+    catch_unwind,
+};
+
+use crate::loom::cell::UnsafeCell;
+use crate::loom::sync::atomic::{AtomicUsize, Ordering};
+
+const POLLING: usize = 0b0001;
+const NOTIFIED: usize = 0b0010;
+const STOP: usize = 0b0100;
+const DONE: usize = 0b1000;
+
+/// Makes a sender out of a future.
+///
+/// # Completion
+/// - value: the future's output, on the thread that polled it to
+///   completion: inline in `start`, or the thread that woke it (see
+///   *Where the future is polled* below).
+/// - error: never (`Error = Infallible`); see [`from_try_future`] to map a
+///   `Result` onto the error channel.
+/// - stopped: when stop is requested on the receiver's stop token before
+///   the future is ready.
+///
+/// # Where the future is polled
+/// The first poll is inline in `start`; afterwards the future is polled on
+/// the thread that wakes it, right inside `wake()` (a wake-up that arrives
+/// while another thread polls makes that thread poll again instead). No
+/// queue, no extra thread. Wrap the future to give it a context it needs
+/// (`TokioScheduler::from_future` enters a tokio runtime around every
+/// poll), and continue on a scheduler after it to move the continuation.
+///
+/// # Cancellation
+/// A stop request drops the future (on the requesting thread if the future
+/// is not being polled, otherwise right after the current poll) and
+/// completes *stopped*.
+///
+/// # Panics
+/// A panic while polling is caught; the future is dropped and the panic is
+/// delivered through [`Receiver::set_panic`].
+///
+/// # Allocation
+/// One `Arc` (the waker's target) per start, plus one small box for the
+/// stop callback when the receiver's stop token can be triggered.
+///
+/// # Lifetimes
+/// The future need not be `'static`: it lives inside the operation state,
+/// which its consumer keeps alive until completion. It must be `Send`
+/// because a wake-up may poll it on another thread.
+///
+/// # Example
+/// ```
+/// use exec_adapters::from_future;
+/// use exec_core::{sync_wait, SenderExt};
+///
+/// let data = vec![1, 2, 3];
+/// let sum = sync_wait(from_future(async { data.iter().sum::<i32>() }).then(|s| s * 2));
+/// assert_eq!(sum, Ok(Some(12)));
+/// ```
+///
+/// # See also
+/// [`from_try_future`], [`SenderFutureExt::into_future`](crate::SenderFutureExt::into_future)
+/// for the other direction.
+pub fn from_future<F: Future>(future: F) -> FromFuture<F> {
+    FromFuture { future }
+}
+
+/// Makes a sender out of a future that outputs a `Result`: `Ok(v)` is sent
+/// as a value, `Err(e)` as an error.
+///
+/// # Completion
+/// - value: `v` for `Ok(v)`; error: `e` for `Err(e)`;
+/// - stopped, panics, where it is polled: as [`from_future`].
+///
+/// # Cancellation
+/// As [`from_future`]: a stop request drops the future and completes
+/// *stopped*.
+///
+/// # Panics
+/// A panic while polling is delivered through [`Receiver::set_panic`].
+///
+/// # Example
+/// ```
+/// use exec_adapters::from_try_future;
+/// use exec_core::sync_wait;
+///
+/// assert_eq!(sync_wait(from_try_future(async { "7".parse::<i32>() })), Ok(Some(7)));
+/// assert!(sync_wait(from_try_future(async { "x".parse::<i32>() })).is_err());
+/// ```
+///
+/// # See also
+/// [`from_future`].
+pub fn from_try_future<F, T, E>(future: F) -> FromTryFuture<F>
+where
+    F: Future<Output = Result<T, E>>,
+{
+    FromTryFuture {
+        inner: FromFuture { future },
+    }
+}
+
+/// Sender for the [`from_future`] function.
+#[must_use = "senders do nothing unless connected and started"]
+#[derive(Clone, Debug)]
+pub struct FromFuture<F> {
+    future: F,
+}
+
+impl<F: Future> Sender for FromFuture<F> {
+    type Output = F::Output;
+    type Error = Infallible;
+}
+
+impl<F, R> SenderTo<R> for FromFuture<F>
+where
+    F: Future + Send,
+    R: Receiver<F::Output, Infallible> + Send,
+{
+    type Operation = FromFutureOp<F, R>;
+    fn connect(self, receiver: R) -> FromFutureOp<F, R> {
+        FromFutureOp {
+            future: UnsafeCell::new(Some(self.future)),
+            receiver: UnsafeCell::new(Some(receiver)),
+            stop_cb: UnsafeCell::new(None),
+            cell: None,
+            waker: None,
+            _pin: PhantomPinned,
+        }
+    }
+}
+
+/// Sender for the [`from_try_future`] function.
+#[must_use = "senders do nothing unless connected and started"]
+#[derive(Clone, Debug)]
+pub struct FromTryFuture<F> {
+    inner: FromFuture<F>,
+}
+
+impl<F, T, E> Sender for FromTryFuture<F>
+where
+    F: Future<Output = Result<T, E>>,
+{
+    type Output = T;
+    type Error = E;
+}
+
+impl<F, T, E, R> SenderTo<R> for FromTryFuture<F>
+where
+    F: Future<Output = Result<T, E>> + Send,
+    R: Receiver<T, E> + Send,
+{
+    type Operation = FromFutureOp<F, TryReceiver<R>>;
+    fn connect(self, receiver: R) -> Self::Operation {
+        self.inner.connect(TryReceiver { receiver })
+    }
+}
+
+/// The receiver [`FromTryFuture`] connects its future to: splits the
+/// `Result` onto the value and error channels.
+#[derive(Debug)]
+pub struct TryReceiver<R> {
+    receiver: R,
+}
+
+impl<R, T, E> Receiver<Result<T, E>, Infallible> for TryReceiver<R>
+where
+    R: Receiver<T, E>,
+{
+    fn set_value(self, value: Result<T, E>) {
+        match value {
+            Ok(v) => self.receiver.set_value(v),
+            Err(e) => self.receiver.set_error(e),
+        }
+    }
+    fn set_error(self, error: Infallible) {
+        match error {}
+    }
+    fn set_stopped(self) {
+        self.receiver.set_stopped()
+    }
+    fn set_panic(self, payload: PanicPayload) {
+        self.receiver.set_panic(payload)
+    }
+    fn env(&self) -> impl Env + '_ {
+        self.receiver.env()
+    }
+}
+
+type StopFn = Box<dyn FnOnce() + Send>;
+
+/// Operation state of [`FromFuture`].
+///
+/// Fields marked "holder" are touched only by the thread holding `POLLING`
+/// in the [`WakeCell`]'s state (see the module docs); the others are written
+/// in `start` before any waker or stop callback exists and only read after.
+pub struct FromFutureOp<F, R> {
+    /// Holder. Structurally pinned; `None` once dropped.
+    future: UnsafeCell<Option<F>>,
+    /// Holder. Taken to complete.
+    receiver: UnsafeCell<Option<R>>,
+    /// Holder. Registered in `start`, dropped (deregistered) before
+    /// completing. Structurally pinned.
+    stop_cb: UnsafeCell<Option<StopCallback<'static, StopFn>>>,
+    /// What wakers point at. Written in `start`.
+    cell: Option<Arc<WakeCell>>,
+    /// A waker for `cell`. Written in `start`.
+    waker: Option<Waker>,
+    _pin: PhantomPinned,
+}
+
+impl<F, R> fmt::Debug for FromFutureOp<F, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FromFutureOp").finish_non_exhaustive()
+    }
+}
+
+// SAFETY: the future and receiver are `Send` (the `SenderTo` impl requires
+// it) and are touched by one thread at a time (the `POLLING` holder); the
+// cell and waker are thread-safe.
+unsafe impl<F: Send, R: Send> Send for FromFutureOp<F, R> {}
+// SAFETY: `&FromFutureOp` exposes nothing.
+unsafe impl<F, R> Sync for FromFutureOp<F, R> {}
+
+impl<F, R> OperationState for FromFutureOp<F, R>
+where
+    F: Future + Send,
+    R: Receiver<F::Output, Infallible> + Send,
+{
+    unsafe fn start(self: Pin<&mut Self>) {
+        // SAFETY: we never move out of the pinned op; from here on it is
+        // reached only through this pointer (and, by wakers, through copies
+        // of it in the cell).
+        let op: *mut Self = unsafe { self.get_unchecked_mut() };
+        let cell = Arc::new(WakeCell {
+            state: AtomicUsize::new(POLLING),
+            op: op as *const (),
+            run: Self::run,
+        });
+        // SAFETY: nothing else refers to the op yet: no waker exists and the
+        // stop callback is not registered. These fields are read-only from
+        // now on.
+        unsafe {
+            (*op).waker = Some(Waker::from(cell.clone()));
+            (*op).cell = Some(cell.clone());
+        }
+        // SAFETY: we hold `POLLING` (the cell's initial state), so the
+        // receiver slot is ours. `detach` (here and below): the callback
+        // holding the token is dropped in `finish` before the receiver, whose
+        // environment gave the token, is completed (PROTOCOL.md rule 6).
+        let token = unsafe {
+            (*op).receiver.with(|r| {
+                (*r).as_ref().map(|r| {
+                    let env = r.env();
+                    env.stop_token().detach()
+                })
+            })
+        };
+        if let Some(token) = token.filter(StopToken::stop_possible) {
+            let c = cell.clone();
+            let cb = StopCallback::new(token, Box::new(move || c.notify(STOP)) as StopFn);
+            // SAFETY: holder (we hold `POLLING`); the callback is pinned
+            // inside the pinned op and dropped in place in `finish`. If stop
+            // was already requested, `register` runs it inline: it only sets
+            // `STOP | NOTIFIED`, as we hold `POLLING`.
+            unsafe {
+                (*op).stop_cb.with_mut(|slot| {
+                    *slot = Some(cb);
+                    Pin::new_unchecked((*slot).as_mut().unwrap_unchecked()).register();
+                });
+            }
+        }
+        drop(cell);
+        // SAFETY: we hold `POLLING`; the op is alive (start's contract).
+        unsafe { Self::run(op as *const ()) };
+    }
+}
+
+impl<F, R> FromFutureOp<F, R>
+where
+    F: Future + Send,
+    R: Receiver<F::Output, Infallible> + Send,
+{
+    /// Polls until pending-and-released or complete.
+    ///
+    /// # Safety
+    /// `op` is this type's live, started operation state, and the caller
+    /// holds `POLLING` on its cell (and with it the right to touch the
+    /// holder fields).
+    unsafe fn run(op: *const ()) {
+        let op = op as *const Self;
+        // SAFETY: written in `start`, read-only since; alive per the caller.
+        // A clone, because completing may free the op.
+        let (cell, waker) = unsafe {
+            (
+                (*op).cell.clone().unwrap_unchecked(),
+                (*op).waker.as_ref().unwrap_unchecked().clone(),
+            )
+        };
+        let mut cx = Context::from_waker(&waker);
+        loop {
+            // Acquire: see what a waker did before setting `NOTIFIED`.
+            let prev = cell.state.fetch_and(!NOTIFIED, Ordering::Acquire);
+            if prev & STOP != 0 {
+                // SAFETY: holder.
+                unsafe { Self::finish(op, &cell, Done::Stopped) };
+                return;
+            }
+            // SAFETY: holder; the future is structurally pinned in the
+            // pinned op and present until `finish`.
+            let polled = unsafe {
+                (*op).future.with_mut(|f| {
+                    let fut = Pin::new_unchecked((*f).as_mut().unwrap_unchecked());
+                    catch_unwind(|| fut.poll(&mut cx))
+                })
+            };
+            match polled {
+                Ok(Poll::Ready(v)) => {
+                    // SAFETY: holder.
+                    unsafe { Self::finish(op, &cell, Done::Value(v)) };
+                    return;
+                }
+                Err(payload) => {
+                    // SAFETY: holder.
+                    unsafe { Self::finish(op, &cell, Done::Panic(payload)) };
+                    return;
+                }
+                Ok(Poll::Pending) => {
+                    // Release: the next holder (on another thread) sees our
+                    // writes to the future. Fails if a wake-up or stop came in.
+                    if cell
+                        .state
+                        .compare_exchange(POLLING, 0, Ordering::Release, Ordering::Relaxed)
+                        .is_ok()
+                    {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Drops the future and the stop callback, marks the cell done and
+    /// completes the receiver.
+    ///
+    /// # Safety
+    /// As [`run`](Self::run); `cell` is the op's cell. Called once.
+    unsafe fn finish(op: *const Self, cell: &WakeCell, done: Done<F::Output>) {
+        // SAFETY: holder. Dropping in place honours the pin; a panic in the
+        // future's destructor is caught so the receiver still completes.
+        let receiver = unsafe {
+            let dropped = catch_unwind(|| (*op).future.with_mut(|f| *f = None));
+            (*op).stop_cb.with_mut(|c| *c = None);
+            ((*op).receiver.with_mut(|r| (*r).take()), dropped)
+        };
+        // No one reaches the op through the cell any more.
+        cell.state.fetch_or(DONE, Ordering::Relaxed);
+        let (Some(receiver), dropped) = receiver else {
+            return;
+        };
+        // After this call the op may be freed: touch nothing of it.
+        match (done, dropped) {
+            (Done::Panic(p), _) | (_, Err(p)) => receiver.set_panic(p),
+            (Done::Value(v), Ok(())) => receiver.set_value(v),
+            (Done::Stopped, Ok(())) => receiver.set_stopped(),
+        }
+    }
+}
+
+enum Done<T> {
+    Value(T),
+    Stopped,
+    Panic(PanicPayload),
+}
+
+/// What the wakers of a [`FromFutureOp`] point at. See the module docs for
+/// the state protocol.
+struct WakeCell {
+    /// `POLLING | NOTIFIED | STOP | DONE`.
+    state: AtomicUsize,
+    /// The operation (type-erased). Dereferenced only by the `POLLING`
+    /// holder, never once `DONE` is set.
+    op: *const (),
+    /// `FromFutureOp::<F, R>::run` for the erased op type.
+    run: unsafe fn(*const ()),
+}
+
+// SAFETY: `op` is only dereferenced by the `POLLING` holder while the
+// operation is alive (not `DONE`); the operation's future and receiver are
+// `Send` (required by `FromFuture`'s `SenderTo`), so whichever thread takes
+// `POLLING` may touch them.
+unsafe impl Send for WakeCell {}
+// SAFETY: as above; the state is atomic.
+unsafe impl Sync for WakeCell {}
+
+impl WakeCell {
+    /// A wake-up (`extra == 0`) or a stop request (`extra == STOP`).
+    fn notify(&self, extra: usize) {
+        let mut state = self.state.load(Ordering::Relaxed);
+        loop {
+            if state & DONE != 0 {
+                return;
+            }
+            if state & POLLING != 0 {
+                let next = state | NOTIFIED | extra;
+                if next == state {
+                    return;
+                }
+                // Release: the holder's Acquire when it clears `NOTIFIED`
+                // sees what we did before waking.
+                match self.state.compare_exchange_weak(
+                    state,
+                    next,
+                    Ordering::Release,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => return,
+                    Err(actual) => state = actual,
+                }
+            } else {
+                // Acquire: see what the previous holder did.
+                match self.state.compare_exchange_weak(
+                    state,
+                    state | POLLING | extra,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => {
+                        // SAFETY: we took `POLLING` while not `DONE`, so the
+                        // op has not completed and is alive (start's
+                        // contract); `run` is its own.
+                        unsafe { (self.run)(self.op) };
+                        return;
+                    }
+                    Err(actual) => state = actual,
+                }
+            }
+        }
+    }
+}
+
+impl Wake for WakeCell {
+    fn wake(self: Arc<Self>) {
+        self.notify(0)
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.notify(0)
+    }
+}
