@@ -441,7 +441,14 @@ impl<T, E> Shared<T, E> {
     unsafe fn cancel(this: NonNull<Self>) {
         // SAFETY: alive per the caller.
         let sh = unsafe { this.as_ref() };
-        if sh.state.load(Ordering::Acquire) & COMPLETE == 0 {
+        // Take the waker back first (as a poll would register one), so the
+        // dropped task is neither woken nor kept alive by the operation.
+        let prev = sh.state.fetch_or(REGISTERING, Ordering::Acquire);
+        if prev & COMPLETE == 0 {
+            // SAFETY: we hold `REGISTERING` and `COMPLETE` was clear.
+            let waker = sh.waker.with_mut(|w| unsafe { (*w).take() });
+            sh.state.fetch_and(!REGISTERING, Ordering::Release);
+            drop(waker);
             // May complete the operation inline, on this thread; the
             // completer then drops its reference, not ours.
             sh.stop.request_stop();
