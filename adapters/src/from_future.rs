@@ -489,3 +489,209 @@ impl Wake for WakeCell {
         self.notify(0)
     }
 }
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use ::loom::sync::atomic::AtomicUsize as LAtomicUsize;
+    use ::loom::sync::{Arc as LArc, Mutex as LMutex};
+    use std::boxed::Box;
+
+    /// A one-shot channel whose receiving future reads the payload without
+    /// a lock once it has been woken: only `from_future`'s hand-off orders
+    /// the producer's write before that read.
+    struct Chan {
+        data: UnsafeCell<u32>,
+        /// (sent, waker)
+        slot: LMutex<(bool, Option<Waker>)>,
+    }
+
+    // SAFETY: `data` is written once by the producer before it publishes
+    // `sent` / wakes, and read only after that (the property under test).
+    unsafe impl Sync for Chan {}
+    // SAFETY: as above.
+    unsafe impl Send for Chan {}
+
+    struct RecvFuture {
+        chan: LArc<Chan>,
+        polls: usize,
+        /// Written by the first poll after it published its waker, read by
+        /// the second: whichever thread polls second must see it.
+        scratch: UnsafeCell<usize>,
+    }
+
+    fn recv(chan: &LArc<Chan>) -> RecvFuture {
+        RecvFuture {
+            chan: chan.clone(),
+            polls: 0,
+            scratch: UnsafeCell::new(0),
+        }
+    }
+
+    impl Future for RecvFuture {
+        type Output = u32;
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<u32> {
+            self.polls += 1;
+            if self.polls == 1 {
+                let mut slot = self.chan.slot.lock().unwrap();
+                if !slot.0 {
+                    slot.1 = Some(cx.waker().clone());
+                    drop(slot);
+                    // SAFETY: the poller owns the future.
+                    self.scratch.with_mut(|s| unsafe { *s = 1 });
+                    return Poll::Pending;
+                }
+            } else {
+                // SAFETY: the poller owns the future (ordered after the
+                // previous poll by `from_future`).
+                assert_eq!(self.scratch.with(|s| unsafe { *s }), 1);
+            }
+            // Sent (seen under the lock), or woken: the only wake-up comes
+            // from the producer after it wrote `data`.
+            // SAFETY: written once by the producer before it woke us.
+            Poll::Ready(self.chan.data.with(|d| unsafe { *d }))
+        }
+    }
+
+    struct Recv {
+        values: LArc<LAtomicUsize>,
+        stopped: LArc<LAtomicUsize>,
+    }
+
+    impl Receiver<u32, Infallible> for Recv {
+        fn set_value(self, value: u32) {
+            assert_eq!(value, 42);
+            self.values.fetch_add(1, Ordering::SeqCst);
+        }
+        fn set_error(self, error: Infallible) {
+            match error {}
+        }
+        fn set_stopped(self) {
+            self.stopped.fetch_add(1, Ordering::SeqCst);
+        }
+        fn set_panic(self, payload: PanicPayload) {
+            std::panic::resume_unwind(payload)
+        }
+    }
+
+    /// The waker register/wake race: the producer's wake-up arrives before,
+    /// during or after the first poll's hand-back. Either the waking thread
+    /// polls (and must see the first poll's writes to the future: Release on
+    /// the hand-back, Acquire on the take-over) or the polling thread polls
+    /// again (and must see the producer's write: Release on `NOTIFIED`,
+    /// Acquire when clearing it). Loom reports a causality violation on the
+    /// cells if either edge is weakened.
+    #[test]
+    fn wake_racing_the_first_poll() {
+        ::loom::model(|| {
+            let chan = LArc::new(Chan {
+                data: UnsafeCell::new(0),
+                slot: LMutex::new((false, None)),
+            });
+            let values = LArc::new(LAtomicUsize::new(0));
+            let stopped = LArc::new(LAtomicUsize::new(0));
+            let mut op = Box::pin(
+                from_future(recv(&chan))
+                .connect(Recv {
+                    values: values.clone(),
+                    stopped: stopped.clone(),
+                }),
+            );
+            let producer = {
+                let chan = chan.clone();
+                ::loom::thread::spawn(move || {
+                    // SAFETY: the consumer reads only after `sent` or a wake.
+                    chan.data.with_mut(|d| unsafe { *d = 42 });
+                    let waker = {
+                        let mut slot = chan.slot.lock().unwrap();
+                        slot.0 = true;
+                        slot.1.take()
+                    };
+                    if let Some(w) = waker {
+                        w.wake();
+                    }
+                })
+            };
+            // SAFETY: `op` stays pinned in its box until after the join and
+            // the completion check below.
+            unsafe { op.as_mut().start() };
+            producer.join().unwrap();
+            assert_eq!(values.load(Ordering::SeqCst), 1);
+            assert_eq!(stopped.load(Ordering::SeqCst), 0);
+            drop(op);
+        });
+    }
+
+    /// A stop request racing a wake-up: exactly one completion, and the
+    /// future is dropped exactly once, before it.
+    #[test]
+    fn stop_racing_a_wake() {
+        ::loom::model(|| {
+            let chan = LArc::new(Chan {
+                data: UnsafeCell::new(0),
+                slot: LMutex::new((false, None)),
+            });
+            let values = LArc::new(LAtomicUsize::new(0));
+            let stopped = LArc::new(LAtomicUsize::new(0));
+            let source = LArc::new(exec_core::StopSource::new());
+            struct WithStop(Recv, LArc<exec_core::StopSource>);
+            impl Receiver<u32, Infallible> for WithStop {
+                fn set_value(self, value: u32) {
+                    self.0.set_value(value)
+                }
+                fn set_error(self, error: Infallible) {
+                    match error {}
+                }
+                fn set_stopped(self) {
+                    self.0.set_stopped()
+                }
+                fn set_panic(self, payload: PanicPayload) {
+                    self.0.set_panic(payload)
+                }
+                fn env(&self) -> impl Env + '_ {
+                    StopEnv(&self.1)
+                }
+            }
+            struct StopEnv<'a>(&'a exec_core::StopSource);
+            impl Env for StopEnv<'_> {
+                fn stop_token(&self) -> StopToken<'_> {
+                    self.0.token()
+                }
+            }
+            let mut op = Box::pin(
+                from_future(recv(&chan))
+                .connect(WithStop(
+                    Recv {
+                        values: values.clone(),
+                        stopped: stopped.clone(),
+                    },
+                    source.clone(),
+                )),
+            );
+            // SAFETY: pinned in the box until after the join.
+            unsafe { op.as_mut().start() };
+            let stopper = {
+                let source = source.clone();
+                ::loom::thread::spawn(move || {
+                    source.request_stop();
+                })
+            };
+            // SAFETY: the consumer reads only after `sent` or a wake.
+            chan.data.with_mut(|d| unsafe { *d = 42 });
+            let waker = {
+                let mut slot = chan.slot.lock().unwrap();
+                slot.0 = true;
+                slot.1.take()
+            };
+            if let Some(w) = waker {
+                w.wake();
+            }
+            stopper.join().unwrap();
+            let done = values.load(Ordering::SeqCst) + stopped.load(Ordering::SeqCst);
+            assert_eq!(done, 1);
+            drop(op);
+            // The future (and its channel handle) was dropped at completion.
+            assert_eq!(LArc::strong_count(&chan), 1);
+        });
+    }
+}
