@@ -590,13 +590,10 @@ mod loom_tests {
             });
             let values = LArc::new(LAtomicUsize::new(0));
             let stopped = LArc::new(LAtomicUsize::new(0));
-            let mut op = Box::pin(
-                from_future(recv(&chan))
-                .connect(Recv {
-                    values: values.clone(),
-                    stopped: stopped.clone(),
-                }),
-            );
+            let mut op = Box::pin(from_future(recv(&chan)).connect(Recv {
+                values: values.clone(),
+                stopped: stopped.clone(),
+            }));
             let producer = {
                 let chan = chan.clone();
                 ::loom::thread::spawn(move || {
@@ -658,16 +655,13 @@ mod loom_tests {
                     self.0.token()
                 }
             }
-            let mut op = Box::pin(
-                from_future(recv(&chan))
-                .connect(WithStop(
-                    Recv {
-                        values: values.clone(),
-                        stopped: stopped.clone(),
-                    },
-                    source.clone(),
-                )),
-            );
+            let mut op = Box::pin(from_future(recv(&chan)).connect(WithStop(
+                Recv {
+                    values: values.clone(),
+                    stopped: stopped.clone(),
+                },
+                source.clone(),
+            )));
             // SAFETY: pinned in the box until after the join.
             unsafe { op.as_mut().start() };
             let stopper = {

@@ -47,11 +47,15 @@ use crate::from_future::{FromFuture, FromFutureOp, from_future};
 /// use exec_adapters::{SenderFutureExt, TokioScheduler};
 /// use exec_core::{sync_wait, Scheduler, SenderExt};
 ///
-/// let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).build().unwrap();
+/// let rt = tokio::runtime::Builder::new_multi_thread()
+///     .worker_threads(1)
+///     .thread_name("my-worker")
+///     .build()
+///     .unwrap();
 /// let sch = TokioScheduler::new(rt.handle().clone());
 /// // Driven by exec:
 /// let name = sync_wait(sch.schedule().then(|()| std::thread::current().name().map(String::from)));
-/// assert_eq!(name, Ok(Some(Some("tokio-runtime-worker".to_string()))));
+/// assert_eq!(name, Ok(Some(Some("my-worker".to_string()))));
 /// // Awaited from tokio:
 /// let x = rt.block_on(sch.schedule().then(|()| 42).into_future());
 /// assert_eq!(x, Ok(42));

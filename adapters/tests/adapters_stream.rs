@@ -25,7 +25,10 @@ fn next_yields_items_then_none() {
 fn next_waits_for_an_item_from_another_thread() {
     let (mut tx, mut rx) = mpsc::channel::<u32>(1);
     let th = std::thread::spawn(move || block_on(futures::SinkExt::send(&mut tx, 5)).unwrap());
-    assert_eq!(sync_wait(next(&mut rx).then(|x| x.map(|v| v + 1))), Ok(Some(Some(6))));
+    assert_eq!(
+        sync_wait(next(&mut rx).then(|x| x.map(|v| v + 1))),
+        Ok(Some(Some(6)))
+    );
     th.join().unwrap();
     // Sender gone: the stream ends.
     assert_eq!(sync_wait(next(&mut rx)), Ok(Some(None)));
@@ -103,7 +106,10 @@ fn for_each_sees_a_stop_on_an_always_ready_stream() {
     );
     rec.expect_stopped();
     let n = count.load(Ordering::SeqCst);
-    assert!((6..=64).contains(&n), "stopped within one budget, saw {n} items");
+    assert!(
+        (6..=64).contains(&n),
+        "stopped within one budget, saw {n} items"
+    );
     assert_eq!(drops.alive(), 0, "stream and closure dropped");
     op.finish();
 }
