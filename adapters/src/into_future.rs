@@ -551,9 +551,8 @@ impl<T, E> Receiver<T, E> for FutureReceiver<T, E> {
     }
     fn env(&self) -> impl Env + '_ {
         // SAFETY: the block outlives the receiver (it holds a reference).
-        FutureEnv {
-            stop: unsafe { &self.shared.as_ref().stop },
-        }
+        let shared = unsafe { self.shared.as_ref() };
+        FutureEnv { stop: &shared.stop }
     }
 }
 

@@ -1,7 +1,9 @@
 //! `from_future` / `from_try_future`: every channel, stop (before start,
 //! while pending, from another thread, racing completion), wakers from
 //! other threads, self-wakes, a panicking future, and no leaks.
+// The fixtures of exec-core (recorders, drop counters, manual scheduler).
 #[path = "../../exec-core/tests/common/mod.rs"]
+#[allow(clippy::collapsible_if, clippy::type_complexity)]
 mod common;
 
 use std::future::Future;

@@ -1,6 +1,8 @@
 //! `into_future`: every channel, the waker hand-off across threads, stop on
 //! drop, panics resumed in the poller, and no leaks.
+// The fixtures of exec-core (recorders, drop counters, manual scheduler).
 #[path = "../../exec-core/tests/common/mod.rs"]
+#[allow(clippy::collapsible_if, clippy::type_complexity)]
 mod common;
 
 use std::convert::Infallible;

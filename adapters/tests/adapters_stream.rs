@@ -1,6 +1,8 @@
 //! Streams as senders (`next`, `for_each`) and senders as a stream
 //! (`repeat_stream`): channels, stop, panics, no leaks.
+// The fixtures of exec-core (recorders, drop counters, manual scheduler).
 #[path = "../../exec-core/tests/common/mod.rs"]
+#[allow(clippy::collapsible_if, clippy::type_complexity)]
 mod common;
 
 use std::sync::Arc;

@@ -1,7 +1,9 @@
 //! `TokioScheduler`: schedule on workers, timed scheduling, stop, runtime
 //! shutdown, tokio I/O futures driven from senders, senders awaited in
 //! tokio tasks.
+// The fixtures of exec-core (recorders, drop counters, manual scheduler).
 #[path = "../../exec-core/tests/common/mod.rs"]
+#[allow(clippy::collapsible_if, clippy::type_complexity)]
 mod common;
 
 use std::convert::Infallible;
