@@ -233,9 +233,13 @@ type StopFn = Box<dyn FnOnce() + Send>;
 
 /// Operation state of [`FromFuture`].
 ///
-/// Fields marked "holder" are touched only by the thread holding `POLLING`
-/// in the [`WakeCell`]'s state (see the module docs); the others are written
-/// in `start` before any waker or stop callback exists and only read after.
+/// The future and the receiver live here; wakers point at a small shared
+/// cell whose state word grants one thread at a time the right to poll the
+/// future or complete the receiver (see [`from_future`] for where polls
+/// happen).
+// Fields marked "holder" are touched only by the thread holding `POLLING`
+// in the `WakeCell`'s state (module docs); the others are written in
+// `start` before any waker or stop callback exists and only read after.
 pub struct FromFutureOp<F, R> {
     /// Holder. Structurally pinned; `None` once dropped.
     future: UnsafeCell<Option<F>>,

@@ -29,8 +29,9 @@
 //! output onto the value and error channels.
 //!
 //! # Features
-//! - `tokio`: [`TokioScheduler`](crate::TokioScheduler), a
-//!   `tokio::runtime::Handle` as a (timed) scheduler.
+//! - `tokio`: `TokioScheduler`, a `tokio::runtime::Handle` as a (timed)
+//!   scheduler, and `TokioScheduler::from_future` to drive tokio I/O
+//!   futures from senders.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(
     missing_docs,
