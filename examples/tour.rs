@@ -2,7 +2,7 @@
 //!
 //! Each part prints what it shows; the code is the documentation.
 
-use exec::{just, sync_wait, SenderExt, StopSource};
+use exec::{SenderExt, StopSource, just, sync_wait};
 
 fn part(title: &str) {
     println!("\n== {title} ==");
