@@ -19,7 +19,10 @@ fn completes_inline_at_depth_zero() {
     assert!(rec.is_complete(), "completed inside start");
     assert_eq!(rec.expect_value(), 3);
     op.finish();
-    assert_eq!(sync_wait(TrampolineScheduler::new().schedule()), Ok(Some(())));
+    assert_eq!(
+        sync_wait(TrampolineScheduler::new().schedule()),
+        Ok(Some(()))
+    );
 }
 
 #[test]
@@ -36,7 +39,10 @@ fn stopped_when_stop_was_requested() {
 fn scheduler_equality_and_bound() {
     assert_eq!(TrampolineScheduler::new(), TrampolineScheduler::default());
     assert_eq!(TrampolineScheduler::with_max_depth(0).max_depth(), 1);
-    assert_ne!(TrampolineScheduler::with_max_depth(3), TrampolineScheduler::new());
+    assert_ne!(
+        TrampolineScheduler::with_max_depth(3),
+        TrampolineScheduler::new()
+    );
 }
 
 /// A receiver that, on each completion, starts the next `schedule()` of a

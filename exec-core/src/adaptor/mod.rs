@@ -3,3 +3,10 @@
 mod then;
 
 pub use then::{Then, ThenReceiver};
+mod let_error;
+mod let_stopped;
+mod let_value;
+
+pub use let_error::{LetError, OnError};
+pub use let_stopped::{LetStopped, OnStopped};
+pub use let_value::{LetBranch, LetInput, LetOp, LetReceiver, LetStep, LetValue, OnValue};

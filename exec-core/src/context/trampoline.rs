@@ -93,7 +93,8 @@ impl Trampoline {
         }
         // SAFETY: queued nodes are alive until run; we read everything we
         // need before running it (running may free it).
-        let (next, run, ctx) = unsafe { ((*head).next.get(), (*head).run.get(), (*head).ctx.get()) };
+        let (next, run, ctx) =
+            unsafe { ((*head).next.get(), (*head).run.get(), (*head).ctx.get()) };
         self.head.set(next);
         if next.is_null() {
             self.tail.set(ptr::null());
