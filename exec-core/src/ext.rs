@@ -1,7 +1,7 @@
 //! [`SenderExt`]: the adaptors as methods.
 
-use crate::Sender;
 use crate::adaptor::*;
+use crate::{Sender, SenderTo};
 
 /// Adaptor methods for every [`Sender`].
 ///
@@ -37,6 +37,38 @@ pub trait SenderExt: Sender + Sized {
     }
 
     // -- further adaptors are added below this line, one block each --
+
+    /// Erases the type of this sender: an [`AnySender`] (one allocation).
+    ///
+    /// # Completion
+    /// As `self`.
+    ///
+    /// # Cancellation
+    /// The receiver's stop token is forwarded to `self`.
+    ///
+    /// # Panics
+    /// Panics of `self` are forwarded.
+    ///
+    /// # Example
+    /// ```
+    /// use exec_core::{just, sync_wait, AnySender, SenderExt};
+    /// let senders: Vec<AnySender<i32, core::convert::Infallible>> =
+    ///     vec![just(1).boxed(), just(2).then(|x| x * 10).boxed()];
+    /// let got: Vec<_> = senders.into_iter().map(|s| sync_wait(s).unwrap().unwrap()).collect();
+    /// assert_eq!(got, [1, 20]);
+    /// ```
+    ///
+    /// # See also
+    /// [`AnySender`].
+    fn boxed<T, E>(self) -> AnySender<T, E>
+    where
+        Self: Sender<Output = T, Error = E> + SenderTo<AnyReceiver<T, E>> + Send + 'static,
+        <Self as SenderTo<AnyReceiver<T, E>>>::Operation: Send + 'static,
+        T: 'static,
+        E: 'static,
+    {
+        AnySender::new(self)
+    }
 
     /// Runs the sender `f` makes from the value, and completes as it does.
     ///

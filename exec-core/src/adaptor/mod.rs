@@ -10,3 +10,6 @@ mod let_value;
 pub use let_error::{LetError, OnError};
 pub use let_stopped::{LetStopped, OnStopped};
 pub use let_value::{LetBranch, LetInput, LetOp, LetReceiver, LetStep, LetValue, OnValue};
+mod any_sender;
+
+pub use any_sender::{AnyOp, AnyReceiver, AnySender};

@@ -24,13 +24,14 @@
 //! the task inline and the stack is not bounded.
 
 use core::cell::Cell;
-use core::convert::Infallible;
 use core::fmt;
-use core::marker::PhantomPinned;
-use core::pin::Pin;
 use core::ptr;
+#[cfg(feature = "std")]
+use core::{convert::Infallible, marker::PhantomPinned, pin::Pin};
 
+#[cfg(feature = "std")]
 use crate::loom::cell::UnsafeCell;
+#[cfg(feature = "std")]
 use crate::{CompletionScheduler, Env, OperationState, Receiver, Scheduler, Sender, SenderTo};
 
 /// What a deferred task runs: a monomorphized function and its context (a
@@ -41,6 +42,7 @@ pub(crate) type TaskFn = unsafe fn(*const ());
 ///
 /// Every field is touched only by the thread that queued the node, between
 /// queueing and running it.
+#[cfg_attr(not(feature = "std"), allow(dead_code))]
 pub(crate) struct Task {
     next: Cell<*const Task>,
     run: Cell<Option<TaskFn>>,
@@ -56,6 +58,15 @@ impl Task {
         }
     }
 }
+
+// SAFETY: a node is used by one thread at a time: the thread that submits
+// it writes and queues it and runs it from that thread's queue. An op may
+// submit its node on one thread (start) and later on another (delivery),
+// but only after the first use has finished and with the op's own
+// completion synchronizing the two.
+unsafe impl Send for Task {}
+// SAFETY: as above; `&Task` is only used by the submitting thread.
+unsafe impl Sync for Task {}
 
 impl fmt::Debug for Task {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
