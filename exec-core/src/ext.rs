@@ -38,6 +38,87 @@ pub trait SenderExt: Sender + Sized {
 
     // -- further adaptors are added below this line, one block each --
 
+    /// Runs `self` again and again (a fresh clone each time) until `pred`
+    /// returns `true` for an iteration's value, then completes with `()`.
+    ///
+    /// P2300's `repeat_effect_until` repeats a sender of `bool` until it
+    /// sends `true`: that is `s.repeat_effect_until(|done| done)`. State
+    /// carried across iterations lives in what the sender and `pred` share.
+    /// Each iteration's operation is connected in place of the previous one
+    /// (no allocation); iterations that complete inline run in a loop, so
+    /// the stack does not grow with the number of iterations.
+    ///
+    /// # Completion
+    /// - value: `()`, once `pred` returned `true` (on the context of the
+    ///   last iteration).
+    /// - error, stopped: the first iteration that fails or is stopped ends
+    ///   the loop and is forwarded; `pred` is not called for it.
+    ///
+    /// # Cancellation
+    /// Each iteration sees the receiver's stop token; a stop request is also
+    /// checked between iterations and ends the loop with *stopped*.
+    ///
+    /// # Panics
+    /// A panic in `pred`, in `clone`, or of an iteration ends the loop and is
+    /// delivered through [`Receiver::set_panic`](crate::Receiver::set_panic).
+    ///
+    /// # Example
+    /// ```
+    /// use core::cell::Cell;
+    /// use exec_core::{just, sync_wait, SenderExt};
+    /// let n = Cell::new(0);
+    /// let step = just(()).then(|()| { n.set(n.get() + 1); n.get() });
+    /// assert_eq!(sync_wait(step.repeat_effect_until(|v| v == 5)), Ok(Some(())));
+    /// assert_eq!(n.get(), 5);
+    /// ```
+    ///
+    /// # See also
+    /// [`repeat_n`](Self::repeat_n), [`let_value`](Self::let_value).
+    fn repeat_effect_until<P>(self, pred: P) -> RepeatEffectUntil<Self, P>
+    where
+        Self: Clone,
+        P: FnMut(Self::Output) -> bool,
+    {
+        RepeatEffectUntil::new(self, pred)
+    }
+
+    /// Runs `self` `n` times in a row (a fresh clone each time), discarding
+    /// the values, then completes with `()`. `n == 0` completes at once.
+    ///
+    /// Same loop as [`repeat_effect_until`](Self::repeat_effect_until):
+    /// no allocation, no stack growth for inline iterations.
+    ///
+    /// # Completion
+    /// - value: `()` after the `n`-th iteration's value.
+    /// - error, stopped: the first iteration that fails or is stopped ends
+    ///   the loop and is forwarded.
+    ///
+    /// # Cancellation
+    /// Each iteration sees the receiver's stop token; a stop request is also
+    /// checked between iterations and ends the loop with *stopped*.
+    ///
+    /// # Panics
+    /// A panic in `clone` or of an iteration ends the loop and is delivered
+    /// through [`Receiver::set_panic`](crate::Receiver::set_panic).
+    ///
+    /// # Example
+    /// ```
+    /// use core::cell::Cell;
+    /// use exec_core::{just, sync_wait, SenderExt};
+    /// let n = Cell::new(0);
+    /// assert_eq!(sync_wait(just(()).then(|()| n.set(n.get() + 1)).repeat_n(3)), Ok(Some(())));
+    /// assert_eq!(n.get(), 3);
+    /// ```
+    ///
+    /// # See also
+    /// [`repeat_effect_until`](Self::repeat_effect_until).
+    fn repeat_n(self, n: usize) -> RepeatN<Self>
+    where
+        Self: Clone,
+    {
+        RepeatN::new(self, n)
+    }
+
     /// Erases the type of this sender: an [`AnySender`] (one allocation).
     ///
     /// # Completion

@@ -13,3 +13,8 @@ pub use let_value::{LetBranch, LetInput, LetOp, LetReceiver, LetStep, LetValue, 
 mod any_sender;
 
 pub use any_sender::{AnyOp, AnyReceiver, AnySender};
+mod repeat_effect_until;
+mod repeat_n;
+
+pub use repeat_effect_until::{RepeatControl, RepeatEffectUntil, RepeatOp, RepeatReceiver, Until};
+pub use repeat_n::{RepeatN, Times};
