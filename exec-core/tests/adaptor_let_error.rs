@@ -67,9 +67,9 @@ fn panics_are_delivered() {
     let (op, rec) = start(
         exec_core::just(1)
             .then(|_: i32| -> i32 { panic!("upstream") })
-            .let_error(move |e| {
+            .let_error(move |_: std::convert::Infallible| -> Fixed<i32, ()> {
                 c.store(true, Ordering::SeqCst);
-                Fixed::<i32, ()>(Completion::Value(match e {}))
+                unreachable!("an Infallible error cannot exist")
             }),
     );
     assert_eq!(rec.expect_panic(), "upstream");

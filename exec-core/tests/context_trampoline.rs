@@ -70,6 +70,7 @@ impl Receiver<(), Infallible> for Chain {
         if s.remaining.get() > 0 {
             s.remaining.set(s.remaining.get() - 1);
             let mut op = Box::pin(s.sch.schedule().connect(Chain { state: s.clone() }));
+            // SAFETY: only used to start it in place below; never moved.
             let p: *mut TrampolineOp<Chain> = unsafe { op.as_mut().get_unchecked_mut() };
             s.ops.borrow_mut().push(op);
             // SAFETY: the box is kept in `ops` (never removed) until the test ends.

@@ -298,9 +298,10 @@ impl<T, E, R: Receiver<T, E>> AnyInner<T, E, R> {
     unsafe fn run_start(ctx: *const ()) {
         // SAFETY: per the contract.
         let inner: Pin<&Self> = unsafe { Pin::new_unchecked(&*(ctx as *const Self)) };
-        // SAFETY (detach): the real receiver stays in this op until the
-        // inner operation has completed, and that operation drops its stop
-        // callbacks before completing.
+        // The real receiver stays in this op until the inner operation has
+        // completed, and that operation drops its stop callbacks before
+        // completing: that is what `detach` asks.
+        // SAFETY: see above; no inner operation exists yet.
         let token = inner.receiver.with(|r| unsafe {
             match &*r {
                 Some(r) => r.env().stop_token().detach(),

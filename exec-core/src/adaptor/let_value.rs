@@ -25,6 +25,7 @@
 //! - The completion writes `stash`, then CASes `IN_START → DEFERRED`; success
 //!   hands over to `start`, failure (`IDLE`) means `start` has returned and the
 //!   completion continues by itself.
+//!
 //! Both CASes are `AcqRel`, so the stash write happens-before its read.
 
 use core::fmt;
@@ -252,6 +253,7 @@ impl Env for LetEnv {
 }
 
 type Recv<S, B, R> = LetReceiver<<S as Sender>::Output, <S as Sender>::Error, (S, B, R)>;
+type StateOf<S, B, R> = LetState<S, <S as SenderTo<Recv<S, B, R>>>::Operation, NextOp<S, B, R>>;
 type NextOp<S, B, R> =
     <<B as LetBranch<<S as Sender>::Output, <S as Sender>::Error>>::Next as SenderTo<R>>::Operation;
 
@@ -284,7 +286,7 @@ where
     /// Structurally pinned: the child operations live here. Written by
     /// `start` before the first op starts, then only by whoever handles the
     /// first completion (the completion or `start`, never both).
-    state: UnsafeCell<LetState<S, S::Operation, NextOp<S, B, R>>>,
+    state: UnsafeCell<StateOf<S, B, R>>,
 }
 
 impl<S, B, R> fmt::Debug for LetOp<S, B, R>
@@ -407,9 +409,11 @@ where
         let inner: Pin<&LetInner<S, B, R>> =
             unsafe { self.map_unchecked_mut(|op| &mut op.inner) }.into_ref();
         let inner_ref = inner.get_ref();
-        // SAFETY (detach): the downstream receiver, whose env produced the
-        // token, stays in this op until the first operation has completed,
-        // and the first operation drops its registrations before completing.
+        // The downstream receiver, whose env produced the token, stays in
+        // this op until the first operation has completed, and the first
+        // operation drops its registrations before completing: that is
+        // what `detach` asks.
+        // SAFETY: see above; no child exists yet, so the cell is ours.
         let token = inner_ref.receiver.with(|r| unsafe {
             match &*r {
                 Some(r) => r.env().stop_token().detach(),

@@ -348,9 +348,10 @@ where
         let inner: Pin<&RepeatInner<S, C, R>> =
             unsafe { self.map_unchecked_mut(|op| &mut op.inner) }.into_ref();
         let i = inner.get_ref();
-        // SAFETY (detach): the downstream receiver stays in this op until the
-        // loop finishes, after the last iteration completed; iterations drop
-        // their stop callbacks before completing. Nothing else runs yet.
+        // The downstream receiver stays in this op until the loop finishes,
+        // after the last iteration completed; iterations drop their stop
+        // callbacks before completing: that is what `detach` asks.
+        // SAFETY: see above; nothing else runs yet, the cells are ours.
         unsafe {
             let token = i.receiver.with(|r| match &*r {
                 Some(r) => r.env().stop_token().detach(),
