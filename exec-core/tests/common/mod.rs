@@ -381,6 +381,7 @@ impl Scheduler for ManualScheduler {
 }
 
 /// Sender of [`ManualScheduler::schedule`].
+#[derive(Clone)]
 pub struct ManualSender {
     queue: Arc<ManualQueue>,
 }
@@ -440,6 +441,7 @@ pub struct ErrorScheduler<E: Clone + PartialEq>(pub E);
 pub struct StoppedScheduler;
 
 /// A sender that completes with exactly `completion`, inline.
+#[derive(Clone)]
 pub struct Fixed<T, E>(pub Completion<T, E>);
 
 impl<T, E> Sender for Fixed<T, E> {
