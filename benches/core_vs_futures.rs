@@ -3,6 +3,8 @@
 //!
 //! Run: `cargo bench --bench core_vs_futures`. Criterion prints both timings;
 //! the ratio is exec / futures.
+#![allow(missing_docs)] // criterion_group! generates undocumented items
+
 use criterion::{Criterion, black_box, criterion_group, criterion_main};
 use futures::FutureExt;
 

@@ -60,7 +60,7 @@ mod factory;
 pub use env::{EmptyEnv, Env};
 pub use operation::OperationState;
 pub use panic::{PanicPayload, catch_unwind};
-pub use parent::ParentRef;
+pub use parent::{ErasedParentRef, Notify, ParentRef};
 pub use receiver::{Completion, Receiver};
 pub use scheduler::{CompletionScheduler, Scheduler, TimedScheduler};
 pub use sender::{Sender, SenderTo};

@@ -406,8 +406,8 @@ impl<'a> StopToken<'a> {
     /// environment produced the token: the callback is dropped before the
     /// receiver is completed, and the receiver's environment outlives it.
     pub unsafe fn detach(self) -> StopToken<'static> {
-        // SAFETY: the caller upholds the lifetime contract above.
         StopToken {
+            // SAFETY: the caller upholds the lifetime contract above.
             state: self.state.map(|s| unsafe { &*(s as *const State) }),
         }
     }
@@ -562,11 +562,9 @@ impl<'a, F: FnOnce()> StopCallback<'a, F> {
 
 impl<F: FnOnce()> Drop for StopCallback<'_, F> {
     fn drop(&mut self) {
-        if self.registered {
-            if let Some(state) = self.state {
-                // SAFETY: registered on `state` by `register`.
-                unsafe { state.deregister(&self.node) };
-            }
+        if let (true, Some(state)) = (self.registered, self.state) {
+            // SAFETY: registered on `state` by `register`.
+            unsafe { state.deregister(&self.node) };
         }
     }
 }
