@@ -20,7 +20,9 @@ use exec_adapters::{SenderFutureExt, TokioScheduler};
 use exec_core::{Scheduler, SenderExt, just, sync_wait};
 
 fn work(x: u64) -> u64 {
-    black_box(x).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(7)
+    black_box(x)
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .rotate_left(7)
 }
 
 /// Best-of-5 time per iteration of `run(iters)`.
@@ -61,7 +63,12 @@ fn main() {
             tokio::spawn(async move {
                 let mut acc = 0u64;
                 for i in 0..iters {
-                    acc ^= sch.schedule().then(move |()| work(i)).into_future().await.unwrap();
+                    acc ^= sch
+                        .schedule()
+                        .then(move |()| work(i))
+                        .into_future()
+                        .await
+                        .unwrap();
                 }
                 black_box(acc)
             })
@@ -82,7 +89,11 @@ fn main() {
             .unwrap()
         });
     });
-    report("schedule(tokio).then(f).await vs spawn(f).await", adapter, native);
+    report(
+        "schedule(tokio).then(f).await vs spawn(f).await",
+        adapter,
+        native,
+    );
 
     let adapter = measure(n * 4, |iters| {
         rt.block_on(async move {
@@ -102,7 +113,11 @@ fn main() {
             black_box(acc)
         });
     });
-    report("just(x).then(f).await vs Box::pin(async { f(x) }).await", adapter, native);
+    report(
+        "just(x).then(f).await vs Box::pin(async { f(x) }).await",
+        adapter,
+        native,
+    );
 
     let adapter = measure(n, |iters| {
         let mut acc = 0u64;
@@ -125,12 +140,18 @@ fn main() {
         }
         black_box(acc);
     });
-    report("sync_wait(from_future(tokio fut)) vs block_on", adapter, native);
+    report(
+        "sync_wait(from_future(tokio fut)) vs block_on",
+        adapter,
+        native,
+    );
 
     let adapter = measure(n, |iters| {
         let mut acc = 0u64;
         for i in 0..iters {
-            acc ^= sync_wait(exec_adapters::from_future(async move { work(i) })).unwrap().unwrap();
+            acc ^= sync_wait(exec_adapters::from_future(async move { work(i) }))
+                .unwrap()
+                .unwrap();
         }
         black_box(acc);
     });
@@ -141,5 +162,9 @@ fn main() {
         }
         black_box(acc);
     });
-    report("sync_wait(from_future(ready)) vs futures block_on", adapter, native);
+    report(
+        "sync_wait(from_future(ready)) vs futures block_on",
+        adapter,
+        native,
+    );
 }

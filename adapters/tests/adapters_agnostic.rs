@@ -4,8 +4,11 @@
 //! spawned task) — on the inline scheduler and (feature `tokio`) on a tokio
 //! runtime's scheduler.
 //!
-//! `when_all`, `let_value` and `continues_on`, exec-pool and exec-io are not
-//! in `main` yet; their rows join this suite when they land.
+//! Compositions: `then` chains, the error and stopped channels, futures
+//! inside pipelines (`from_future`, woken from another thread), `let_value`
+//! (including a future and a second schedule inside), panics. `when_all`,
+//! `continues_on`, exec-pool and exec-io are not in `main` yet; their rows
+//! join this suite when they land.
 // The fixtures of exec-core (recorders, drop counters, manual scheduler).
 #[path = "../../exec-core/tests/common/mod.rs"]
 #[allow(clippy::collapsible_if, clippy::type_complexity)]
@@ -18,7 +21,7 @@ use std::time::Duration;
 use common::*;
 use exec_adapters::{AwaitError, FutureReceiver, SenderFutureExt, from_future, from_try_future};
 use exec_core::{
-    Completion, InlineScheduler, Scheduler, Sender, SenderExt, SenderTo, SyncWaitReceiver,
+    Completion, InlineScheduler, Scheduler, Sender, SenderExt, SenderTo, SyncWaitReceiver, just,
     sync_wait,
 };
 
@@ -162,6 +165,27 @@ macro_rules! suite {
                 from_future(rx).then(|r| r.unwrap() * 6)
             },
             Completion::<i32, std::convert::Infallible>::Value(42)
+        );
+        // let_value: a sender made from the value, including a future
+        on_every_driver!(
+            $sch.schedule()
+                .then(|()| String::from("forty-two"))
+                .let_value(|s| from_future(async move { s.len() })),
+            Completion::<usize, std::convert::Infallible>::Value(9)
+        );
+        on_every_driver!(
+            {
+                let sch = $sch.clone();
+                $sch.schedule()
+                    .then(|()| 6)
+                    .let_value(move |x| sch.schedule().then(move |()| x * 7))
+            },
+            Completion::<i32, std::convert::Infallible>::Value(42)
+        );
+        // let_value whose inner sender stops
+        on_every_driver!(
+            just(1).let_value(|_| Fixed::<i32, std::convert::Infallible>(Completion::Stopped)),
+            Completion::<i32, std::convert::Infallible>::Stopped
         );
         // panics are resumed by every driver with their payload
         for (name, run) in [
