@@ -154,6 +154,18 @@ pub trait SenderFutureExt: Sender + Sized {
     /// assert_eq!(futures::executor::block_on(fut), 42);
     /// ```
     ///
+    /// A borrowing sender cannot become a future (the future could be
+    /// leaked while the operation still uses the borrow); run it with
+    /// [`sync_wait`](exec_core::sync_wait) or inside another sender instead:
+    /// ```compile_fail
+    /// use exec_adapters::SenderFutureExt;
+    /// use exec_core::{just, SenderExt};
+    ///
+    /// let data = vec![1, 2, 3];
+    /// let fut = just(()).then(|()| data.len()).into_future(); // borrows `data`
+    /// # drop(fut);
+    /// ```
+    ///
     /// # See also
     /// [`from_future`](crate::from_future) for the other direction,
     /// [`sync_wait`](exec_core::sync_wait) to block a thread instead.
@@ -375,6 +387,13 @@ impl<T, E, O> Drop for Block<T, E, O> {
         // Drop the (completed) operation before the stop source it may have
         // observed.
         *self.op.get_mut() = None;
+        // Drop the slots through the cells, so that loom sees these accesses
+        // (and checks they are ordered after the other owner's).
+        // SAFETY: `&mut self`: no other reference to the block exists.
+        unsafe {
+            drop(self.shared.outcome.with_mut(|o| (*o).take()));
+            drop(self.shared.waker.with_mut(|w| (*w).take()));
+        }
     }
 }
 
@@ -563,5 +582,112 @@ struct FutureEnv<'a> {
 impl Env for FutureEnv<'_> {
     fn stop_token(&self) -> StopToken<'_> {
         self.stop.token()
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use ::loom::sync::atomic::AtomicUsize as LAtomicUsize;
+    use ::loom::sync::{Arc as LArc, Mutex as LMutex};
+    use std::sync::Arc;
+    use std::task::Wake;
+
+    type Completer<T> = Box<dyn FnOnce(T) + Send>;
+
+    /// A sender whose operation hands its completion to whoever takes it
+    /// from `slot` (another loom thread).
+    struct Remote<T>(LArc<LMutex<Option<Completer<T>>>>);
+
+    impl<T> Sender for Remote<T> {
+        type Output = T;
+        type Error = ();
+    }
+
+    impl<T: 'static, R: Receiver<T, ()> + Send + 'static> SenderTo<R> for Remote<T> {
+        type Operation = RemoteOp<T, R>;
+        fn connect(self, receiver: R) -> RemoteOp<T, R> {
+            RemoteOp(self.0, Some(receiver))
+        }
+    }
+
+    struct RemoteOp<T, R>(LArc<LMutex<Option<Completer<T>>>>, Option<R>);
+
+    impl<T: 'static, R: Receiver<T, ()> + Send + 'static> OperationState for RemoteOp<T, R> {
+        unsafe fn start(self: Pin<&mut Self>) {
+            // SAFETY: nothing is structurally pinned.
+            let this = unsafe { self.get_unchecked_mut() };
+            let r = this.1.take().unwrap();
+            *this.0.lock().unwrap() = Some(Box::new(move |v| r.set_value(v)));
+        }
+    }
+
+    struct CountingWaker(LAtomicUsize);
+    impl Wake for CountingWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn complete_from_slot<T>(slot: &LMutex<Option<Completer<T>>>, value: T) {
+        let f = slot.lock().unwrap().take().expect("started");
+        f(value);
+    }
+
+    /// The waker hand-off: a completion on another thread racing the
+    /// second poll's registration. Either that poll sees the outcome, or
+    /// the completer wakes the registered waker (no lost wake-up), and the
+    /// outcome written on the other thread is visible to the poller.
+    #[test]
+    fn completion_racing_registration() {
+        ::loom::model(|| {
+            let slot = LArc::new(LMutex::new(None));
+            let mut fut = Remote::<u32>(slot.clone()).into_future();
+            let counter = Arc::new(CountingWaker(LAtomicUsize::new(0)));
+            let waker = Waker::from(counter.clone());
+            let mut cx = Context::from_waker(&waker);
+            assert!(Pin::new(&mut fut).poll(&mut cx).is_pending());
+            let completer = {
+                let slot = slot.clone();
+                ::loom::thread::spawn(move || complete_from_slot(&slot, 7))
+            };
+            let second = Pin::new(&mut fut).poll(&mut cx);
+            completer.join().unwrap();
+            match second {
+                Poll::Ready(r) => assert_eq!(r, Ok(7)),
+                Poll::Pending => {
+                    assert!(counter.0.load(Ordering::SeqCst) >= 1, "lost wake-up");
+                    assert_eq!(Pin::new(&mut fut).poll(&mut cx), Poll::Ready(Ok(7)));
+                }
+            }
+        });
+    }
+
+    /// Dropping the future while the operation completes on another thread:
+    /// whoever lets go last frees the block, and the outcome is dropped.
+    #[test]
+    fn drop_racing_completion_frees_once() {
+        ::loom::model(|| {
+            let slot = LArc::new(LMutex::new(None));
+            let payload = LArc::new(());
+            let mut fut = Remote::<LArc<()>>(slot.clone()).into_future();
+            let waker = Waker::from(Arc::new(CountingWaker(LAtomicUsize::new(0))));
+            assert!(
+                Pin::new(&mut fut)
+                    .poll(&mut Context::from_waker(&waker))
+                    .is_pending()
+            );
+            let completer = {
+                let (slot, payload) = (slot.clone(), payload.clone());
+                ::loom::thread::spawn(move || complete_from_slot(&slot, payload))
+            };
+            drop(fut);
+            completer.join().unwrap();
+            assert_eq!(
+                LArc::strong_count(&payload),
+                1,
+                "outcome dropped, block freed"
+            );
+        });
     }
 }
