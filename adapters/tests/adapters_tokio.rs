@@ -233,3 +233,20 @@ fn equality_is_runtime_identity() {
     let inside = a.block_on(async { TokioScheduler::current() });
     assert_eq!(sa, inside);
 }
+
+#[test]
+fn runtime_shutdown_with_a_pending_timer_does_not_hang_the_waiter() {
+    let rt = multi();
+    let sch = TokioScheduler::new(rt.handle().clone());
+    let (op, rec) = start(sch.schedule_after(Duration::from_secs(30)));
+    assert!(!rec.is_complete());
+    drop(rt);
+    wait_for(&rec);
+    // tokio fails the timer on shutdown; the failure arrives as a panic
+    // (documented), never as a hang or a value.
+    match rec.take() {
+        Seen::Panic(_) | Seen::Stopped => {}
+        other => panic!("unexpected {other:?}"),
+    }
+    op.finish();
+}
