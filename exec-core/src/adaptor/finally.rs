@@ -49,16 +49,24 @@ where
     }
 }
 
-/// What both children reach through their [`ParentRef`].
-struct Shared<T, E, S2, R>
-where
-    S2: SenderTo<FinallySecondReceiver<T, E, S2, R>>,
-{
+/// What the second child reaches through its [`ParentRef`]. (It does not
+/// name the second sender's type, so the receiver type is not recursive.)
+struct Tail<T, E, R> {
     /// Taken by the second child's completion.
     receiver: ReceiverSlot<R>,
     /// Written by the first child's completion, taken by the second's.
     stored: Slot<Stored<T, E>>,
-    /// Connected and started by the first child's completion.
+}
+
+/// What the first child reaches through its [`ParentRef`].
+struct Shared<T, E, S2, R>
+where
+    S2: SenderTo<FinallySecondReceiver<T, E, R>>,
+{
+    /// Structurally pinned: the second child refers to it.
+    tail: Tail<T, E, R>,
+    /// Connected and started by the first child's completion. Structurally
+    /// pinned.
     second: Child<S2, S2::Operation>,
 }
 
@@ -67,7 +75,7 @@ pub struct FinallyOp<S1, S2, R>
 where
     S1: Sender
         + SenderTo<FinallyFirstReceiver<<S1 as Sender>::Output, <S1 as Sender>::Error, S2, R>>,
-    S2: SenderTo<FinallySecondReceiver<<S1 as Sender>::Output, <S1 as Sender>::Error, S2, R>>,
+    S2: SenderTo<FinallySecondReceiver<<S1 as Sender>::Output, <S1 as Sender>::Error, R>>,
 {
     /// Structurally pinned: holds the first child's operation once started.
     first: Child<
@@ -85,7 +93,7 @@ impl<S1, S2, R> fmt::Debug for FinallyOp<S1, S2, R>
 where
     S1: Sender
         + SenderTo<FinallyFirstReceiver<<S1 as Sender>::Output, <S1 as Sender>::Error, S2, R>>,
-    S2: SenderTo<FinallySecondReceiver<<S1 as Sender>::Output, <S1 as Sender>::Error, S2, R>>,
+    S2: SenderTo<FinallySecondReceiver<<S1 as Sender>::Output, <S1 as Sender>::Error, R>>,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FinallyOp").finish_non_exhaustive()
@@ -97,7 +105,7 @@ where
     S1: Sender
         + SenderTo<FinallyFirstReceiver<<S1 as Sender>::Output, <S1 as Sender>::Error, S2, R>>,
     S2: SenderTo<
-            FinallySecondReceiver<<S1 as Sender>::Output, <S1 as Sender>::Error, S2, R>,
+            FinallySecondReceiver<<S1 as Sender>::Output, <S1 as Sender>::Error, R>,
             Output = (),
         >,
     S2::Error: IntoError<S1::Error>,
@@ -108,8 +116,10 @@ where
         FinallyOp {
             first: Child::new(self.first),
             shared: Shared {
-                receiver: ReceiverSlot::new(receiver),
-                stored: Slot::new(None),
+                tail: Tail {
+                    receiver: ReceiverSlot::new(receiver),
+                    stored: Slot::new(None),
+                },
                 second: Child::new(self.second),
             },
             _pin: PhantomPinned,
@@ -122,7 +132,7 @@ where
     S1: Sender
         + SenderTo<FinallyFirstReceiver<<S1 as Sender>::Output, <S1 as Sender>::Error, S2, R>>,
     S2: SenderTo<
-            FinallySecondReceiver<<S1 as Sender>::Output, <S1 as Sender>::Error, S2, R>,
+            FinallySecondReceiver<<S1 as Sender>::Output, <S1 as Sender>::Error, R>,
             Output = (),
         >,
     S2::Error: IntoError<S1::Error>,
@@ -150,14 +160,14 @@ where
 /// The receiver the first sender of [`Finally`] is connected to.
 pub struct FinallyFirstReceiver<T, E, S2, R>
 where
-    S2: SenderTo<FinallySecondReceiver<T, E, S2, R>>,
+    S2: SenderTo<FinallySecondReceiver<T, E, R>>,
 {
     parent: ParentRef<Shared<T, E, S2, R>>,
 }
 
 impl<T, E, S2, R> fmt::Debug for FinallyFirstReceiver<T, E, S2, R>
 where
-    S2: SenderTo<FinallySecondReceiver<T, E, S2, R>>,
+    S2: SenderTo<FinallySecondReceiver<T, E, R>>,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FinallyFirstReceiver")
@@ -167,15 +177,17 @@ where
 
 impl<T, E, S2, R> FinallyFirstReceiver<T, E, S2, R>
 where
-    S2: SenderTo<FinallySecondReceiver<T, E, S2, R>>,
+    S2: SenderTo<FinallySecondReceiver<T, E, R>>,
 {
     fn store_and_run_second(self, stored: Stored<T, E>) {
         let shared = self.parent.get_pin();
         // SAFETY: sequential: the first child is completing and the second
         // has not started, so nothing else touches `stored`.
-        unsafe { shared.stored.put(stored) };
-        // SAFETY: same contract as ours; we hand our reference on.
-        let parent = unsafe { self.parent.clone_ref() };
+        unsafe { shared.tail.stored.put(stored) };
+        // SAFETY: `tail` is structurally pinned in the pinned shared state,
+        // which outlives the second child (the parent completes only from
+        // the second child's completion).
+        let parent = unsafe { ParentRef::new(shared.map_unchecked(|s| &s.tail)) };
         // SAFETY: structurally pinned field of the pinned shared state.
         let second = unsafe { shared.map_unchecked(|s| &s.second) };
         // SAFETY: started once (the first child completes once), nothing else
@@ -187,7 +199,7 @@ where
 
 impl<T, E, S2, R> Receiver<T, E> for FinallyFirstReceiver<T, E, S2, R>
 where
-    S2: SenderTo<FinallySecondReceiver<T, E, S2, R>>,
+    S2: SenderTo<FinallySecondReceiver<T, E, R>>,
     R: Receiver<T, E>,
 {
     fn set_value(self, value: T) {
@@ -205,32 +217,23 @@ where
     fn env(&self) -> impl Env + '_ {
         // SAFETY: the receiver is taken only by the second child's completion,
         // which cannot happen while the first child still holds this receiver.
-        unsafe { self.parent.get().receiver.get() }.env()
+        unsafe { self.parent.get().tail.receiver.get() }.env()
     }
 }
 
 /// The receiver the second sender of [`Finally`] is connected to.
-pub struct FinallySecondReceiver<T, E, S2, R>
-where
-    S2: SenderTo<FinallySecondReceiver<T, E, S2, R>>,
-{
-    parent: ParentRef<Shared<T, E, S2, R>>,
+pub struct FinallySecondReceiver<T, E, R> {
+    parent: ParentRef<Tail<T, E, R>>,
 }
 
-impl<T, E, S2, R> fmt::Debug for FinallySecondReceiver<T, E, S2, R>
-where
-    S2: SenderTo<FinallySecondReceiver<T, E, S2, R>>,
-{
+impl<T, E, R> fmt::Debug for FinallySecondReceiver<T, E, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FinallySecondReceiver")
             .finish_non_exhaustive()
     }
 }
 
-impl<T, E, S2, R> FinallySecondReceiver<T, E, S2, R>
-where
-    S2: SenderTo<FinallySecondReceiver<T, E, S2, R>>,
-{
+impl<T, E, R> FinallySecondReceiver<T, E, R> {
     /// Takes the stored completion and the downstream receiver. After this,
     /// the caller completes the receiver and touches nothing else.
     fn take(self) -> (Option<Stored<T, E>>, R) {
@@ -242,9 +245,8 @@ where
     }
 }
 
-impl<T, E, S2, R, SE> Receiver<(), SE> for FinallySecondReceiver<T, E, S2, R>
+impl<T, E, R, SE> Receiver<(), SE> for FinallySecondReceiver<T, E, R>
 where
-    S2: SenderTo<FinallySecondReceiver<T, E, S2, R>>,
     R: Receiver<T, E>,
     SE: IntoError<E>,
 {

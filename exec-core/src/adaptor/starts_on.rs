@@ -67,14 +67,17 @@ where
     const SENDS_STOPPED: bool = Sch::SENDS_STOPPED || S::SENDS_STOPPED;
 }
 
-/// What both children reach through their [`ParentRef`].
+/// What the schedule operation's receiver reaches through its [`ParentRef`];
+/// the work's receiver only reaches `receiver`.
 struct Shared<S, R>
 where
-    S: SenderTo<StartsOnReceiver<S, R>>,
+    S: SenderTo<StartsOnReceiver<R>>,
 {
-    /// Taken by the final completion.
+    /// Taken by the final completion. Structurally pinned: the work's
+    /// receiver refers to it.
     receiver: ReceiverSlot<R>,
     /// Connected and started by the schedule operation's value completion.
+    /// Structurally pinned.
     work: Child<S, S::Operation>,
 }
 
@@ -82,7 +85,7 @@ where
 pub struct StartsOnOp<Sch, S, R>
 where
     Sch: SenderTo<StartsOnScheduleReceiver<S, R>>,
-    S: SenderTo<StartsOnReceiver<S, R>>,
+    S: SenderTo<StartsOnReceiver<R>>,
 {
     /// Structurally pinned: the schedule operation once started.
     schedule: Child<Sch, Sch::Operation>,
@@ -94,7 +97,7 @@ where
 impl<Sch, S, R> fmt::Debug for StartsOnOp<Sch, S, R>
 where
     Sch: SenderTo<StartsOnScheduleReceiver<S, R>>,
-    S: SenderTo<StartsOnReceiver<S, R>>,
+    S: SenderTo<StartsOnReceiver<R>>,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StartsOnOp").finish_non_exhaustive()
@@ -104,7 +107,7 @@ where
 impl<Sch, S, R> SenderTo<R> for StartsOn<Sch, S>
 where
     Sch: SenderTo<StartsOnScheduleReceiver<S, R>, Output = ()>,
-    S: SenderTo<StartsOnReceiver<S, R>>,
+    S: SenderTo<StartsOnReceiver<R>>,
     Sch::Error: IntoError<S::Error>,
     R: Receiver<S::Output, S::Error>,
 {
@@ -124,7 +127,7 @@ where
 impl<Sch, S, R> OperationState for StartsOnOp<Sch, S, R>
 where
     Sch: SenderTo<StartsOnScheduleReceiver<S, R>, Output = ()>,
-    S: SenderTo<StartsOnReceiver<S, R>>,
+    S: SenderTo<StartsOnReceiver<R>>,
     Sch::Error: IntoError<S::Error>,
     R: Receiver<S::Output, S::Error>,
 {
@@ -149,14 +152,14 @@ where
 /// The receiver [`StartsOn`] connects the schedule operation to.
 pub struct StartsOnScheduleReceiver<S, R>
 where
-    S: SenderTo<StartsOnReceiver<S, R>>,
+    S: SenderTo<StartsOnReceiver<R>>,
 {
     parent: ParentRef<Shared<S, R>>,
 }
 
 impl<S, R> fmt::Debug for StartsOnScheduleReceiver<S, R>
 where
-    S: SenderTo<StartsOnReceiver<S, R>>,
+    S: SenderTo<StartsOnReceiver<R>>,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StartsOnScheduleReceiver")
@@ -166,7 +169,7 @@ where
 
 impl<S, R> StartsOnScheduleReceiver<S, R>
 where
-    S: SenderTo<StartsOnReceiver<S, R>>,
+    S: SenderTo<StartsOnReceiver<R>>,
 {
     /// The schedule operation did not produce a value: drop the work unrun
     /// and hand back the downstream receiver to complete.
@@ -184,14 +187,16 @@ where
 
 impl<S, R, SE> Receiver<(), SE> for StartsOnScheduleReceiver<S, R>
 where
-    S: SenderTo<StartsOnReceiver<S, R>>,
+    S: SenderTo<StartsOnReceiver<R>>,
     SE: IntoError<S::Error>,
     R: Receiver<S::Output, S::Error>,
 {
     fn set_value(self, (): ()) {
         let shared = self.parent.get_pin();
-        // SAFETY: same contract as ours; handed on to the work's receiver.
-        let parent = unsafe { self.parent.clone_ref() };
+        // SAFETY: `receiver` is structurally pinned in the pinned shared
+        // state, which outlives the work (the parent completes only from the
+        // work's completion).
+        let parent = unsafe { ParentRef::new(shared.map_unchecked(|s| &s.receiver)) };
         // SAFETY: structurally pinned field of the pinned shared state.
         let work = unsafe { shared.map_unchecked(|s| &s.work) };
         // SAFETY: started once (the schedule op completes once), nothing else
@@ -215,36 +220,26 @@ where
 }
 
 /// The receiver [`StartsOn`] connects the started sender to.
-pub struct StartsOnReceiver<S, R>
-where
-    S: SenderTo<StartsOnReceiver<S, R>>,
-{
-    parent: ParentRef<Shared<S, R>>,
+pub struct StartsOnReceiver<R> {
+    parent: ParentRef<ReceiverSlot<R>>,
 }
 
-impl<S, R> fmt::Debug for StartsOnReceiver<S, R>
-where
-    S: SenderTo<StartsOnReceiver<S, R>>,
-{
+impl<R> fmt::Debug for StartsOnReceiver<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StartsOnReceiver").finish_non_exhaustive()
     }
 }
 
-impl<S, R> StartsOnReceiver<S, R>
-where
-    S: SenderTo<StartsOnReceiver<S, R>>,
-{
+impl<R> StartsOnReceiver<R> {
     fn take(self) -> R {
         // SAFETY: the work completes once and is the last child; no `env()`
         // borrow is alive (our receiver is consumed).
-        unsafe { self.parent.get().receiver.take() }
+        unsafe { self.parent.get().take() }
     }
 }
 
-impl<S, R, T, E> Receiver<T, E> for StartsOnReceiver<S, R>
+impl<R, T, E> Receiver<T, E> for StartsOnReceiver<R>
 where
-    S: SenderTo<StartsOnReceiver<S, R>>,
     R: Receiver<T, E>,
 {
     fn set_value(self, value: T) {
@@ -261,6 +256,6 @@ where
     }
     fn env(&self) -> impl Env + '_ {
         // SAFETY: taken only by this receiver's completion, which consumes it.
-        unsafe { self.parent.get().receiver.get() }.env()
+        unsafe { self.parent.get().get() }.env()
     }
 }
