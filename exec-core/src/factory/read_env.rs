@@ -33,6 +33,12 @@ use crate::{Env, OperationState, Receiver, Sender, SenderTo, catch_unwind};
 /// assert_eq!(possible, Ok(Some(false)));
 /// ```
 ///
+/// The value cannot borrow the environment:
+/// ```compile_fail
+/// use exec_core::{read_env, sync_wait};
+/// let token = sync_wait(read_env(|env| env.stop_token()));
+/// ```
+///
 /// # See also
 /// [`write_env`](crate::SenderExt::write_env), [`Env`].
 pub fn read_env<F, T>(f: F) -> ReadEnv<F>
