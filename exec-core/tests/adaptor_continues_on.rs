@@ -4,8 +4,7 @@ mod common;
 
 use common::*;
 use exec_core::{
-    Completion, CompletionScheduler, IntoError, RunLoop, Scheduler, SenderExt, StopSource, just,
-    sync_wait,
+    Completion, CompletionScheduler, IntoError, RunLoop, SenderExt, StopSource, just, sync_wait,
 };
 use std::convert::Infallible;
 use std::sync::Arc;

@@ -70,6 +70,11 @@ where
     second: Child<S2, S2::Operation>,
 }
 
+/// The first sender's operation state inside [`FinallyOp`].
+type FirstOp<S1, S2, R> = <S1 as SenderTo<
+    FinallyFirstReceiver<<S1 as Sender>::Output, <S1 as Sender>::Error, S2, R>,
+>>::Operation;
+
 /// Operation state of [`Finally`].
 pub struct FinallyOp<S1, S2, R>
 where
@@ -78,12 +83,7 @@ where
     S2: SenderTo<FinallySecondReceiver<<S1 as Sender>::Output, <S1 as Sender>::Error, R>>,
 {
     /// Structurally pinned: holds the first child's operation once started.
-    first: Child<
-        S1,
-        <S1 as SenderTo<
-            FinallyFirstReceiver<<S1 as Sender>::Output, <S1 as Sender>::Error, S2, R>,
-        >>::Operation,
-    >,
+    first: Child<S1, FirstOp<S1, S2, R>>,
     /// Structurally pinned: children refer to it through `ParentRef`.
     shared: Shared<<S1 as Sender>::Output, <S1 as Sender>::Error, S2, R>,
     _pin: PhantomPinned,

@@ -46,7 +46,7 @@ pub struct JustStopped<T, E> {
 
 impl<T, E> Clone for JustStopped<T, E> {
     fn clone(&self) -> Self {
-        just_stopped()
+        *self
     }
 }
 
