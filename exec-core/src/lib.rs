@@ -43,6 +43,7 @@ extern crate std;
 mod loom;
 
 mod env;
+mod error;
 mod operation;
 mod panic;
 mod parent;
@@ -58,6 +59,7 @@ mod ext;
 mod factory;
 
 pub use env::{EmptyEnv, Env};
+pub use error::IntoError;
 pub use operation::OperationState;
 pub use panic::{PanicPayload, catch_unwind};
 pub use parent::{ErasedParentRef, Notify, ParentRef};
