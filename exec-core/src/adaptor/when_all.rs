@@ -407,3 +407,143 @@ when_all_tuple!(11; 0 S0 O0 T0, 1 S1 O1 T1, 2 S2 O2 T2, 3 S3 O3 T3, 4 S4 O4 T4, 
     6 S6 O6 T6, 7 S7 O7 T7, 8 S8 O8 T8, 9 S9 O9 T9, 10 S10 O10 T10);
 when_all_tuple!(12; 0 S0 O0 T0, 1 S1 O1 T1, 2 S2 O2 T2, 3 S3 O3 T3, 4 S4 O4 T4, 5 S5 O5 T5,
     6 S6 O6 T6, 7 S7 O7 T7, 8 S8 O8 T8, 9 S9 O9 T9, 10 S10 O10 T10, 11 S11 O11 T11);
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    //! The completion race: two children completing on two threads while a
+    //! stop request arrives from a third (through the forwarding callback).
+    use super::*;
+    use crate::{StopSource, StopToken};
+    use ::loom::sync::atomic::AtomicUsize;
+    use ::loom::sync::{Arc, Mutex};
+    use alloc::boxed::Box;
+    use core::convert::Infallible;
+
+    type Complete<T> = Box<dyn FnOnce(Option<T>) + Send>;
+
+    /// A child completed by hand: `Some(v)` = value, `None` = stopped.
+    struct Remote<T> {
+        slot: Arc<Mutex<Option<Complete<T>>>>,
+    }
+    struct RemoteOp<T, R> {
+        slot: Arc<Mutex<Option<Complete<T>>>>,
+        receiver: Option<R>,
+    }
+    impl<T> Sender for Remote<T> {
+        type Output = T;
+        type Error = Infallible;
+    }
+    impl<T: 'static, R: Receiver<T, Infallible> + Send + 'static> SenderTo<R> for Remote<T> {
+        type Operation = RemoteOp<T, R>;
+        fn connect(self, receiver: R) -> RemoteOp<T, R> {
+            RemoteOp {
+                slot: self.slot,
+                receiver: Some(receiver),
+            }
+        }
+    }
+    impl<T: 'static, R: Receiver<T, Infallible> + Send + 'static> OperationState for RemoteOp<T, R> {
+        unsafe fn start(self: Pin<&mut Self>) {
+            // SAFETY: nothing is structurally pinned.
+            let this = unsafe { self.get_unchecked_mut() };
+            let r = this.receiver.take().unwrap();
+            *this.slot.lock().unwrap() = Some(Box::new(move |v| match v {
+                Some(v) => r.set_value(v),
+                None => r.set_stopped(),
+            }));
+        }
+    }
+
+    #[derive(Debug, PartialEq)]
+    enum Seen {
+        Value((u32, u32)),
+        Stopped,
+        Other,
+    }
+
+    struct Outer {
+        source: Arc<StopSource>,
+        seen: Arc<Mutex<Option<Seen>>>,
+        completions: Arc<AtomicUsize>,
+    }
+    struct OuterEnv<'a>(&'a StopSource);
+    impl Env for OuterEnv<'_> {
+        fn stop_token(&self) -> StopToken<'_> {
+            self.0.token()
+        }
+    }
+    impl Outer {
+        fn record(self, s: Seen) {
+            self.completions.fetch_add(1, Ordering::Relaxed);
+            *self.seen.lock().unwrap() = Some(s);
+        }
+    }
+    use crate::loom::sync::atomic::Ordering;
+    impl Receiver<(u32, u32), Infallible> for Outer {
+        fn set_value(self, v: (u32, u32)) {
+            self.record(Seen::Value(v))
+        }
+        fn set_error(self, e: Infallible) {
+            match e {}
+        }
+        fn set_stopped(self) {
+            self.record(Seen::Stopped)
+        }
+        fn set_panic(self, _: PanicPayload) {
+            self.record(Seen::Other)
+        }
+        fn env(&self) -> impl Env + '_ {
+            OuterEnv(&self.source)
+        }
+    }
+
+    fn race(a_value: bool) {
+        ::loom::model(move || {
+            let source = Arc::new(StopSource::new());
+            let seen = Arc::new(Mutex::new(None));
+            let completions = Arc::new(AtomicUsize::new(0));
+            let sa = Arc::new(Mutex::new(None));
+            let sb = Arc::new(Mutex::new(None));
+            let s = when_all(Remote { slot: sa.clone() }, Remote { slot: sb.clone() });
+            let mut op = Box::pin(s.connect(Outer {
+                source: source.clone(),
+                seen: seen.clone(),
+                completions: completions.clone(),
+            }));
+            // SAFETY: `op` is dropped only after every thread joined, when
+            // the operation has completed.
+            unsafe { op.as_mut().start() };
+            let ta = ::loom::thread::spawn(move || {
+                let f = sa.lock().unwrap().take().unwrap();
+                f(if a_value { Some(1) } else { None });
+            });
+            let tb = ::loom::thread::spawn(move || {
+                let f = sb.lock().unwrap().take().unwrap();
+                f(Some(2));
+            });
+            source.request_stop();
+            ta.join().unwrap();
+            tb.join().unwrap();
+            assert_eq!(completions.load(Ordering::Relaxed), 1);
+            let expected = if a_value {
+                Seen::Value((1, 2))
+            } else {
+                Seen::Stopped
+            };
+            assert_eq!(seen.lock().unwrap().take(), Some(expected));
+            drop(op);
+        });
+    }
+
+    /// Values win over a concurrent stop request; exactly one completion.
+    #[test]
+    fn loom_values_race_stop_request() {
+        race(true);
+    }
+
+    /// A stopped child, a value and a stop request: stopped, once.
+    #[test]
+    fn loom_stopped_races_value_and_stop_request() {
+        race(false);
+    }
+}
