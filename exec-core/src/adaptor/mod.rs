@@ -7,4 +7,9 @@ pub use then::{Then, ThenReceiver};
 mod nary;
 mod when_all;
 
-pub use when_all::{WhenAll, WhenAllOp, WhenAllReceiver, when_all};
+pub use when_all::{WhenAll, WhenAllOp, WhenAllReceiver, WhenAllState, when_all};
+mod when_all_vec;
+
+pub use when_all_vec::{
+    WhenAllVec, WhenAllVecOp, WhenAllVecReceiver, WhenAllVecState, when_all_vec,
+};
