@@ -76,7 +76,8 @@ fn stop_request_from_outside() {
 #[test]
 fn panic_delivered_once_after_siblings() {
     let sch = ManualScheduler::new();
-    let children: Vec<exec_core::Then<_, Box<dyn FnOnce(()) -> i32 + Send>>> = vec![
+    type Body = Box<dyn FnOnce(()) -> i32 + Send>;
+    let children: Vec<exec_core::Then<_, Body>> = vec![
         sch.schedule().then(Box::new(|()| 1)),
         sch.schedule()
             .then(Box::new(|()| panic!("vec child panicked"))),
