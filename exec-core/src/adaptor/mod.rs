@@ -13,3 +13,6 @@ mod when_all_vec;
 pub use when_all_vec::{
     WhenAllVec, WhenAllVecOp, WhenAllVecReceiver, WhenAllVecState, when_all_vec,
 };
+mod when_any;
+
+pub use when_any::{WhenAny, WhenAnyOp, WhenAnyReceiver, WhenAnyState, when_any};

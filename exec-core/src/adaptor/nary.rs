@@ -145,7 +145,7 @@ pub(crate) struct Join<P> {
     forward: UnsafeCell<Option<StopCallback<'static, ForwardStop<P>>>>,
 }
 
-impl<P: JoinParent> Join<P> {
+impl<P> Join<P> {
     /// A join for `children` children.
     pub(crate) fn new(children: usize, stoppable: bool) -> Self {
         Join {
@@ -164,7 +164,10 @@ impl<P: JoinParent> Join<P> {
     /// Called once, from the parent's `start`, before any child is started.
     /// `parent` is the started (pinned) parent owning `self`, and `outer`
     /// comes from the environment of the receiver the parent will complete.
-    pub(crate) unsafe fn start(&self, parent: Pin<&P>, outer: StopToken<'_>) {
+    pub(crate) unsafe fn start(&self, parent: Pin<&P>, outer: StopToken<'_>)
+    where
+        P: JoinParent,
+    {
         // SAFETY: the token comes from the downstream receiver's environment,
         // which outlives every use: children stop using it before they
         // arrive, and `forward` is dropped before the receiver is completed.
@@ -241,7 +244,10 @@ impl<P: JoinParent> Join<P> {
     /// The caller holds a reference (a child that has not arrived yet, or the
     /// forwarder's) and gives it up; `this` refers to the parent owning the
     /// join.
-    pub(crate) unsafe fn arrive(this: ParentRef<P>) {
+    pub(crate) unsafe fn arrive(this: ParentRef<P>)
+    where
+        P: JoinParent,
+    {
         let join = this.get().join();
         // AcqRel: the release publishes what this child wrote (its value,
         // error); the acquire, for the last one, sees what all others wrote.
