@@ -16,3 +16,8 @@ pub use when_all_vec::{
 mod when_any;
 
 pub use when_any::{WhenAny, WhenAnyOp, WhenAnyReceiver, WhenAnyState, when_any};
+mod stop_when;
+
+pub use stop_when::{
+    StopWhen, StopWhenOp, StopWhenReceiver, StopWhenState, StopWhenTriggerReceiver, stop_when,
+};
