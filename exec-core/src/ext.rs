@@ -5,7 +5,7 @@ use crate::adaptor::*;
 
 /// Adaptor methods for every [`Sender`].
 ///
-/// n-ary algorithms are free functions instead ([`when_all`](crate::when_all), …).
+/// n-ary algorithms are free functions instead ([`when_all`](fn@crate::when_all), …).
 pub trait SenderExt: Sender + Sized {
     /// Transforms the value with `f`.
     ///

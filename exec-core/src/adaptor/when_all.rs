@@ -63,7 +63,7 @@ use crate::{Env, OperationState, PanicPayload, ParentRef, Receiver, Sender, Send
 ///
 /// # See also
 /// [`when_all!`](crate::when_all!), [`when_all_vec`](crate::when_all_vec),
-/// [`when_any`](crate::when_any), [`stop_when`](crate::stop_when).
+/// [`when_any`](fn@crate::when_any), [`stop_when`](crate::stop_when).
 pub fn when_all<A, B>(a: A, b: B) -> WhenAll<(A, B)>
 where
     A: Sender,

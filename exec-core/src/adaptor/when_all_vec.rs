@@ -48,7 +48,7 @@ use crate::{Env, OperationState, PanicPayload, ParentRef, Receiver, Sender, Send
 /// ```
 ///
 /// # See also
-/// [`when_all`](fn@crate::when_all), [`when_any`](crate::when_any).
+/// [`when_all`](fn@crate::when_all), [`when_any`](fn@crate::when_any).
 pub fn when_all_vec<I>(senders: I) -> WhenAllVec<I::Item>
 where
     I: IntoIterator,
