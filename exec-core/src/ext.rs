@@ -5,7 +5,7 @@ use crate::{Sender, SenderTo};
 
 /// Adaptor methods for every [`Sender`].
 ///
-/// n-ary algorithms are free functions instead ([`when_all`](crate::when_all), …).
+/// n-ary algorithms are free functions instead ([`when_all`](fn@crate::when_all), …).
 pub trait SenderExt: Sender + Sized {
     /// Transforms the value with `f`.
     ///
@@ -794,6 +794,32 @@ pub trait SenderExt: Sender + Sized {
         F: FnMut(usize, &mut Self::Output),
     {
         Bulk::new(self, n, f)
+    }
+
+    /// Races `self` against `trigger`: the work is asked to stop when the
+    /// trigger completes first; the result is the work's completion.
+    ///
+    /// # Completion
+    /// The work's value, error or stopped, once both have completed.
+    ///
+    /// # Cancellation
+    /// Whichever completes first stops the other; a stop request from the
+    /// receiver reaches both.
+    ///
+    /// # Panics
+    /// A panic in the work or the trigger is delivered through
+    /// [`Receiver::set_panic`](crate::Receiver::set_panic) (the work's wins).
+    ///
+    /// # Example
+    /// ```
+    /// use exec_core::{just, sync_wait, SenderExt};
+    /// assert_eq!(sync_wait(just(1).stop_when(just(()))), Ok(Some(1)));
+    /// ```
+    ///
+    /// # See also
+    /// [`stop_when`](crate::stop_when) (the free function, with details).
+    fn stop_when<T: crate::Sender>(self, trigger: T) -> StopWhen<Self, T> {
+        crate::stop_when(self, trigger)
     }
 }
 
