@@ -184,9 +184,8 @@ impl State {
                 break;
             }
             let mut removed = false;
-            // One raw pointer for both the node and `Finish`: a second
-            // reference to `removed` would be invalidated (Stacked Borrows)
-            // when a self-deregistering callback writes through the first.
+            // One raw pointer for both the writer (a callback dropping its own
+            // registration) and `Finish`, so neither invalidates the other.
             let removed_ptr: *mut bool = &mut removed;
             // SAFETY: lock held; `node` was just unlinked and is alive: its
             // owner, to free it, must take the lock and will then find it
@@ -458,6 +457,36 @@ impl NeverStopToken {
     }
 }
 
+/// What a [`StopCallback`] runs when stop is requested.
+///
+/// Every `FnOnce()` closure is one. Operation states implement it on a small
+/// named type when they must store the callback in a field (a closure's type
+/// cannot be named there).
+///
+/// ```
+/// use core::pin::pin;
+/// use exec_core::{OnStop, StopCallback, StopSource};
+/// struct Shout;
+/// impl OnStop for Shout {
+///     fn on_stop(self) { println!("stop!") }
+/// }
+/// let source = StopSource::new();
+/// let mut cb = pin!(StopCallback::new(source.token(), Shout));
+/// cb.as_mut().register();
+/// source.request_stop();
+/// ```
+pub trait OnStop {
+    /// Runs the callback, once.
+    fn on_stop(self);
+}
+
+impl<F: FnOnce()> OnStop for F {
+    #[inline]
+    fn on_stop(self) {
+        self()
+    }
+}
+
 /// A callback run once when stop is requested on the token it is registered
 /// with, or never.
 ///
@@ -480,7 +509,7 @@ impl NeverStopToken {
 /// assert!(fired.load(Ordering::Relaxed));
 /// ```
 #[repr(C)]
-pub struct StopCallback<'a, F: FnOnce()> {
+pub struct StopCallback<'a, F: OnStop> {
     /// First field, so a `*const Node` is a `*const StopCallback`.
     node: Node,
     state: Option<&'a State>,
@@ -494,7 +523,7 @@ pub struct StopCallback<'a, F: FnOnce()> {
     _lt: PhantomData<&'a ()>,
 }
 
-impl<'a, F: FnOnce()> StopCallback<'a, F> {
+impl<'a, F: OnStop> StopCallback<'a, F> {
     /// A callback for `token`, not yet registered.
     pub fn new(token: StopToken<'a>, callback: F) -> Self {
         StopCallback {
@@ -537,7 +566,7 @@ impl<'a, F: FnOnce()> StopCallback<'a, F> {
                 unsafe { (*c).take() }
             });
             if let Some(f) = f {
-                f();
+                f.on_stop();
             }
         }
     }
@@ -555,12 +584,12 @@ impl<'a, F: FnOnce()> StopCallback<'a, F> {
         // SAFETY: per the contract, the callback cell is ours until `done`.
         let f = unsafe { (*this).callback.with_mut(|c| (*c).take()) };
         if let Some(f) = f {
-            f();
+            f.on_stop();
         }
     }
 }
 
-impl<F: FnOnce()> Drop for StopCallback<'_, F> {
+impl<F: OnStop> Drop for StopCallback<'_, F> {
     fn drop(&mut self) {
         if let (true, Some(state)) = (self.registered, self.state) {
             // SAFETY: registered on `state` by `register`.
@@ -569,7 +598,7 @@ impl<F: FnOnce()> Drop for StopCallback<'_, F> {
     }
 }
 
-impl<F: FnOnce()> fmt::Debug for StopCallback<'_, F> {
+impl<F: OnStop> fmt::Debug for StopCallback<'_, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StopCallback")
             .field("registered", &self.registered)
@@ -579,9 +608,9 @@ impl<F: FnOnce()> fmt::Debug for StopCallback<'_, F> {
 
 // SAFETY: the callback may run on the thread that requests stop, so it must
 // be `Send`; the node fields are guarded by the state's lock.
-unsafe impl<F: FnOnce() + Send> Send for StopCallback<'_, F> {}
+unsafe impl<F: OnStop + Send> Send for StopCallback<'_, F> {}
 // SAFETY: `&StopCallback` exposes nothing but `is_registered`.
-unsafe impl<F: FnOnce() + Send> Sync for StopCallback<'_, F> {}
+unsafe impl<F: OnStop + Send> Sync for StopCallback<'_, F> {}
 
 #[cfg(all(test, loom))]
 mod loom_tests {
