@@ -37,12 +37,11 @@ use core::future::Future;
 use core::marker::PhantomPinned;
 use core::pin::Pin;
 use core::task::{Context, Poll, Waker};
-use std::boxed::Box;
 use std::sync::Arc;
 use std::task::Wake;
 
 use exec_core::{
-    Env, OperationState, PanicPayload, Receiver, Sender, SenderTo, StopCallback, StopToken,
+    Env, OnStop, OperationState, PanicPayload, Receiver, Sender, SenderTo, StopCallback, StopToken,
     catch_unwind,
 };
 
@@ -83,8 +82,9 @@ const DONE: usize = 0b1000;
 /// delivered through [`Receiver::set_panic`].
 ///
 /// # Allocation
-/// One `Arc` (the waker's target) per start, plus one small box for the
-/// stop callback when the receiver's stop token can be triggered.
+/// One `Arc` per start: the cell the wakers point at, which must outlive
+/// the operation because a waker may be kept (and woken) after it
+/// completed.
 ///
 /// # Lifetimes
 /// The future need not be `'static`: it lives inside the operation state,
@@ -229,7 +229,14 @@ where
     }
 }
 
-type StopFn = Box<dyn FnOnce() + Send>;
+/// The stop callback: a stop request is a wake-up with `STOP` set.
+struct StopNotify(Arc<WakeCell>);
+
+impl OnStop for StopNotify {
+    fn on_stop(self) {
+        self.0.notify(STOP)
+    }
+}
 
 /// Operation state of [`FromFuture`].
 ///
@@ -247,7 +254,7 @@ pub struct FromFutureOp<F, R> {
     receiver: UnsafeCell<Option<R>>,
     /// Holder. Registered in `start`, dropped (deregistered) before
     /// completing. Structurally pinned.
-    stop_cb: UnsafeCell<Option<StopCallback<'static, StopFn>>>,
+    stop_cb: UnsafeCell<Option<StopCallback<'static, StopNotify>>>,
     /// What wakers point at. Written in `start`.
     cell: Option<Arc<WakeCell>>,
     /// A waker for `cell`. Written in `start`.
@@ -303,8 +310,7 @@ where
             })
         };
         if let Some(token) = token.filter(StopToken::stop_possible) {
-            let c = cell.clone();
-            let cb = StopCallback::new(token, Box::new(move || c.notify(STOP)) as StopFn);
+            let cb = StopCallback::new(token, StopNotify(cell.clone()));
             // SAFETY: holder (we hold `POLLING`); the callback is pinned
             // inside the pinned op and dropped in place in `finish`. If stop
             // was already requested, `register` runs it inline: it only sets

@@ -6,9 +6,10 @@
 //!
 //! Compositions: `then` chains, the error and stopped channels, futures
 //! inside pipelines (`from_future`, woken from another thread), `let_value`
-//! (including a future and a second schedule inside), panics. `when_all`,
-//! `continues_on`, exec-pool and exec-io are not in `main` yet; their rows
-//! join this suite when they land.
+//! (including a future and a second schedule inside), `when_all` (values;
+//! an error or a stop stopping a pending future sibling), `continues_on`,
+//! panics. exec-pool and exec-io are not in `main` yet; their drivers join
+//! this suite when they land.
 // The fixtures of exec-core (recorders, drop counters, manual scheduler).
 #[path = "../../exec-core/tests/common/mod.rs"]
 #[allow(clippy::collapsible_if, clippy::type_complexity)]
@@ -22,7 +23,7 @@ use common::*;
 use exec_adapters::{AwaitError, FutureReceiver, SenderFutureExt, from_future, from_try_future};
 use exec_core::{
     Completion, InlineScheduler, Scheduler, Sender, SenderExt, SenderTo, SyncWaitReceiver, just,
-    sync_wait,
+    sync_wait, when_all,
 };
 
 /// What every driver reports, normalised: `Completion` (value, error,
@@ -186,6 +187,45 @@ macro_rules! suite {
         on_every_driver!(
             just(1).let_value(|_| Fixed::<i32, std::convert::Infallible>(Completion::Stopped)),
             Completion::<i32, std::convert::Infallible>::Stopped
+        );
+        // when_all: values from both sides, one of them a future woken elsewhere
+        on_every_driver!(
+            {
+                let (tx, rx) = futures::channel::oneshot::channel::<i32>();
+                std::thread::spawn(move || tx.send(2).unwrap());
+                when_all(
+                    $sch.schedule().then(|()| 40),
+                    from_future(rx).then(|r| r.unwrap()),
+                )
+                .then(|(a, b)| a + b)
+            },
+            Completion::<i32, std::convert::Infallible>::Value(42)
+        );
+        // when_all: an error stops the pending sibling (a future that never
+        // completes on its own) and wins
+        on_every_driver!(
+            when_all(
+                from_future(std::future::pending::<i32>()).with_error::<&str>(),
+                $sch.schedule()
+                    .with_error::<&str>()
+                    .let_value(|()| Fixed::<i32, &str>(Completion::Error("first"))),
+            ),
+            Completion::<(i32, i32), &str>::Error("first")
+        );
+        // when_all: a stopped child stops the other and the whole
+        on_every_driver!(
+            when_all(
+                from_future(std::future::pending::<i32>()),
+                Fixed::<i32, std::convert::Infallible>(Completion::Stopped),
+            ),
+            Completion::<(i32, i32), std::convert::Infallible>::Stopped
+        );
+        // continues_on: hop back onto the scheduler after a future
+        on_every_driver!(
+            from_future(async { 21 })
+                .continues_on($sch.clone())
+                .then(|x| x * 2),
+            Completion::<i32, std::convert::Infallible>::Value(42)
         );
         // panics are resumed by every driver with their payload
         for (name, run) in [
