@@ -28,6 +28,24 @@
 //! is delivered through `set_panic`. [`from_try_future`] splits a `Result`
 //! output onto the value and error channels.
 //!
+//! # Decisions
+//! - **`into_future` is an extension method**, not `IntoFuture`: a blanket
+//!   `impl<S: Sender> IntoFuture for S` is only possible in the crate that
+//!   defines `IntoFuture` (coherence). Write `sender.into_future().await`.
+//! - **Stopped is an error variant**, [`AwaitError::Stopped`], next to
+//!   [`AwaitError::Error`]: `Ok(v)` stays the plain value, `?` propagates
+//!   both failures, and a cancellation is still told apart from an error.
+//! - **Dropping an awaited sender never blocks.** The operation lives in one
+//!   heap block owned jointly by the future and the running operation; the
+//!   drop requests stop and lets go, the operation frees the block when it
+//!   completes. So [`into_future`](SenderFutureExt::into_future) takes only
+//!   `'static` senders (a leaked future must not leave a borrow in use).
+//! - **`from_future` polls where the wake-up comes from**: inline in `start`
+//!   first, then on the thread that calls `wake()` (a wake-up during a poll
+//!   makes the polling thread poll again: no recursion, no lost wake-up).
+//!   No queue, no thread. The environment has no scheduler query yet; once
+//!   it has one, polling there is the natural extension.
+//!
 //! # Features
 //! - `tokio`: `TokioScheduler`, a `tokio::runtime::Handle` as a (timed)
 //!   scheduler, and `TokioScheduler::from_future` to drive tokio I/O
