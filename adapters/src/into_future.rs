@@ -288,6 +288,16 @@ where
     }
 }
 
+impl<S> futures_core::FusedFuture for SenderFuture<S>
+where
+    S: Sender + SenderTo<FutureReceiver<<S as Sender>::Output, <S as Sender>::Error>>,
+{
+    /// `true` once the future has resolved (so `select!` skips it).
+    fn is_terminated(&self) -> bool {
+        matches!(self.state, FutState::Done)
+    }
+}
+
 impl<S: Sender> Drop for SenderFuture<S> {
     fn drop(&mut self) {
         if let FutState::Started(p) = self.state {

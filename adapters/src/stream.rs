@@ -13,7 +13,7 @@ use core::pin::Pin;
 use core::task::{Context, Poll};
 
 use exec_core::{Receiver, Sender, SenderTo};
-use futures_core::Stream;
+use futures_core::{FusedStream, Stream};
 
 use crate::from_future::{FromFuture, FromFutureOp, from_future};
 use crate::into_future::{AwaitError, FutureReceiver, SenderFuture, SenderFutureExt};
@@ -314,5 +314,20 @@ where
                 None
             }
         })
+    }
+}
+
+impl<Mk, S> FusedStream for RepeatStream<Mk, S>
+where
+    Mk: FnMut() -> S,
+    S: Sender + SenderTo<FutureReceiver<<S as Sender>::Output, <S as Sender>::Error>> + 'static,
+    S::Output: Send + 'static,
+    S::Error: Send + 'static,
+    <S as SenderTo<FutureReceiver<<S as Sender>::Output, <S as Sender>::Error>>>::Operation:
+        Send + 'static,
+{
+    /// `true` once a sender completed *stopped* (the stream has ended).
+    fn is_terminated(&self) -> bool {
+        self.ended
     }
 }

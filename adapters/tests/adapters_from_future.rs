@@ -314,3 +314,22 @@ fn value_is_dropped_by_the_receiver_only() {
     drop(v);
     assert_eq!(drops.alive(), 0);
 }
+
+#[test]
+fn a_waker_kept_past_the_operation_is_harmless() {
+    // The future leaves its waker with the gate and completes; the op is
+    // freed; then the gate wakes the stale waker (miri checks no
+    // use-after-free: wakers point at a separately owned cell).
+    let gate = Gate::default();
+    let g = gate.clone();
+    {
+        let (op, rec) = start(from_future(std::future::poll_fn(move |cx| {
+            *g.inner.waker.lock().unwrap() = Some(cx.waker().clone());
+            Poll::Ready(1)
+        })));
+        assert_eq!(rec.expect_value(), 1);
+        op.finish();
+    }
+    gate.open();
+    assert_eq!(gate.polls(), 0);
+}

@@ -270,3 +270,16 @@ fn sender_futures_are_send() {
     let sch = ManualScheduler::new();
     assert_send(&sch.schedule().into_future());
 }
+
+#[test]
+fn is_terminated_once_resolved() {
+    use futures::future::FusedFuture;
+    let mut fut = just(1).into_future();
+    assert!(!fut.is_terminated());
+    let (waker, _) = counting_waker();
+    assert_eq!(
+        poll_once(&mut fut, &waker),
+        Poll::Ready(Ok::<_, AwaitError<Infallible>>(1))
+    );
+    assert!(fut.is_terminated());
+}
