@@ -346,18 +346,10 @@ where
     // field of the `#[repr(C)]` block.
     let shared = unsafe { NonNull::new_unchecked(raw) }.cast::<Shared<S::Output, S::Error>>();
 
-    // If `connect` panics, nothing refers to the block yet: free it.
-    struct FreeOnUnwind<T, E>(NonNull<Shared<T, E>>);
-    impl<T, E> Drop for FreeOnUnwind<T, E> {
-        fn drop(&mut self) {
-            // SAFETY: unwinding out of `connect`: the receiver (and with it
-            // the operation's reference) is gone, the op slot is empty.
-            unsafe { ((*self.0.as_ptr()).free)(self.0) };
-        }
-    }
-    let guard = FreeOnUnwind(shared);
+    // If `connect` panics, the block is leaked, not freed: a `connect` could
+    // have stashed the receiver somewhere before panicking, and a receiver
+    // must never point at freed memory.
     let op = sender.connect(FutureReceiver { shared });
-    core::mem::forget(guard);
 
     // SAFETY: nobody else knows about the block yet (the receiver is inside
     // `op`, not started), so writing the slot is exclusive. The op is then
@@ -440,7 +432,12 @@ impl<T, E> Shared<T, E> {
     unsafe fn poll_outcome(this: NonNull<Self>, waker: &Waker) -> Option<Outcome<T, E>> {
         // SAFETY: alive per the caller; only shared access to atomics/cells.
         let sh = unsafe { this.as_ref() };
-        let prev = sh.state.fetch_or(REGISTERING, Ordering::Acquire);
+        // Fast path (e.g. the sender completed inline in `start`): no waker
+        // to register.
+        let prev = match sh.state.load(Ordering::Acquire) {
+            s if s & COMPLETE != 0 => s,
+            _ => sh.state.fetch_or(REGISTERING, Ordering::Acquire),
+        };
         if prev & COMPLETE == 0 {
             sh.waker.with_mut(|w| {
                 // SAFETY: we hold `REGISTERING` and `COMPLETE` was clear, so
