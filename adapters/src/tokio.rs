@@ -349,9 +349,10 @@ impl<F> Drop for Entered<F> {
 /// [`schedule_after`](TimedScheduler::schedule_after).
 ///
 /// # Completion
-/// - value: `()` at or after the deadline, on a runtime thread (the one
-///   driving tokio's timer, or a worker if the deadline had already passed
-///   when started, which costs one spawned task).
+/// - value: `()` at or after the deadline, on a runtime thread: the one
+///   driving tokio's timer, or, when the deadline is found passed on a
+///   thread outside the runtime (inline in `start`, say), a worker reached
+///   by spawning one small task.
 /// - stopped: on a stop request before the deadline; the timer is dropped
 ///   at once.
 ///
@@ -389,8 +390,8 @@ pub struct TokioSleep {
     deadline: Instant,
     /// Structurally pinned; created on the first poll.
     sleep: Option<Sleep>,
-    /// The deadline had passed at the first poll: a spawned wake-up is on
-    /// its way to a worker.
+    /// The deadline has passed; a spawned wake-up is on its way to a
+    /// worker (we were polled off the runtime).
     fired: bool,
 }
 
@@ -402,32 +403,40 @@ impl fmt::Debug for TokioSleep {
     }
 }
 
+impl TokioSleep {
+    /// Whether this thread runs (or is inside `block_on` of) our runtime.
+    fn on_runtime(&self) -> bool {
+        Handle::try_current().is_ok_and(|h| h.id() == self.handle.id())
+    }
+}
+
 impl Future for TokioSleep {
     type Output = ();
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         // SAFETY: `sleep` is structurally pinned (only ever set from `None`
         // and dropped in place with `self`); the other fields are not.
         let this = unsafe { self.get_unchecked_mut() };
-        if this.fired {
+        let ready = this.fired || {
+            if this.sleep.is_none() {
+                let _entered = this.handle.enter();
+                this.sleep = Some(::tokio::time::sleep_until(this.deadline));
+            }
+            // SAFETY: see above; just set to `Some`.
+            let sleep = unsafe { Pin::new_unchecked(this.sleep.as_mut().unwrap_unchecked()) };
+            sleep.poll(cx).is_ready()
+        };
+        if !ready {
+            return Poll::Pending;
+        }
+        if this.on_runtime() {
             return Poll::Ready(());
         }
-        let first = this.sleep.is_none();
-        if first {
-            let _entered = this.handle.enter();
-            this.sleep = Some(::tokio::time::sleep_until(this.deadline));
-        }
-        // SAFETY: see above; just set to `Some`.
-        let sleep = unsafe { Pin::new_unchecked(this.sleep.as_mut().unwrap_unchecked()) };
-        match sleep.poll(cx) {
-            Poll::Ready(()) if first => {
-                // The first poll runs inline in `start`, on any thread: hop
-                // to a worker so the completion happens on the runtime.
-                this.fired = true;
-                let waker = cx.waker().clone();
-                drop(this.handle.spawn(async move { waker.wake() }));
-                Poll::Pending
-            }
-            other => other,
-        }
+        // Due, but polled off the runtime: inline in `start`, or by the
+        // thread that was polling when the timer's wake-up arrived. Hop to a
+        // worker so the completion happens on the runtime.
+        this.fired = true;
+        let waker = cx.waker().clone();
+        drop(this.handle.spawn(async move { waker.wake() }));
+        Poll::Pending
     }
 }
