@@ -75,6 +75,17 @@ impl TokioScheduler {
     ///
     /// # Panics
     /// Outside a tokio runtime context (as [`Handle::current`]).
+    ///
+    /// ```
+    /// use exec_adapters::{SenderFutureExt, TokioScheduler};
+    /// use exec_core::{Scheduler, SenderExt};
+    ///
+    /// #[tokio::main(flavor = "current_thread")]
+    /// async fn main() {
+    ///     let sch = TokioScheduler::current();
+    ///     assert_eq!(sch.schedule().then(|()| 1).into_future().await, Ok(1));
+    /// }
+    /// ```
     pub fn current() -> Self {
         Self::new(Handle::current())
     }
@@ -86,6 +97,16 @@ impl TokioScheduler {
 
     /// Wraps `future` so that every poll (and its drop) happens with this
     /// runtime entered, as tokio's I/O and timer types need.
+    ///
+    /// ```
+    /// use exec_adapters::TokioScheduler;
+    ///
+    /// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    /// let sch = TokioScheduler::new(rt.handle().clone());
+    /// // Polled outside the runtime, yet `Handle::current()` works inside:
+    /// let fut = sch.enter(async { tokio::runtime::Handle::current().id() });
+    /// assert_eq!(futures::executor::block_on(fut), rt.handle().id());
+    /// ```
     pub fn enter<F: Future>(&self, future: F) -> Entered<F> {
         Entered {
             handle: self.handle.clone(),
