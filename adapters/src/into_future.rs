@@ -205,6 +205,14 @@ impl<S: Sender> SenderFutureExt for S {}
 ///
 /// Because the operation may outlive the future (and a future may be
 /// leaked with `mem::forget`), only `'static` senders become futures.
+///
+/// When the future went first, the block (operation included) is freed
+/// inside the operation's call to its receiver. That is what
+/// [`OperationState::start`]'s contract allows ("does not touch its own
+/// memory again"), and it is sound for operations that complete after
+/// `start` returned because those are `!Unpin` (PROTOCOL.md rule 5): a
+/// `&mut` to a `!Unpin` value does not assert uniqueness, so freeing under
+/// a running `&mut self` method is allowed (miri-tested).
 #[must_use = "futures do nothing unless polled"]
 pub struct SenderFuture<S: Sender> {
     state: FutState<S>,

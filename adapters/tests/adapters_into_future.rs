@@ -283,3 +283,75 @@ fn is_terminated_once_resolved() {
     );
     assert!(fut.is_terminated());
 }
+
+mod self_completing {
+    //! An operation that completes later from its own `&mut self` method,
+    //! after the future was dropped: the receiver frees the block (and the
+    //! op in it) inside that call. Sound because the op is `!Unpin`
+    //! (PROTOCOL.md rule 5: `&mut` to a `!Unpin` value asserts no
+    //! uniqueness); miri checks it. (With an `Unpin` op, miri reports the
+    //! free as a violation of the protected `&mut self`.)
+    use super::*;
+    use exec_core::{OperationState, Receiver, Sender, SenderTo};
+    use std::marker::PhantomPinned;
+    use std::sync::Mutex;
+
+    struct Ptr(*mut ());
+    // SAFETY: test-only hand-off of the op's address to the test body.
+    unsafe impl Send for Ptr {}
+    type Fire = unsafe fn(*mut ());
+    type Slot = Arc<Mutex<Option<(Ptr, Fire)>>>;
+
+    struct Later(Slot);
+    impl Sender for Later {
+        type Output = u32;
+        type Error = ();
+    }
+    impl<R: Receiver<u32, ()> + Send + 'static> SenderTo<R> for Later {
+        type Operation = LaterOp<R>;
+        fn connect(self, r: R) -> LaterOp<R> {
+            LaterOp {
+                slot: self.0,
+                r: Some(r),
+                _pin: PhantomPinned,
+            }
+        }
+    }
+    struct LaterOp<R> {
+        slot: Slot,
+        r: Option<R>,
+        _pin: PhantomPinned,
+    }
+    impl<R: Receiver<u32, ()>> LaterOp<R> {
+        fn fire(&mut self) {
+            let r = self.r.take().unwrap();
+            r.set_value(1); // may free `self`: touch nothing afterwards
+        }
+        /// # Safety
+        /// `p` is a started, not yet completed `LaterOp<R>`.
+        unsafe fn fire_erased(p: *mut ()) {
+            // SAFETY: per the contract.
+            unsafe { (*(p as *mut Self)).fire() }
+        }
+    }
+    impl<R: Receiver<u32, ()>> OperationState for LaterOp<R> {
+        unsafe fn start(self: Pin<&mut Self>) {
+            // SAFETY: nothing is moved out.
+            let this = unsafe { self.get_unchecked_mut() };
+            let p = this as *mut Self as *mut ();
+            *this.slot.lock().unwrap() = Some((Ptr(p), Self::fire_erased as Fire));
+        }
+    }
+
+    #[test]
+    fn op_frees_its_block_from_inside_its_own_method() {
+        let slot: Slot = Arc::default();
+        let mut fut = Later(slot.clone()).into_future();
+        let (waker, _) = counting_waker();
+        assert!(poll_once(&mut fut, &waker).is_pending());
+        drop(fut);
+        let (p, fire) = slot.lock().unwrap().take().unwrap();
+        // SAFETY: the op was started and has not completed.
+        unsafe { fire(p.0) };
+    }
+}
