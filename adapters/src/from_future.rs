@@ -36,13 +36,14 @@ use core::fmt;
 use core::future::Future;
 use core::marker::PhantomPinned;
 use core::pin::Pin;
+use core::ptr;
 use core::task::{Context, Poll, Waker};
 use std::sync::Arc;
 use std::task::Wake;
 
 use exec_core::{
-    Env, OnStop, OperationState, PanicPayload, Receiver, Sender, SenderTo, StopCallback, StopToken,
-    catch_unwind,
+    Env, OnStop, OperationState, PanicPayload, Receiver, Scheduler, Sender, SenderTo, StopCallback,
+    StopToken, catch_unwind,
 };
 
 use crate::loom::cell::UnsafeCell;
@@ -285,10 +286,30 @@ where
         // reached only through this pointer (and, by wakers, through copies
         // of it in the cell).
         let op: *mut Self = unsafe { self.get_unchecked_mut() };
+        // SAFETY: pinned, alive, not shared yet; wake-ups poll inline.
+        unsafe { Self::prepare(op, op as *const (), Self::run) };
+        // SAFETY: we hold `POLLING`; the op is alive (start's contract).
+        unsafe { Self::run(op as *const ()) };
+    }
+}
+
+impl<F, R> FromFutureOp<F, R>
+where
+    F: Future + Send,
+    R: Receiver<F::Output, Infallible> + Send,
+{
+    /// Creates the wake cell (whose wake-ups call `run(cell_op)` when they
+    /// take `POLLING`), the waker, and registers the stop callback. The
+    /// caller holds `POLLING` afterwards (the cell's initial state).
+    ///
+    /// # Safety
+    /// `op` is pinned, alive until it completes, and not yet shared;
+    /// `run(cell_op)` may be called by any thread that takes `POLLING`.
+    unsafe fn prepare(op: *mut Self, cell_op: *const (), run: unsafe fn(*const ())) {
         let cell = Arc::new(WakeCell {
             state: AtomicUsize::new(POLLING),
-            op: op as *const (),
-            run: Self::run,
+            op: cell_op,
+            run,
         });
         // SAFETY: nothing else refers to the op yet: no waker exists and the
         // stop callback is not registered. These fields are read-only from
@@ -322,17 +343,20 @@ where
                 });
             }
         }
-        drop(cell);
-        // SAFETY: we hold `POLLING`; the op is alive (start's contract).
-        unsafe { Self::run(op as *const ()) };
     }
-}
 
-impl<F, R> FromFutureOp<F, R>
-where
-    F: Future + Send,
-    R: Receiver<F::Output, Infallible> + Send,
-{
+    /// [`finish`](Self::finish) with the op's own cell.
+    ///
+    /// # Safety
+    /// As [`finish`](Self::finish).
+    unsafe fn finish_erased(op: *const Self, done: Done<F::Output>) {
+        // SAFETY: written in `prepare`, read-only since; a clone, because
+        // completing may free the op.
+        let cell = unsafe { (*op).cell.clone().unwrap_unchecked() };
+        // SAFETY: per the caller.
+        unsafe { Self::finish(op, &cell, done) }
+    }
+
     /// Polls until pending-and-released or complete.
     ///
     /// # Safety
@@ -497,6 +521,262 @@ impl Wake for WakeCell {
     }
     fn wake_by_ref(self: &Arc<Self>) {
         self.notify(0)
+    }
+}
+
+/// Makes a sender out of a future that is polled on `scheduler`: every
+/// poll, the first included, runs in the completion of a
+/// `scheduler.schedule()` operation, so the future and the receiver's
+/// completion run on the scheduler's execution context.
+///
+/// This is [`from_future`] with a different answer to "where is it
+/// polled": instead of the thread that wakes it, a wake-up (when the future
+/// is not being polled) schedules one poll on `scheduler`. A wake-up that
+/// arrives during a poll makes that poll loop again, on the scheduler.
+///
+/// # Completion
+/// - value: the future's output, on `scheduler`'s context.
+/// - error: never.
+/// - stopped: on a stop request (handled by the next scheduled poll, which
+///   drops the future instead of polling it), or if a `schedule()`
+///   operation completes *stopped* (say, the context shut down).
+///
+/// # Cancellation
+/// A stop request is a wake-up that asks for stop: the next scheduled run
+/// drops the future and completes *stopped*. The `schedule()` operations
+/// see a never-stop token (stop is handled here).
+///
+/// # Panics
+/// A panic while polling, or one delivered by a `schedule()` operation, is
+/// delivered through [`Receiver::set_panic`].
+///
+/// # Allocation
+/// One `Arc` per start (the wakers' target) and whatever `schedule()`
+/// costs, once per poll that follows an idle period (the schedule
+/// operation is connected in place, in the operation state).
+///
+/// # Example
+/// ```
+/// use exec_adapters::from_future_on;
+/// use exec_core::{sync_wait, RunLoop, Scheduler, SenderExt};
+///
+/// // Poll a future on a run loop driven by another thread.
+/// let run_loop = RunLoop::new();
+/// let here = std::thread::current().id();
+/// let polled_on = std::thread::scope(|s| {
+///     s.spawn(|| run_loop.run());
+///     let r = sync_wait(from_future_on(run_loop.scheduler(), async {
+///         std::thread::current().id()
+///     }));
+///     run_loop.finish();
+///     r
+/// });
+/// assert_ne!(polled_on, Ok(Some(here)));
+/// ```
+///
+/// # See also
+/// [`from_future`] (polled where woken); with the `tokio` feature,
+/// `TokioScheduler::enter` for tokio futures that need the runtime entered.
+pub fn from_future_on<Sch: Scheduler, F: Future>(
+    scheduler: Sch,
+    future: F,
+) -> FromFutureOn<Sch, F> {
+    FromFutureOn { scheduler, future }
+}
+
+/// Sender for the [`from_future_on`] function.
+#[must_use = "senders do nothing unless connected and started"]
+#[derive(Clone, Debug)]
+pub struct FromFutureOn<Sch, F> {
+    scheduler: Sch,
+    future: F,
+}
+
+impl<Sch, F: Future> Sender for FromFutureOn<Sch, F> {
+    type Output = F::Output;
+    type Error = Infallible;
+}
+
+impl<Sch, F, R> SenderTo<R> for FromFutureOn<Sch, F>
+where
+    Sch: Scheduler,
+    Sch::Sender: SenderTo<PollOn> + Sender<Error = Infallible>,
+    F: Future + Send,
+    R: Receiver<F::Output, Infallible> + Send,
+{
+    type Operation = FromFutureOnOp<Sch, F, R>;
+    fn connect(self, receiver: R) -> Self::Operation {
+        FromFutureOnOp {
+            core: from_future(self.future).connect(receiver),
+            scheduler: self.scheduler,
+            scheduled: UnsafeCell::new(None),
+            _pin: PhantomPinned,
+        }
+    }
+}
+
+/// Operation state of [`FromFutureOn`]: a [`FromFutureOp`] whose wake-ups
+/// schedule a poll instead of polling.
+pub struct FromFutureOnOp<Sch, F, R>
+where
+    Sch: Scheduler,
+    Sch::Sender: SenderTo<PollOn>,
+{
+    /// The future, the receiver and the wake cell; its `run` is the poll
+    /// loop, called from `PollOn::set_value`.
+    core: FromFutureOp<F, R>,
+    scheduler: Sch,
+    /// Holder. The `schedule()` operation of the pending (or last) poll;
+    /// replaced, in place, by the holder that schedules the next one (the
+    /// previous one has completed by then: it gave up `POLLING` from inside
+    /// its completion).
+    scheduled: UnsafeCell<Option<<Sch::Sender as SenderTo<PollOn>>::Operation>>,
+    _pin: PhantomPinned,
+}
+
+impl<Sch, F, R> fmt::Debug for FromFutureOnOp<Sch, F, R>
+where
+    Sch: Scheduler,
+    Sch::Sender: SenderTo<PollOn>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FromFutureOnOp").finish_non_exhaustive()
+    }
+}
+
+// SAFETY: as for `FromFutureOp`; the scheduler and the schedule operation
+// are touched by the `POLLING` holder only and must be `Send` themselves.
+unsafe impl<Sch, F, R> Send for FromFutureOnOp<Sch, F, R>
+where
+    Sch: Scheduler + Send,
+    Sch::Sender: SenderTo<PollOn>,
+    <Sch::Sender as SenderTo<PollOn>>::Operation: Send,
+    F: Send,
+    R: Send,
+{
+}
+// SAFETY: `&FromFutureOnOp` exposes nothing.
+unsafe impl<Sch, F, R> Sync for FromFutureOnOp<Sch, F, R>
+where
+    Sch: Scheduler,
+    Sch::Sender: SenderTo<PollOn>,
+{
+}
+
+impl<Sch, F, R> OperationState for FromFutureOnOp<Sch, F, R>
+where
+    Sch: Scheduler,
+    Sch::Sender: SenderTo<PollOn> + Sender<Error = Infallible>,
+    F: Future + Send,
+    R: Receiver<F::Output, Infallible> + Send,
+{
+    unsafe fn start(self: Pin<&mut Self>) {
+        // SAFETY: nothing is moved out of the pinned op; from here on it is
+        // reached through raw pointers only.
+        let op: *mut Self = unsafe { self.get_unchecked_mut() };
+        // SAFETY: `core` is structurally pinned inside the pinned op.
+        let core: *mut FromFutureOp<F, R> = unsafe { ptr::addr_of_mut!((*op).core) };
+        // SAFETY: we hold `POLLING` (the cell's initial state); wake-ups
+        // reach `dispatch` with the outer op.
+        unsafe { FromFutureOp::<F, R>::prepare(core, op as *const (), Self::dispatch) };
+        // SAFETY: holder; the op is alive (start's contract).
+        unsafe { Self::dispatch(op as *const ()) };
+    }
+}
+
+impl<Sch, F, R> FromFutureOnOp<Sch, F, R>
+where
+    Sch: Scheduler,
+    Sch::Sender: SenderTo<PollOn> + Sender<Error = Infallible>,
+    F: Future + Send,
+    R: Receiver<F::Output, Infallible> + Send,
+{
+    /// Schedules one run of the poll loop.
+    ///
+    /// # Safety
+    /// `op` is this type's live, started op; the caller holds `POLLING`.
+    unsafe fn dispatch(op: *const ()) {
+        let op = op as *const Self;
+        let receiver = PollOn {
+            op: op as *const (),
+            run: Self::scheduled_run,
+            stopped: Self::scheduled_stopped,
+            panicked: Self::scheduled_panicked,
+        };
+        // SAFETY: holder: the slot is ours; the previous schedule operation
+        // (if any) has completed, so dropping it is allowed. The new one is
+        // pinned in the pinned op and, by the same rule, kept until it
+        // completes (it is replaced only by a later holder, after it ran).
+        unsafe {
+            let sender = (*op).scheduler.schedule();
+            (*op).scheduled.with_mut(|slot| {
+                *slot = Some(sender.connect(receiver));
+                Pin::new_unchecked((*slot).as_mut().unwrap_unchecked()).start();
+            });
+        }
+    }
+
+    /// # Safety
+    /// Called once per dispatch, by the schedule operation's receiver.
+    unsafe fn scheduled_run(op: *const ()) {
+        let op = op as *const Self;
+        // SAFETY: the pending poll holds `POLLING`; the op is alive.
+        unsafe { FromFutureOp::<F, R>::run(ptr::addr_of!((*op).core) as *const ()) }
+    }
+
+    /// # Safety
+    /// As `scheduled_run`.
+    unsafe fn scheduled_stopped(op: *const ()) {
+        let op = op as *const Self;
+        // SAFETY: as `scheduled_run`.
+        unsafe { FromFutureOp::<F, R>::finish_erased(ptr::addr_of!((*op).core), Done::Stopped) }
+    }
+
+    /// # Safety
+    /// As `scheduled_run`.
+    unsafe fn scheduled_panicked(op: *const (), payload: PanicPayload) {
+        let op = op as *const Self;
+        // SAFETY: as `scheduled_run`.
+        unsafe {
+            FromFutureOp::<F, R>::finish_erased(ptr::addr_of!((*op).core), Done::Panic(payload))
+        }
+    }
+}
+
+/// The receiver of the `schedule()` operations of [`FromFutureOn`]: runs
+/// one poll loop of the future on the scheduler's context.
+pub struct PollOn {
+    op: *const (),
+    run: unsafe fn(*const ()),
+    stopped: unsafe fn(*const ()),
+    panicked: unsafe fn(*const (), PanicPayload),
+}
+
+// SAFETY: it only calls back into the op it belongs to, whose future and
+// receiver are `Send` (required by `FromFutureOn`'s `SenderTo`).
+unsafe impl Send for PollOn {}
+
+impl fmt::Debug for PollOn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PollOn").finish_non_exhaustive()
+    }
+}
+
+impl Receiver<(), Infallible> for PollOn {
+    fn set_value(self, (): ()) {
+        // SAFETY: the op is alive and we hold its `POLLING` (see `dispatch`).
+        unsafe { (self.run)(self.op) }
+    }
+    fn set_error(self, error: Infallible) {
+        match error {}
+    }
+    fn set_stopped(self) {
+        // SAFETY: as above.
+        unsafe { (self.stopped)(self.op) }
+    }
+    fn set_panic(self, payload: PanicPayload) {
+        // SAFETY: as above.
+        unsafe { (self.panicked)(self.op, payload) }
     }
 }
 

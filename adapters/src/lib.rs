@@ -71,7 +71,8 @@ pub use crate::tokio::{
     Entered, TokioScheduleOp, TokioScheduleSender, TokioScheduler, TokioSleep, TokioTimedSender,
 };
 pub use from_future::{
-    FromFuture, FromFutureOp, FromTryFuture, TryReceiver, from_future, from_try_future,
+    FromFuture, FromFutureOn, FromFutureOnOp, FromFutureOp, FromTryFuture, PollOn, TryReceiver,
+    from_future, from_future_on, from_try_future,
 };
 pub use into_future::{AwaitError, FutureReceiver, SenderFuture, SenderFutureExt};
 pub use stream::{
