@@ -5,7 +5,8 @@
 //! runtime's scheduler.
 //!
 //! Compositions: `then` chains, the error and stopped channels, futures
-//! inside pipelines (`from_future`, woken from another thread), `let_value`
+//! inside pipelines (`from_future`, woken from another thread;
+//! `from_future_on` the suite's scheduler), `let_value`
 //! (including a future and a second schedule inside), `when_all` (values;
 //! an error or a stop stopping a pending future sibling), `continues_on`,
 //! panics. exec-pool and exec-io are not in `main` yet; their drivers join
@@ -20,7 +21,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::*;
-use exec_adapters::{AwaitError, FutureReceiver, SenderFutureExt, from_future, from_try_future};
+use exec_adapters::{
+    AwaitError, FutureReceiver, SenderFutureExt, from_future, from_future_on, from_try_future,
+};
 use exec_core::{
     Completion, InlineScheduler, Scheduler, Sender, SenderExt, SenderTo, SyncWaitReceiver, just,
     sync_wait, when_all,
@@ -154,6 +157,15 @@ macro_rules! suite {
         on_every_driver!(
             from_try_future(async { Err::<i32, _>("bad") }),
             Completion::<i32, &str>::Error("bad")
+        );
+        // a future polled on the suite's scheduler
+        on_every_driver!(
+            {
+                let (tx, rx) = futures::channel::oneshot::channel::<i32>();
+                std::thread::spawn(move || tx.send(40).unwrap());
+                from_future_on($sch.clone(), rx).then(|r| r.unwrap() + 2)
+            },
+            Completion::<i32, std::convert::Infallible>::Value(42)
         );
         // a future that is woken from another thread
         on_every_driver!(
