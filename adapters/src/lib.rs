@@ -43,8 +43,10 @@
 //! - **`from_future` polls where the wake-up comes from**: inline in `start`
 //!   first, then on the thread that calls `wake()` (a wake-up during a poll
 //!   makes the polling thread poll again: no recursion, no lost wake-up).
-//!   No queue, no thread. The environment has no scheduler query yet; once
-//!   it has one, polling there is the natural extension.
+//!   No queue, no thread. [`from_future_on`] polls on a scheduler instead
+//!   (every poll runs in the completion of a `schedule()` operation). The
+//!   environment has no scheduler query yet; once it has one, `from_future`
+//!   can poll on the receiver's scheduler through the same machinery.
 //!
 //! # Features
 //! - `tokio`: `TokioScheduler`, a `tokio::runtime::Handle` as a (timed)
