@@ -56,6 +56,7 @@ mod consumer;
 mod context;
 mod ext;
 mod factory;
+mod sync;
 
 pub use env::{EmptyEnv, Env};
 pub use operation::OperationState;
@@ -64,7 +65,7 @@ pub use parent::ParentRef;
 pub use receiver::{Completion, Receiver};
 pub use scheduler::{CompletionScheduler, Scheduler, TimedScheduler};
 pub use sender::{Sender, SenderTo};
-pub use stop::{NeverStopToken, StopCallback, StopSource, StopToken};
+pub use stop::{NeverStopToken, OnStop, StopCallback, StopSource, StopToken};
 
 pub use adaptor::*;
 pub use consumer::*;

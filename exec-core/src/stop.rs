@@ -38,7 +38,7 @@ const LOCKED: u8 = 0b10;
 fn thread_token() -> Option<usize> {
     #[cfg(loom)]
     {
-        ::loom::thread_local!(static TOKEN: u8 = const { 0 });
+        ::loom::thread_local!(static TOKEN: u8 = 0);
         Some(TOKEN.with(|t| t as *const u8 as usize))
     }
     #[cfg(all(not(loom), feature = "std"))]
@@ -454,6 +454,36 @@ impl NeverStopToken {
     }
 }
 
+/// What a [`StopCallback`] runs when stop is requested.
+///
+/// Every `FnOnce()` closure is one. Operation states implement it on a small
+/// named type when they must store the callback in a field (a closure's type
+/// cannot be named there).
+///
+/// ```
+/// use core::pin::pin;
+/// use exec_core::{OnStop, StopCallback, StopSource};
+/// struct Shout;
+/// impl OnStop for Shout {
+///     fn on_stop(self) { println!("stop!") }
+/// }
+/// let source = StopSource::new();
+/// let mut cb = pin!(StopCallback::new(source.token(), Shout));
+/// cb.as_mut().register();
+/// source.request_stop();
+/// ```
+pub trait OnStop {
+    /// Runs the callback, once.
+    fn on_stop(self);
+}
+
+impl<F: FnOnce()> OnStop for F {
+    #[inline]
+    fn on_stop(self) {
+        self()
+    }
+}
+
 /// A callback run once when stop is requested on the token it is registered
 /// with, or never.
 ///
@@ -476,7 +506,7 @@ impl NeverStopToken {
 /// assert!(fired.load(Ordering::Relaxed));
 /// ```
 #[repr(C)]
-pub struct StopCallback<'a, F: FnOnce()> {
+pub struct StopCallback<'a, F: OnStop> {
     /// First field, so a `*const Node` is a `*const StopCallback`.
     node: Node,
     state: Option<&'a State>,
@@ -490,7 +520,7 @@ pub struct StopCallback<'a, F: FnOnce()> {
     _lt: PhantomData<&'a ()>,
 }
 
-impl<'a, F: FnOnce()> StopCallback<'a, F> {
+impl<'a, F: OnStop> StopCallback<'a, F> {
     /// A callback for `token`, not yet registered.
     pub fn new(token: StopToken<'a>, callback: F) -> Self {
         StopCallback {
@@ -532,7 +562,7 @@ impl<'a, F: FnOnce()> StopCallback<'a, F> {
                 unsafe { (*c).take() }
             });
             if let Some(f) = f {
-                f();
+                f.on_stop();
             }
         }
     }
@@ -550,12 +580,12 @@ impl<'a, F: FnOnce()> StopCallback<'a, F> {
         // SAFETY: per the contract, the callback cell is ours until `done`.
         let f = unsafe { (*this).callback.with_mut(|c| (*c).take()) };
         if let Some(f) = f {
-            f();
+            f.on_stop();
         }
     }
 }
 
-impl<F: FnOnce()> Drop for StopCallback<'_, F> {
+impl<F: OnStop> Drop for StopCallback<'_, F> {
     fn drop(&mut self) {
         if self.registered {
             if let Some(state) = self.state {
@@ -566,7 +596,7 @@ impl<F: FnOnce()> Drop for StopCallback<'_, F> {
     }
 }
 
-impl<F: FnOnce()> fmt::Debug for StopCallback<'_, F> {
+impl<F: OnStop> fmt::Debug for StopCallback<'_, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StopCallback")
             .field("registered", &self.registered)
@@ -576,9 +606,9 @@ impl<F: FnOnce()> fmt::Debug for StopCallback<'_, F> {
 
 // SAFETY: the callback may run on the thread that requests stop, so it must
 // be `Send`; the node fields are guarded by the state's lock.
-unsafe impl<F: FnOnce() + Send> Send for StopCallback<'_, F> {}
+unsafe impl<F: OnStop + Send> Send for StopCallback<'_, F> {}
 // SAFETY: `&StopCallback` exposes nothing but `is_registered`.
-unsafe impl<F: FnOnce() + Send> Sync for StopCallback<'_, F> {}
+unsafe impl<F: OnStop + Send> Sync for StopCallback<'_, F> {}
 
 #[cfg(all(test, loom))]
 mod loom_tests {
