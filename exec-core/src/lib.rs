@@ -56,6 +56,7 @@ mod consumer;
 mod context;
 mod ext;
 mod factory;
+mod scope;
 mod sync;
 
 pub use env::{EmptyEnv, Env};
@@ -72,3 +73,4 @@ pub use consumer::*;
 pub use context::*;
 pub use ext::SenderExt;
 pub use factory::*;
+pub use scope::*;

@@ -52,7 +52,7 @@ impl<T, E> Outcome<T, E> {
 }
 
 /// Extension points for owners of eagerly started work (the scope).
-pub(crate) trait Hooks: Send + 'static {
+pub(crate) trait Hooks: Send {
     /// What is kept from the work's completion until the block's reference
     /// has been released (for the scope: its association).
     type Token;

@@ -650,33 +650,30 @@ mod loom_tests {
                 let s = split.clone();
                 let res = res.clone();
                 handles.push(::loom::thread::spawn(move || {
-                    let mut op = Box::pin(s.connect(Rec(res.clone())));
-                    // SAFETY: the op is kept alive until it completed
-                    // (spin on `res` below).
+                    let mut op = Box::pin(s.connect(Rec(res)));
+                    // SAFETY: the op is handed back to the main thread,
+                    // which keeps it until it has completed.
                     unsafe { op.as_mut().start() };
-                    while res.load(Ordering::Acquire) == 0 {
-                        ::loom::thread::yield_now();
-                    }
-                    drop(op);
+                    op
                 }));
             }
             drop(split);
+            // The completer runs concurrently with the starts: if the
+            // predecessor was not started yet, the main thread completes it.
             let completer = {
                 let slot = slot.clone();
                 ::loom::thread::spawn(move || {
-                    loop {
-                        if let Some(r) = slot.with(|s| s.take()) {
-                            Completion::<usize, ()>::Value(7).deliver(r);
-                            return;
-                        }
-                        ::loom::thread::yield_now();
+                    if let Some(r) = slot.with(|s| s.take()) {
+                        Completion::<usize, ()>::Value(7).deliver(r);
                     }
                 })
             };
-            for h in handles {
-                h.join().unwrap();
-            }
+            let ops: alloc::vec::Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
             completer.join().unwrap();
+            if let Some(r) = slot.with(|s| s.take()) {
+                Completion::<usize, ()>::Value(7).deliver(r);
+            }
+            drop(ops);
             assert_eq!(starts.load(Ordering::Relaxed), 1);
             for res in &results {
                 assert_eq!(res.load(Ordering::Relaxed), 107);
