@@ -73,4 +73,9 @@ pub use consumer::*;
 pub use context::*;
 pub use ext::SenderExt;
 pub use factory::*;
+#[cfg(feature = "std")]
 pub use scope::*;
+pub use sync::{
+    AsyncManualResetEvent, AsyncMutex, AsyncMutexGuard, LockOp, LockSender, WaitOp, WaitSender,
+    oneshot,
+};

@@ -7,3 +7,9 @@
 //! be completed from any thread.
 
 pub(crate) mod wait_list;
+mod event;
+mod mutex;
+pub mod oneshot;
+
+pub use event::{AsyncManualResetEvent, WaitOp, WaitSender};
+pub use mutex::{AsyncMutex, AsyncMutexGuard, LockOp, LockSender};
