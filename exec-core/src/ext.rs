@@ -1,7 +1,7 @@
 //! [`SenderExt`]: the adaptors as methods.
 
-use crate::{Sender, SenderTo};
 use crate::adaptor::*;
+use crate::{Sender, SenderTo};
 
 /// Adaptor methods for every [`Sender`].
 ///

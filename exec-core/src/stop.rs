@@ -404,6 +404,7 @@ impl<'a> StopToken<'a> {
     pub unsafe fn detach(self) -> StopToken<'static> {
         // SAFETY: the caller upholds the lifetime contract above.
         StopToken {
+            // SAFETY: as above.
             state: self.state.map(|s| unsafe { &*(s as *const State) }),
         }
     }
@@ -587,11 +588,11 @@ impl<'a, F: OnStop> StopCallback<'a, F> {
 
 impl<F: OnStop> Drop for StopCallback<'_, F> {
     fn drop(&mut self) {
-        if self.registered {
-            if let Some(state) = self.state {
-                // SAFETY: registered on `state` by `register`.
-                unsafe { state.deregister(&self.node) };
-            }
+        if self.registered
+            && let Some(state) = self.state
+        {
+            // SAFETY: registered on `state` by `register`.
+            unsafe { state.deregister(&self.node) };
         }
     }
 }

@@ -24,7 +24,10 @@ fn starts_eagerly_and_delivers_the_value() {
 #[test]
 fn value_arrives_later_from_a_manual_scheduler() {
     let sch = ManualScheduler::new();
-    let started = sch.schedule().then(|()| String::from("late")).ensure_started();
+    let started = sch
+        .schedule()
+        .then(|()| String::from("late"))
+        .ensure_started();
     assert_eq!(sch.pending(), 1, "scheduled at ensure_started()");
     let (op, rec) = start(started);
     assert!(!rec.is_complete());
@@ -169,7 +172,9 @@ fn completion_on_another_thread_races_drop_and_start() {
         if i % 2 == 0 {
             drop(started);
         } else {
-            let r = std::thread::spawn(move || sync_wait(started)).join().unwrap();
+            let r = std::thread::spawn(move || sync_wait(started))
+                .join()
+                .unwrap();
             assert_eq!(r, Ok(Some(7)));
         }
         runner.join().unwrap();

@@ -91,7 +91,10 @@ fn panic_reaches_every_consumer_with_its_message() {
     match (&first, &second) {
         (Seen::Panic(p1), Seen::Panic(p2)) => {
             assert_eq!(p1.downcast_ref::<&str>(), Some(&"shared boom"));
-            assert_eq!(p2.downcast_ref::<String>().map(|s| s.as_str()), Some("shared boom"));
+            assert_eq!(
+                p2.downcast_ref::<String>().map(|s| s.as_str()),
+                Some("shared boom")
+            );
         }
         other => panic!("expected two panics, got {other:?}"),
     }
@@ -135,7 +138,11 @@ fn stop_while_waiting_deregisters_and_keeps_the_work_for_others() {
     stopped_op.finish();
     assert!(!other_rec.is_complete());
     sch.run_all();
-    assert_eq!(other_rec.expect_value(), 5, "work not stopped: a consumer waits");
+    assert_eq!(
+        other_rec.expect_value(),
+        5,
+        "work not stopped: a consumer waits"
+    );
     assert_eq!(called.load(Ordering::SeqCst), 1);
     other_op.finish();
 }
@@ -166,7 +173,11 @@ fn work_is_stopped_when_the_last_waiting_consumer_leaves() {
     op2.finish();
     // The predecessor sees its stop token triggered when it gets to run.
     sch.run_all();
-    assert_eq!(called.load(Ordering::SeqCst), 0, "then not called on stopped");
+    assert_eq!(
+        called.load(Ordering::SeqCst),
+        0,
+        "then not called on stopped"
+    );
     // A later consumer gets the (stopped) shared result.
     let (op3, rec3) = start(shared);
     rec3.expect_stopped();
@@ -192,7 +203,11 @@ fn values_and_the_predecessor_are_dropped() {
         assert_eq!(rec.expect_value().value, 7);
         op.finish();
     }
-    assert_eq!(drops.alive(), 1, "the shared value lives while a handle does");
+    assert_eq!(
+        drops.alive(),
+        1,
+        "the shared value lives while a handle does"
+    );
     drop(shared);
     assert_eq!(drops.alive(), 0);
     assert_eq!(drops.created(), 2);

@@ -3,13 +3,13 @@
 mod common;
 
 use common::*;
+use exec_core::RunLoop;
 use exec_core::{
     AsyncScope, Completion, OperationState, Receiver, Scheduler, Sender, SenderExt, SenderTo,
     StopSource, just, sync_wait,
 };
-use exec_core::RunLoop;
-use std::sync::Mutex;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 #[test]
@@ -88,7 +88,10 @@ fn request_stop_reaches_spawned_work() {
     let sch = ManualScheduler::new();
     let called = Arc::new(AtomicBool::new(false));
     let c = called.clone();
-    scope.spawn(sch.schedule().then(move |()| c.store(true, Ordering::SeqCst)));
+    scope.spawn(
+        sch.schedule()
+            .then(move |()| c.store(true, Ordering::SeqCst)),
+    );
     scope.request_stop();
     sch.run_all(); // the schedule op sees the scope's stop token
     assert!(!called.load(Ordering::SeqCst));
@@ -114,7 +117,10 @@ fn join_honours_its_own_stop_token() {
 #[test]
 fn spawn_future_delivers_all_channels() {
     let scope = AsyncScope::new();
-    assert_eq!(sync_wait(scope.spawn_future(just(21).then(|x| x * 2))), Ok(Some(42)));
+    assert_eq!(
+        sync_wait(scope.spawn_future(just(21).then(|x| x * 2))),
+        Ok(Some(42))
+    );
     assert_eq!(
         sync_wait(scope.spawn_future(Fixed::<i32, &str>(Completion::Error("e")))),
         Err("e")
@@ -126,7 +132,11 @@ fn spawn_future_delivers_all_channels() {
     let (op, rec) = start(scope.spawn_future(just(1).then(|_: i32| -> i32 { panic!("sf") })));
     assert_eq!(rec.expect_panic(), "sf");
     op.finish();
-    assert_eq!(sync_wait(scope.join()), Ok(Some(())), "panic went to the consumer");
+    assert_eq!(
+        sync_wait(scope.join()),
+        Ok(Some(())),
+        "panic went to the consumer"
+    );
 }
 
 #[test]
@@ -135,7 +145,10 @@ fn dropping_spawn_future_requests_stop_of_the_work() {
     let sch = ManualScheduler::new();
     let called = Arc::new(AtomicBool::new(false));
     let c = called.clone();
-    let fut = scope.spawn_future(sch.schedule().then(move |()| c.store(true, Ordering::SeqCst)));
+    let fut = scope.spawn_future(
+        sch.schedule()
+            .then(move |()| c.store(true, Ordering::SeqCst)),
+    );
     drop(fut);
     let (jop, jrec) = start(scope.join());
     assert!(!jrec.is_complete(), "work still counted");
@@ -157,7 +170,9 @@ fn spawn_future_sees_scope_stop() {
 }
 
 /// A sender that completes with `()` when the test opens it, ignoring stop.
-struct Gate(Arc<Mutex<Option<Box<dyn FnOnce() + Send>>>>);
+type Opener = Arc<Mutex<Option<Box<dyn FnOnce() + Send>>>>;
+
+struct Gate(Opener);
 
 impl Sender for Gate {
     type Output = ();
@@ -171,7 +186,7 @@ impl<R: Receiver<(), std::convert::Infallible> + Send + 'static> SenderTo<R> for
     }
 }
 
-struct GateOp<R>(Arc<Mutex<Option<Box<dyn FnOnce() + Send>>>>, Option<R>);
+struct GateOp<R>(Opener, Option<R>);
 
 impl<R: Receiver<(), std::convert::Infallible> + Send + 'static> OperationState for GateOp<R> {
     unsafe fn start(self: std::pin::Pin<&mut Self>) {
@@ -237,7 +252,11 @@ fn with_lets_work_borrow_and_joins_before_returning() {
             "closure result"
         });
         assert_eq!(out, "closure result");
-        assert_eq!(sum.load(Ordering::SeqCst), 10, "all work done before with returned");
+        assert_eq!(
+            sum.load(Ordering::SeqCst),
+            10,
+            "all work done before with returned"
+        );
         run_loop.finish();
     });
 }
@@ -282,7 +301,10 @@ fn dropping_a_non_empty_scope_panics_and_stops_the_work() {
     let c = called.clone();
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let scope = AsyncScope::new();
-        scope.spawn(sch.schedule().then(move |()| c.store(true, Ordering::SeqCst)));
+        scope.spawn(
+            sch.schedule()
+                .then(move |()| c.store(true, Ordering::SeqCst)),
+        );
         drop(scope);
     }));
     assert!(payload_message(r.unwrap_err().as_ref()).contains("still running"));

@@ -359,7 +359,9 @@ impl<T, E, H> EnsureStarted<T, E, H> {
             let receiver = (*op).waiter.take_receiver();
             let header = (*op).started.with(|s| (*s).as_ref().unwrap_unchecked().ptr);
             let outcome = header.as_ref().result.with_mut(|r| (*r).take());
-            outcome.expect("ensure_started: done without a result").deliver(receiver);
+            outcome
+                .expect("ensure_started: done without a result")
+                .deliver(receiver);
         }
     }
 

@@ -336,8 +336,13 @@ impl<'env> AsyncScope<'env> {
     pub fn spawn_future<S>(&self, sender: S) -> SpawnFuture<'env, S::Output, S::Error>
     where
         S: Sender
-            + SenderTo<EnsureStartedReceiver<<S as Sender>::Output, <S as Sender>::Error, ScopeHooks<'env>>>
-            + Send
+            + SenderTo<
+                EnsureStartedReceiver<
+                    <S as Sender>::Output,
+                    <S as Sender>::Error,
+                    ScopeHooks<'env>,
+                >,
+            > + Send
             + 'env,
         S::Operation: Send,
         S::Output: Send,
@@ -453,10 +458,10 @@ impl<'env> Drop for AsyncScope<'env> {
                      to stop and continues detached."
                 );
             }
-        } else if let Some(p) = panic {
-            if !std::thread::panicking() {
-                std::panic::resume_unwind(p);
-            }
+        } else if let Some(p) = panic
+            && !std::thread::panicking()
+        {
+            std::panic::resume_unwind(p);
         }
     }
 }
@@ -876,11 +881,12 @@ impl<R: Receiver<(), Infallible>> OperationState for JoinOp<R> {
         });
         match next {
             Next::Wait => {}
-            // SAFETY (both arms): not linked: we own the completion.
+            // SAFETY: not linked: we own the completion.
             Next::Done => unsafe {
                 this.waiter.disarm();
                 Self::complete(&inner, this.waiter.take_receiver());
             },
+            // SAFETY: not linked: we own the completion.
             Next::Stopped => unsafe {
                 this.waiter.disarm();
                 this.waiter.take_receiver().set_stopped();

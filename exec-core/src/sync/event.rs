@@ -216,11 +216,12 @@ where
         });
         match next {
             Next::Wait => {}
-            // SAFETY (both arms): not linked: we own the completion.
+            // SAFETY: not linked: we own the completion.
             Next::Set => unsafe {
                 this.waiter.disarm();
                 this.waiter.take_receiver().set_value(());
             },
+            // SAFETY: not linked: we own the completion.
             Next::Stopped => unsafe {
                 this.waiter.disarm();
                 this.waiter.take_receiver().set_stopped();

@@ -6,10 +6,10 @@
 //! token (a stopped waiter leaves the queue and completes *stopped*), and may
 //! be completed from any thread.
 
-pub(crate) mod wait_list;
 mod event;
 mod mutex;
 pub mod oneshot;
+pub(crate) mod wait_list;
 
 pub use event::{AsyncManualResetEvent, WaitOp, WaitSender};
 pub use mutex::{AsyncMutex, AsyncMutexGuard, LockOp, LockSender};

@@ -93,7 +93,9 @@ impl<T> AsyncMutex<T> {
 
     /// Acquires the lock if it is free right now.
     pub fn try_lock(&self) -> Option<AsyncMutexGuard<'_, T>> {
-        let acquired = self.state.with(|s| !core::mem::replace(&mut s.locked, true));
+        let acquired = self
+            .state
+            .with(|s| !core::mem::replace(&mut s.locked, true));
         acquired.then(|| AsyncMutexGuard::new(self))
     }
 
@@ -301,13 +303,14 @@ where
         });
         match next {
             Next::Wait => {}
-            // SAFETY (both arms): not linked: we own the completion.
+            // SAFETY: not linked: we own the completion.
             Next::Acquired => unsafe {
                 this.waiter.disarm();
                 this.waiter
                     .take_receiver()
                     .set_value(AsyncMutexGuard::new(mutex));
             },
+            // SAFETY: not linked: we own the completion.
             Next::Stopped => unsafe {
                 this.waiter.disarm();
                 this.waiter.take_receiver().set_stopped();
