@@ -151,6 +151,12 @@ pub struct AsyncScope<'env> {
 
 impl AsyncScope<'static> {
     /// An open, empty scope for `'static` work.
+    ///
+    /// ```
+    /// use exec_core::{sync_wait, AsyncScope};
+    /// let scope = AsyncScope::new();
+    /// assert_eq!(sync_wait(scope.join()), Ok(Some(())));
+    /// ```
     pub fn new() -> Self {
         AsyncScope::make()
     }
@@ -400,12 +406,29 @@ impl<'env> AsyncScope<'env> {
     /// Requests stop on the token every spawned piece of work sees. Work
     /// already running decides how to finish; new work still starts (with
     /// the token already triggered) until the scope is closed.
+    ///
+    /// ```
+    /// use exec_core::{sync_wait, AsyncScope, Scheduler, SenderExt};
+    /// let scope = AsyncScope::new();
+    /// scope.request_stop();
+    /// // The inline scheduler's op sees the scope's token and completes stopped.
+    /// let fut = scope.spawn_future(exec_core::InlineScheduler.schedule().then(|()| 1));
+    /// assert_eq!(sync_wait(fut), Ok(None));
+    /// sync_wait(scope.join()).unwrap();
+    /// ```
     pub fn request_stop(&self) {
         self.inner.stop.request_stop();
     }
 
     /// Refuses new work from now on: `spawn` returns `false`,
     /// `spawn_future` and `associate` complete stopped.
+    ///
+    /// ```
+    /// use exec_core::{just, AsyncScope};
+    /// let scope = AsyncScope::new();
+    /// scope.close();
+    /// assert!(!scope.spawn(just(())));
+    /// ```
     pub fn close(&self) {
         self.inner.state.with(|s| s.closed = true);
     }

@@ -48,6 +48,15 @@ impl AsyncManualResetEvent {
     }
 
     /// Sets the event and completes every waiting operation (on this thread).
+    ///
+    /// ```
+    /// use exec_core::{sync_wait, AsyncManualResetEvent};
+    /// use std::sync::Arc;
+    /// let ev = Arc::new(AsyncManualResetEvent::new(false));
+    /// let setter = { let ev = ev.clone(); std::thread::spawn(move || ev.set()) };
+    /// assert_eq!(sync_wait(ev.wait()), Ok(Some(())));
+    /// setter.join().unwrap();
+    /// ```
     pub fn set(&self) {
         self.state.with(|s| s.set = true);
         while let Some(node) = self.state.with(|s| s.waiters.pop_front()) {
@@ -57,6 +66,13 @@ impl AsyncManualResetEvent {
     }
 
     /// Clears the event: later `wait`s wait again.
+    ///
+    /// ```
+    /// use exec_core::AsyncManualResetEvent;
+    /// let ev = AsyncManualResetEvent::new(true);
+    /// ev.reset();
+    /// assert!(!ev.is_set());
+    /// ```
     pub fn reset(&self) {
         self.state.with(|s| s.set = false);
     }

@@ -92,6 +92,15 @@ impl<T> AsyncMutex<T> {
     }
 
     /// Acquires the lock if it is free right now.
+    ///
+    /// ```
+    /// use exec_core::AsyncMutex;
+    /// let m = AsyncMutex::new(1);
+    /// let g = m.try_lock().unwrap();
+    /// assert!(m.try_lock().is_none());
+    /// drop(g);
+    /// assert!(m.try_lock().is_some());
+    /// ```
     pub fn try_lock(&self) -> Option<AsyncMutexGuard<'_, T>> {
         let acquired = self
             .state
@@ -100,6 +109,12 @@ impl<T> AsyncMutex<T> {
     }
 
     /// The value, without locking (`&mut self` proves exclusivity).
+    ///
+    /// ```
+    /// let mut m = exec_core::AsyncMutex::new(1);
+    /// *m.get_mut() += 1;
+    /// assert_eq!(m.into_inner(), 2);
+    /// ```
     pub fn get_mut(&mut self) -> &mut T {
         // SAFETY: `&mut self`: no guard exists.
         self.data.with_mut(|p| unsafe { &mut *p })

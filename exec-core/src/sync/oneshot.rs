@@ -92,6 +92,14 @@ pub struct OneshotSender<T> {
 impl<T> OneshotSender<T> {
     /// Sends `value`, completing the receiving half (on this thread, if it
     /// is waiting). Returns the value back if the receiving half is gone.
+    ///
+    /// ```
+    /// use exec_core::oneshot;
+    /// let (tx, rx) = oneshot::channel();
+    /// drop(rx);
+    /// assert!(tx.is_closed());
+    /// assert_eq!(tx.send(1), Err(1));
+    /// ```
     pub fn send(mut self, value: T) -> Result<(), T> {
         let chan = self.chan.take().expect("oneshot: sent twice");
         let waiter = chan.state.with(|s| {
