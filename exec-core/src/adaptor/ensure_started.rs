@@ -429,6 +429,7 @@ where
 {
     unsafe fn start(self: Pin<&mut Self>) {
         let this: &Self = self.into_ref().get_ref();
+        let node = Waiter::<R>::node_of(this);
         // SAFETY: before arming, the op is ours alone.
         let shared = unsafe {
             this.sender
@@ -445,9 +446,8 @@ where
         let token = unsafe { this.waiter.token() };
         if !token.stop_requested() {
             // SAFETY: pinned, not linked yet, armed once.
-            unsafe { this.waiter.arm(token) };
+            unsafe { this.waiter.arm(node, token) };
         }
-        let node = this.waiter.node();
         let next = header.state.with(|s| {
             if token.stop_requested() {
                 s.detached = true;

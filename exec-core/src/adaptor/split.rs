@@ -483,6 +483,7 @@ where
 {
     unsafe fn start(self: Pin<&mut Self>) {
         let this: &Self = self.into_ref().get_ref();
+        let node = Waiter::<R>::node_of(this);
         let header = this.shared.header();
         // SAFETY: not linked, not armed: we have the receiver to ourselves;
         // the token is used only until we complete.
@@ -499,8 +500,7 @@ where
             return;
         }
         // SAFETY: pinned (the op is started), not yet linked, armed once.
-        unsafe { this.waiter.arm(token) };
-        let node = this.waiter.node();
+        unsafe { this.waiter.arm(node, token) };
         let next = header.state.with(|s| match s.phase {
             Phase::Done => Next::Deliver,
             _ if token.stop_requested() => Next::Stopped,
@@ -678,6 +678,68 @@ mod loom_tests {
             for res in &results {
                 assert_eq!(res.load(Ordering::Relaxed), 107);
             }
+        });
+    }
+
+    /// A consumer whose stop is requested on one thread while the
+    /// predecessor completes on another: exactly one completion, value or
+    /// stopped.
+    #[test]
+    fn stop_races_completion() {
+        struct StopRec {
+            res: Arc<AtomicUsize>,
+            source: Arc<StopSource>,
+        }
+        impl StopRec {
+            fn record(&self, v: usize) {
+                let prev = self.res.swap(v, Ordering::AcqRel);
+                assert_eq!(prev, 0, "completed twice");
+            }
+        }
+        impl Receiver<usize, ()> for StopRec {
+            fn set_value(self, v: usize) {
+                self.record(v + 100)
+            }
+            fn set_error(self, _: ()) {
+                self.record(1)
+            }
+            fn set_stopped(self) {
+                self.record(2)
+            }
+            fn set_panic(self, _: PanicPayload) {
+                self.record(3)
+            }
+            fn env(&self) -> impl Env + '_ {
+                SplitEnv { stop: &self.source }
+            }
+        }
+        ::loom::model(|| {
+            let slot = Arc::new(Lock::new(None));
+            let starts = Arc::new(AtomicUsize::new(0));
+            let split = Split::new(Parked {
+                slot: slot.clone(),
+                starts: starts.clone(),
+            });
+            let res = Arc::new(AtomicUsize::new(0));
+            let source = Arc::new(StopSource::new());
+            let mut op = Box::pin(split.connect(StopRec {
+                res: res.clone(),
+                source: source.clone(),
+            }));
+            // SAFETY: `op` is dropped only after it completed (checked below).
+            unsafe { op.as_mut().start() };
+            let receiver = slot.with(|s| s.take()).expect("started");
+            let stopper = ::loom::thread::spawn(move || {
+                source.request_stop();
+            });
+            let completer = ::loom::thread::spawn(move || {
+                Completion::<usize, ()>::Value(7).deliver(receiver);
+            });
+            stopper.join().unwrap();
+            completer.join().unwrap();
+            let r = res.load(Ordering::Acquire);
+            assert!(r == 107 || r == 2, "got {r}");
+            drop(op);
         });
     }
 }

@@ -881,14 +881,14 @@ enum Next {
 impl<R: Receiver<(), Infallible>> OperationState for JoinOp<R> {
     unsafe fn start(self: Pin<&mut Self>) {
         let this: &Self = self.into_ref().get_ref();
+        let node = Waiter::<R>::node_of(this);
         let inner = this.inner.clone();
         // SAFETY: not linked, not armed: the receiver is ours.
         let token = unsafe { this.waiter.token() };
         if !token.stop_requested() {
             // SAFETY: pinned, not linked, armed once.
-            unsafe { this.waiter.arm(token) };
+            unsafe { this.waiter.arm(node, token) };
         }
-        let node = this.waiter.node();
         let next = inner.state.with(|s| {
             s.closed = true;
             if s.count == 0 {

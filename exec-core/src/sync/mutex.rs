@@ -296,14 +296,14 @@ where
 {
     unsafe fn start(self: Pin<&mut Self>) {
         let this: &Self = self.into_ref().get_ref();
+        let node = Waiter::<R>::node_of(this);
         let mutex = this.mutex;
         // SAFETY: not linked, not armed: the receiver is ours.
         let token = unsafe { this.waiter.token() };
         if !token.stop_requested() {
             // SAFETY: pinned, not linked, armed once.
-            unsafe { this.waiter.arm(token) };
+            unsafe { this.waiter.arm(node, token) };
         }
-        let node = this.waiter.node();
         let next = mutex.state.with(|s| {
             if token.stop_requested() {
                 Next::Stopped

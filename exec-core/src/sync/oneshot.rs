@@ -300,13 +300,13 @@ impl<T, R: Receiver<T, RecvError>> RecvOp<T, R> {
 impl<T, R: Receiver<T, RecvError>> OperationState for RecvOp<T, R> {
     unsafe fn start(self: Pin<&mut Self>) {
         let this: &Self = self.into_ref().get_ref();
+        let node = Waiter::<R>::node_of(this);
         // SAFETY: not linked, not armed: the receiver is ours.
         let token = unsafe { this.waiter.token() };
         if !token.stop_requested() {
             // SAFETY: pinned, not linked, armed once.
-            unsafe { this.waiter.arm(token) };
+            unsafe { this.waiter.arm(node, token) };
         }
-        let node = this.waiter.node();
         let next = this.chan.state.with(|s| {
             if token.stop_requested() {
                 Next::Stopped

@@ -245,7 +245,7 @@ impl OnStop for CancelNode {
     }
 }
 
-/// The first field of every waiting operation state: the queue node, the
+/// The first field of every `#[repr(C)]` waiting operation state: the queue node, the
 /// downstream receiver and the stop callback.
 #[repr(C)]
 pub(crate) struct Waiter<R> {
@@ -272,9 +272,13 @@ impl<R> Waiter<R> {
         }
     }
 
-    /// The node, as the queue sees it.
-    pub(crate) fn node(&self) -> *const Node {
-        &self.node
+    /// The node of the operation at `op`, as the queue sees it.
+    ///
+    /// The pointer is derived from the whole operation (not from the node
+    /// field alone), so that `wake`/`cancel` may cast it back and reach the
+    /// other fields.
+    pub(crate) fn node_of<Op>(op: &Op) -> *const Node {
+        (op as *const Op).cast::<Node>()
     }
 
     /// The receiver's stop token, detached from the borrow of the receiver.
@@ -305,12 +309,14 @@ impl<R> Waiter<R> {
     ///
     /// # Safety
     /// `self` is pinned (the first field of a started operation) and not yet
-    /// linked; called once; `token` came from [`token`](Self::token).
-    pub(crate) unsafe fn arm(&self, token: StopToken<'static>) {
+    /// linked; `node` is [`node_of`](Self::node_of) that operation; called
+    /// once; `token` came from [`token`](Self::token).
+    pub(crate) unsafe fn arm(&self, node: *const Node, token: StopToken<'static>) {
         if !token.stop_possible() {
             return;
         }
-        let node = NonNull::from(&self.node);
+        // SAFETY: derived from a reference, never null.
+        let node = unsafe { NonNull::new_unchecked(node as *mut Node) };
         self.stop.with_mut(|s| {
             // SAFETY: not linked and not armed yet: nobody else can reach the
             // cell. The callback is written in place and never moved: the
