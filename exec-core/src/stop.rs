@@ -550,7 +550,9 @@ impl<'a, F: OnStop> StopCallback<'a, F> {
             return;
         }
         let Some(state) = this.state else { return };
-        let node: *const Node = &this.node;
+        // Derived from the whole callback, not from the `node` field alone:
+        // `run` casts it back to reach `callback` (miri / Stacked Borrows).
+        let node: *const Node = (this as *mut Self).cast::<Node>();
         // SAFETY: `this` is pinned, so `node` stays put; `Drop` deregisters
         // before the memory goes away (pinning's drop guarantee).
         if unsafe { state.register(node) } {
