@@ -184,18 +184,22 @@ impl State {
                 break;
             }
             let mut removed = false;
+            // One raw pointer for both the callback's owner (who writes
+            // through it) and `Finish` (who reads through it): a shared
+            // reference taken here would be invalidated by that write.
+            let removed_ptr: *mut bool = &mut removed;
             // SAFETY: lock held; `node` was just unlinked and is alive: its
             // owner, to free it, must take the lock and will then find it
             // `running` and wait for `done`.
             unsafe {
-                (*node).removed.with_mut(|r| *r = &mut removed);
+                (*node).removed.with_mut(|r| *r = removed_ptr);
                 self.running.with_mut(|r| *r = node);
             }
             self.unlock();
             let finish = Finish {
                 state: self,
                 node,
-                removed: &removed,
+                removed: removed_ptr,
             };
             // SAFETY: `node` is alive (see above) and its callback has not run:
             // a node is run at most once because it was unlinked by us.
