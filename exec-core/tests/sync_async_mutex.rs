@@ -7,15 +7,40 @@ use exec_core::{AsyncMutex, SenderExt, StopSource, sync_wait};
 use std::sync::Arc;
 
 /// The recording fixtures need `'static` values, and a guard borrows its
-/// mutex: tests that record guards leak the mutex.
-fn leaked<T>(value: T) -> &'static AsyncMutex<T> {
-    Box::leak(Box::new(AsyncMutex::new(value)))
+/// mutex: tests that record guards use a mutex leaked for `'static` and
+/// reclaimed when this handle drops (declared first, so dropped after every
+/// op and guard of the test).
+struct Leaked<T: 'static>(&'static AsyncMutex<T>);
+
+impl<T> Leaked<T> {
+    fn get(&self) -> &'static AsyncMutex<T> {
+        self.0
+    }
+}
+
+impl<T> std::ops::Deref for Leaked<T> {
+    type Target = AsyncMutex<T>;
+    fn deref(&self) -> &AsyncMutex<T> {
+        self.0
+    }
+}
+
+impl<T> Drop for Leaked<T> {
+    fn drop(&mut self) {
+        // SAFETY: leaked by `leaked`; every op and guard of the test that
+        // borrows it was dropped before (they are declared after it).
+        drop(unsafe { Box::from_raw(self.0 as *const AsyncMutex<T> as *mut AsyncMutex<T>) });
+    }
+}
+
+fn leaked<T>(value: T) -> Leaked<T> {
+    Leaked(Box::leak(Box::new(AsyncMutex::new(value))))
 }
 
 #[test]
 fn lock_when_free_completes_inline() {
     let m = leaked(1);
-    let (op, rec) = start(m.lock());
+    let (op, rec) = start(m.get().lock());
     let mut g = rec.expect_value();
     *g += 1;
     drop(g);
@@ -27,7 +52,7 @@ fn lock_when_free_completes_inline() {
 fn waiters_are_served_fifo_on_unlock() {
     let m = leaked(Vec::new());
     let first = m.try_lock().unwrap();
-    let waiting: Vec<_> = (0..3).map(|_| start(m.lock())).collect();
+    let waiting: Vec<_> = (0..3).map(|_| start(m.get().lock())).collect();
     assert!(m.try_lock().is_none());
     for (_, rec) in &waiting {
         assert!(!rec.is_complete());
@@ -52,7 +77,7 @@ fn stop_before_start_completes_stopped_even_if_free() {
     let source = Arc::new(StopSource::new());
     source.request_stop();
     let (r, rec) = recorder_with_stop(source);
-    let op = start_with(m.lock(), r, &rec);
+    let op = start_with(m.get().lock(), r, &rec);
     rec.expect_stopped();
     op.finish();
     assert!(m.try_lock().is_some(), "not left locked");
@@ -64,8 +89,8 @@ fn stop_while_waiting_deregisters() {
     let held = m.try_lock().unwrap();
     let source = Arc::new(StopSource::new());
     let (r, rec) = recorder_with_stop(source.clone());
-    let stopped_op = start_with(m.lock(), r, &rec);
-    let (next_op, next_rec) = start(m.lock());
+    let stopped_op = start_with(m.get().lock(), r, &rec);
+    let (next_op, next_rec) = start(m.get().lock());
     source.request_stop();
     rec.expect_stopped();
     stopped_op.finish();
@@ -122,7 +147,7 @@ fn stop_races_unlock_from_other_threads() {
         let held = m.try_lock().unwrap();
         let source = Arc::new(StopSource::new());
         let (r, rec) = recorder_with_stop(source.clone());
-        let op = start_with(m.lock(), r, &rec);
+        let op = start_with(m.get().lock(), r, &rec);
         let stopper = std::thread::spawn(move || source.request_stop());
         drop(held);
         stopper.join().unwrap();

@@ -25,6 +25,8 @@ use core::pin::Pin;
 use core::ptr::NonNull;
 
 use crate::adaptor::{EnsureStarted, EnsureStartedReceiver, Hooks, start_eagerly};
+use crate::loom::cell::UnsafeCell;
+use crate::loom::sync::atomic::{AtomicU8, Ordering};
 use crate::sync::wait_list::{Lock, Node, WaitList, Waiter};
 use crate::{
     Env, OnStop, OperationState, PanicPayload, Receiver, Sender, SenderTo, StopCallback,
@@ -290,19 +292,54 @@ impl<'env> AsyncScope<'env> {
         let Some(assoc) = self.inner.try_associate() else {
             return false;
         };
-        let mut block: Box<MaybeUninit<S::Operation>> = Box::new_uninit();
-        let ptr = NonNull::from(&mut *block).cast::<S::Operation>();
-        block.write(sender.connect(SpawnReceiver {
-            assoc,
-            block: ptr.cast(),
-            free: free_op::<S::Operation>,
+        let raw: *mut SpawnBlock<S::Operation> = Box::into_raw(Box::new(SpawnBlock {
+            header: SpawnHeader {
+                state: AtomicU8::new(STARTING),
+                deferred: UnsafeCell::new(None),
+            },
+            op: MaybeUninit::uninit(),
         }));
-        // SAFETY: initialized just above.
-        let block = unsafe { block.assume_init() };
-        let op = Box::into_raw(block);
-        // SAFETY: the op lives in its own heap allocation, freed only by its
-        // receiver after it completed (`free_op`): pinned and alive.
+        // Frees the (still uninitialized) block if `connect` unwinds.
+        struct FreeUninit<O>(*mut SpawnBlock<O>);
+        impl<O> Drop for FreeUninit<O> {
+            fn drop(&mut self) {
+                // SAFETY: allocated above, op not initialized, never shared.
+                drop(unsafe { Box::from_raw(self.0) });
+            }
+        }
+        let guard = FreeUninit(raw);
+        // SAFETY: `raw` is a fresh allocation; all later accesses go through
+        // pointers derived from it.
+        let op: *mut S::Operation = unsafe { (&raw mut (*raw).op).cast() };
+        let receiver = SpawnReceiver {
+            assoc,
+            // SAFETY: from `Box::into_raw`, not null.
+            block: unsafe { NonNull::new_unchecked(raw.cast()) },
+            free: free_block::<S::Operation>,
+        };
+        // SAFETY: `op` points into the block, suitably aligned, uninit.
+        unsafe { op.write(sender.connect(receiver)) };
+        core::mem::forget(guard);
+        // SAFETY: the op lives in its own heap allocation, which is freed
+        // only after it completed *and* this `start` has returned (see
+        // `SpawnHeader`): pinned and alive.
         unsafe { Pin::new_unchecked(&mut *op).start() };
+        // SAFETY: the block is alive until one of us frees it (below or in
+        // `SpawnReceiver::finish`, whichever sees the other's state).
+        let header = unsafe { &(*raw).header };
+        if header
+            .state
+            .compare_exchange(STARTING, STARTED, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            // The work completed while we were in `start` and left the
+            // freeing (and leaving the scope) to us.
+            // SAFETY: the completion wrote `deferred` before its Release.
+            let assoc = header.deferred.with_mut(|d| unsafe { (*d).take() });
+            // SAFETY: completed, and we are the one to free it.
+            unsafe { free_block::<S::Operation>(NonNull::new_unchecked(raw.cast())) };
+            drop(assoc);
+        }
         true
     }
 
@@ -502,17 +539,48 @@ impl fmt::Debug for AsyncScope<'_> {
 
 // ------------------------------------------------------------------ spawn
 
+/// `start` has not returned yet.
+const STARTING: u8 = 0;
+/// `start` returned: the completion frees the block.
+const STARTED: u8 = 1;
+/// The work completed during `start`: the starter frees the block.
+const COMPLETED: u8 = 2;
+
+/// The type-erased front of a spawned block.
+///
+/// Freeing an operation state while its `start` is still running (inline
+/// completion, or completion on another thread) would free memory that a
+/// live `&mut` points to. So the completion and the return from `start`
+/// race on `state`, and whoever comes second frees the block and leaves
+/// the scope (the association is parked in `deferred` for the starter).
+struct SpawnHeader {
+    state: AtomicU8,
+    /// Written by the completion before its Release CAS to `COMPLETED`;
+    /// taken by the starter after its Acquire failure.
+    deferred: UnsafeCell<Option<Assoc>>,
+}
+
+#[repr(C)]
+struct SpawnBlock<O> {
+    header: SpawnHeader,
+    op: MaybeUninit<O>,
+}
+
 /// # Safety
-/// `p` is the `Box<O>` allocation made by `spawn`, whose op has completed.
-unsafe fn free_op<O>(p: NonNull<()>) {
+/// `p` is a `SpawnBlock<O>` made by `spawn` whose op has completed; freed once.
+unsafe fn free_block<O>(p: NonNull<()>) {
     // SAFETY: per the contract.
-    drop(unsafe { Box::from_raw(p.cast::<O>().as_ptr()) });
+    let mut block = unsafe { Box::from_raw(p.cast::<SpawnBlock<O>>().as_ptr()) };
+    // SAFETY: initialized by `spawn` before it was started.
+    unsafe { block.op.assume_init_drop() };
+    drop(block);
 }
 
 /// The receiver [`AsyncScope::spawn`] connects the work to. It frees the
 /// work's allocation when the work completes.
 pub struct SpawnReceiver {
     assoc: Assoc,
+    /// The `SpawnBlock`, whose first field is a `SpawnHeader`.
     block: NonNull<()>,
     free: unsafe fn(NonNull<()>),
 }
@@ -530,12 +598,27 @@ impl fmt::Debug for SpawnReceiver {
 impl SpawnReceiver {
     fn finish(self, panic: Option<PanicPayload>) {
         let SpawnReceiver { assoc, block, free } = self;
-        // SAFETY: the op has completed (we are its completion) and touches
-        // nothing of its own afterwards; freed once (the receiver is consumed).
-        unsafe { free(block) };
         if let Some(p) = panic {
             assoc.inner.record_panic(p);
         }
+        // SAFETY: the block lives until whoever comes second frees it; we
+        // have not published our state yet.
+        let header = unsafe { block.cast::<SpawnHeader>().as_ref() };
+        // SAFETY: the starter reads `deferred` only after seeing `COMPLETED`.
+        header.deferred.with_mut(|d| unsafe { *d = Some(assoc) });
+        if header
+            .state
+            .compare_exchange(STARTING, COMPLETED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            // `start` is still running: the starter frees and leaves.
+            return;
+        }
+        // SAFETY: the starter is gone (`STARTED`): the cell is ours again.
+        let assoc = header.deferred.with_mut(|d| unsafe { (*d).take() });
+        // SAFETY: the op has completed (we are its completion) and touches
+        // nothing of its own afterwards; `start` returned; freed once.
+        unsafe { free(block) };
         // Leave the scope last: `join` may complete and borrowed data die.
         drop(assoc);
     }
