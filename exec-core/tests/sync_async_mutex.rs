@@ -10,18 +10,19 @@ use std::sync::Arc;
 /// mutex: tests that record guards use a mutex leaked for `'static` and
 /// reclaimed when this handle drops (declared first, so dropped after every
 /// op and guard of the test).
-struct Leaked<T: 'static>(&'static AsyncMutex<T>);
+struct Leaked<T: 'static>(*mut AsyncMutex<T>);
 
 impl<T> Leaked<T> {
     fn get(&self) -> &'static AsyncMutex<T> {
-        self.0
+        // SAFETY: alive until `self` drops, after every user (see above).
+        unsafe { &*self.0 }
     }
 }
 
 impl<T> std::ops::Deref for Leaked<T> {
     type Target = AsyncMutex<T>;
     fn deref(&self) -> &AsyncMutex<T> {
-        self.0
+        self.get()
     }
 }
 
@@ -29,12 +30,12 @@ impl<T> Drop for Leaked<T> {
     fn drop(&mut self) {
         // SAFETY: leaked by `leaked`; every op and guard of the test that
         // borrows it was dropped before (they are declared after it).
-        drop(unsafe { Box::from_raw(self.0 as *const AsyncMutex<T> as *mut AsyncMutex<T>) });
+        drop(unsafe { Box::from_raw(self.0) });
     }
 }
 
 fn leaked<T>(value: T) -> Leaked<T> {
-    Leaked(Box::leak(Box::new(AsyncMutex::new(value))))
+    Leaked(Box::into_raw(Box::new(AsyncMutex::new(value))))
 }
 
 #[test]

@@ -258,7 +258,9 @@ unsafe impl<R: Send> Send for RunLoopScheduleOp<'_, R> {}
 
 impl<R: Receiver<(), Infallible>> OperationState for RunLoopScheduleOp<'_, R> {
     unsafe fn start(self: Pin<&mut Self>) {
-        let task: *const Task = &self.task;
+        // Derived from the whole op (not the `task` field alone): `execute`
+        // casts it back to reach the receiver (miri / Stacked Borrows).
+        let task: *const Task = (self.as_ref().get_ref() as *const Self).cast::<Task>();
         // SAFETY: the op is pinned and, by `start`'s contract, alive until it
         // completes, which happens in `execute` after the loop pops it.
         unsafe { self.run_loop.push(task) };
