@@ -184,9 +184,8 @@ impl State {
                 break;
             }
             let mut removed = false;
-            // One raw pointer for both the callback's owner (who writes
-            // through it) and `Finish` (who reads through it): a shared
-            // reference taken here would be invalidated by that write.
+            // One raw pointer for both the writer (a callback dropping its own
+            // registration) and `Finish`, so neither invalidates the other.
             let removed_ptr: *mut bool = &mut removed;
             // SAFETY: lock held; `node` was just unlinked and is alive: its
             // owner, to free it, must take the lock and will then find it
@@ -406,9 +405,8 @@ impl<'a> StopToken<'a> {
     /// environment produced the token: the callback is dropped before the
     /// receiver is completed, and the receiver's environment outlives it.
     pub unsafe fn detach(self) -> StopToken<'static> {
-        // SAFETY: the caller upholds the lifetime contract above.
         StopToken {
-            // SAFETY: as above.
+            // SAFETY: the caller upholds the lifetime contract above.
             state: self.state.map(|s| unsafe { &*(s as *const State) }),
         }
     }
@@ -554,9 +552,8 @@ impl<'a, F: OnStop> StopCallback<'a, F> {
             return;
         }
         let Some(state) = this.state else { return };
-        // Derived from the whole callback, not from the `node` field alone:
-        // `run` casts it back to reach `callback` (miri / Stacked Borrows).
-        let node: *const Node = (this as *mut Self).cast::<Node>();
+        // Derived from the whole callback, so `run` may reach the other fields.
+        let node: *const Node = (this as *mut Self).cast::<Node>().cast_const();
         // SAFETY: `this` is pinned, so `node` stays put; `Drop` deregisters
         // before the memory goes away (pinning's drop guarantee).
         if unsafe { state.register(node) } {
@@ -594,9 +591,7 @@ impl<'a, F: OnStop> StopCallback<'a, F> {
 
 impl<F: OnStop> Drop for StopCallback<'_, F> {
     fn drop(&mut self) {
-        if self.registered
-            && let Some(state) = self.state
-        {
+        if let (true, Some(state)) = (self.registered, self.state) {
             // SAFETY: registered on `state` by `register`.
             unsafe { state.deregister(&self.node) };
         }
