@@ -1,13 +1,7 @@
 //! Test fixtures, after stdexec's `test/test_common/`: receivers that record
 //! or expect a completion, drop counters, and schedulers that are stepped by
 //! hand, always fail or always stop.
-#![allow(
-    dead_code,
-    unreachable_pub,
-    missing_docs,
-    clippy::collapsible_if,
-    clippy::type_complexity
-)]
+#![allow(dead_code, unreachable_pub, missing_docs)]
 
 use std::any::Any;
 use std::collections::VecDeque;
