@@ -31,6 +31,7 @@
 //! holder releases by swapping exactly `POLLING` for idle (Release), which
 //! fails, and makes it poll again, if `NOTIFIED` or `STOP` arrived.
 
+use core::cell::Cell;
 use core::convert::Infallible;
 use core::fmt;
 use core::future::Future;
@@ -703,6 +704,14 @@ where
             stopped: Self::scheduled_stopped,
             panicked: Self::scheduled_panicked,
         };
+        // A schedule operation that completes inline, inside its `start`,
+        // parks its completion here and we act on it after `start` returned:
+        // completing may free the op and the schedule operation in it,
+        // which must not happen while its `start` is still running (an
+        // `Unpin` operation's `Pin<&mut Self>` is a protected reference),
+        // and it keeps the stack flat.
+        let mut parked: Option<Deferred> = None;
+        let _dispatching = Dispatching::enter(op as *const (), &mut parked);
         // SAFETY: holder: the slot is ours; the previous schedule operation
         // (if any) has completed, so dropping it is allowed. The new one is
         // pinned in the pinned op and, by the same rule, kept until it
@@ -713,6 +722,19 @@ where
                 *slot = Some(sender.connect(receiver));
                 Pin::new_unchecked((*slot).as_mut().unwrap_unchecked()).start();
             });
+        }
+        drop(_dispatching);
+        // If nothing was parked, the schedule operation completes (or has
+        // completed) elsewhere: do not touch the op. If something was, we
+        // still hold `POLLING` and the op is alive.
+        // SAFETY: as just said.
+        unsafe {
+            match parked {
+                None => {}
+                Some(Deferred::Value) => Self::scheduled_run(op as *const ()),
+                Some(Deferred::Stopped) => Self::scheduled_stopped(op as *const ()),
+                Some(Deferred::Panic(p)) => Self::scheduled_panicked(op as *const (), p),
+            }
         }
     }
 
@@ -764,19 +786,72 @@ impl fmt::Debug for PollOn {
 
 impl Receiver<(), Infallible> for PollOn {
     fn set_value(self, (): ()) {
-        // SAFETY: the op is alive and we hold its `POLLING` (see `dispatch`).
-        unsafe { (self.run)(self.op) }
+        if let Some(Deferred::Value) = Dispatching::park(self.op, Deferred::Value) {
+            // SAFETY: the op is alive and we hold its `POLLING` (see `dispatch`).
+            unsafe { (self.run)(self.op) }
+        }
     }
     fn set_error(self, error: Infallible) {
         match error {}
     }
     fn set_stopped(self) {
-        // SAFETY: as above.
-        unsafe { (self.stopped)(self.op) }
+        if let Some(Deferred::Stopped) = Dispatching::park(self.op, Deferred::Stopped) {
+            // SAFETY: as above.
+            unsafe { (self.stopped)(self.op) }
+        }
     }
     fn set_panic(self, payload: PanicPayload) {
-        // SAFETY: as above.
-        unsafe { (self.panicked)(self.op, payload) }
+        if let Some(Deferred::Panic(p)) = Dispatching::park(self.op, Deferred::Panic(payload)) {
+            // SAFETY: as above.
+            unsafe { (self.panicked)(self.op, p) }
+        }
+    }
+}
+
+/// A schedule operation's completion, parked while its `start` runs.
+enum Deferred {
+    Value,
+    Stopped,
+    Panic(PanicPayload),
+}
+
+std::thread_local! {
+    /// The op whose schedule operation this thread is starting, and where
+    /// an inline completion of it is parked.
+    static DISPATCHING: Cell<(*const (), *mut Option<Deferred>)> =
+        const { Cell::new((ptr::null(), ptr::null_mut())) };
+}
+
+/// Marks this thread as inside `dispatch(op)` until dropped (restoring an
+/// outer dispatch of another op, if any).
+struct Dispatching {
+    previous: (*const (), *mut Option<Deferred>),
+}
+
+impl Dispatching {
+    fn enter(op: *const (), slot: &mut Option<Deferred>) -> Self {
+        let previous = DISPATCHING.with(|d| d.replace((op, slot as *mut _)));
+        Dispatching { previous }
+    }
+
+    /// Parks `completion` if this thread is inside `dispatch(op)`;
+    /// otherwise hands it back to be acted on now.
+    fn park(op: *const (), completion: Deferred) -> Option<Deferred> {
+        let (current, slot) = DISPATCHING.with(|d| d.get());
+        if current == op && !op.is_null() {
+            // SAFETY: `slot` is the `parked` local of the `dispatch` frame
+            // below us on this very thread, alive until it returns.
+            unsafe { *slot = Some(completion) };
+            None
+        } else {
+            Some(completion)
+        }
+    }
+}
+
+impl Drop for Dispatching {
+    fn drop(&mut self) {
+        DISPATCHING.with(|d| d.set(self.previous));
     }
 }
 
