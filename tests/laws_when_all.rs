@@ -69,7 +69,7 @@ fn check_outcome(children: &[Leaf<i64, i32>], got: &Out<Vec<i64>, i32>) -> Resul
     match got {
         Out::Value(_) => Err(format!("a child did not send a value, got {got:?}")),
         Out::Stopped => {
-            if outs.iter().any(|o| *o == Out::Stopped) {
+            if outs.contains(&Out::Stopped) {
                 if children
                     .iter()
                     .any(|c| !c.remote && c.kind.clone().out().is_failure())
