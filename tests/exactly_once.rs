@@ -24,7 +24,7 @@ mod common;
 use std::convert::Infallible;
 use std::fmt;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 
 use common::{
@@ -570,14 +570,18 @@ fn has_pool_part(t: &Tree) -> bool {
 // ---------------------------------------------------------------- stopper
 
 type StopJob = Box<dyn FnOnce() + Send>;
+type StopMsg = (u64, Arc<AtomicBool>, StopJob);
 
-/// The third thread: runs stop requests after a random spin.
-fn stopper() -> mpsc::Sender<(u64, StopJob)> {
-    let (tx, rx) = mpsc::channel::<(u64, StopJob)>();
+/// The third thread: takes a stop request, says it is armed (the test
+/// starts the tree only then, so the thread's wake-up latency is not part
+/// of the delay), spins a random while, then requests stop.
+fn stopper() -> mpsc::Sender<StopMsg> {
+    let (tx, rx) = mpsc::channel::<StopMsg>();
     std::thread::Builder::new()
         .name("test-stopper".into())
         .spawn(move || {
-            for (spins, job) in rx {
+            for (spins, armed, job) in rx {
+                armed.store(true, Ordering::Release);
                 for _ in 0..spins {
                     std::hint::spin_loop();
                 }
@@ -624,7 +628,12 @@ struct Stats {
     nodes: usize,
 }
 
-fn one_tree(seed: u64, stopper: &mpsc::Sender<(u64, StopJob)>, stats: &mut Stats) {
+fn one_tree(
+    seed: u64,
+    stopper: &mpsc::Sender<StopMsg>,
+    landed: &Arc<AtomicUsize>,
+    stats: &mut Stats,
+) {
     let mut rng = Rng::new(seed);
     let remote_percent = [0, 20, 50][rng.below(3) as usize];
     let mut generator = Gen {
@@ -636,7 +645,11 @@ fn one_tree(seed: u64, stopper: &mpsc::Sender<(u64, StopJob)>, stats: &mut Stats
     let tree = generator.tree(depth);
     let n = generator.next_id;
     let stop = rng.chance(35);
-    let spins = rng.below(4000);
+    let spins = match rng.below(3) {
+        0 => rng.below(100),    // before or while starting
+        1 => rng.below(5_000),  // while running, typically
+        _ => rng.below(50_000), // often after completion
+    };
     let report = Report {
         seed,
         tree: &tree,
@@ -655,9 +668,18 @@ fn one_tree(seed: u64, stopper: &mpsc::Sender<(u64, StopJob)>, stats: &mut Stats
     let (sink, handle) = sink::<Val, Val>();
     if stop {
         let h = handle.clone();
-        stopper
-            .send((spins, Box::new(move || h.request_stop())))
-            .unwrap();
+        let landed = landed.clone();
+        let job = move || {
+            h.request_stop();
+            if h.completions() == 0 {
+                landed.fetch_add(1, Ordering::Relaxed); // while the tree ran
+            }
+        };
+        let armed = Arc::new(AtomicBool::new(false));
+        stopper.send((spins, armed.clone(), Box::new(job))).unwrap();
+        while !armed.load(Ordering::Acquire) {
+            std::thread::yield_now();
+        }
     }
     // `run_with` waits for the root's completion and checks it came once.
     let got = run_with(sender, sink, &handle)
@@ -703,12 +725,14 @@ fn random_trees_complete_exactly_once() {
     let trees = env_u64("EXACTLY_ONCE_TREES").unwrap_or(10_000);
     let stopper = stopper();
     let mut stats = Stats::default();
+    let landed = Arc::new(AtomicUsize::new(0));
     let started = std::time::Instant::now();
     for i in 0..trees {
-        one_tree(base.wrapping_add(i), &stopper, &mut stats);
+        one_tree(base.wrapping_add(i), &stopper, &landed, &mut stats);
     }
+    let landed = landed.load(Ordering::Relaxed);
     eprintln!(
-        "exactly_once: {trees} trees ({} nodes) in {:?}; {} compared with the reference ({} of them with parts on the pool), {} with a stop request",
+        "exactly_once: {trees} trees ({} nodes) in {:?}; {} compared with the reference ({} of them with parts on the pool), {} with a stop request ({landed} of which arrived while the tree ran)",
         stats.nodes,
         started.elapsed(),
         stats.compared,
