@@ -435,12 +435,13 @@ fn reference(t: &Tree) -> Option<Out<i64, i64>> {
 /// (the order of completions on the pool, or a stop request between
 /// siblings that reaches a subtree still running on the pool) decides it.
 ///
-/// Facts it relies on: inline leaves ignore stop requests; a stop request
-/// only ever turns a subtree's outcome into *stopped* (or, through
-/// `stopped_as_optional`, into a value), never into an error or a panic;
-/// the first completion that is not a value cannot have been affected by a
-/// stop request among siblings, because only such a completion requests
-/// one.
+/// Facts it relies on: a subtree with no part on the pool and no `split`
+/// ignores stop requests (inline leaves do); the first completion among
+/// siblings that is not a value cannot have been affected by a stop request
+/// between them, because only such a completion requests one. Anything a
+/// stop request may change in a sensitive subtree (its value into stopped,
+/// its error into a value through `stopped_as_optional`, or a sibling's
+/// failure winning a `when_any` in its place) makes the result `None`.
 fn eval(t: &Tree, ordered: bool) -> Option<Ev> {
     let both = |a: &Ev, b: &Ev, out| Ev {
         out,
@@ -497,8 +498,17 @@ fn eval(t: &Tree, ordered: bool) -> Option<Ev> {
             let (a, b) = (eval(a, ordered)?, eval(b, ordered)?);
             let out = match (&a.out, &b.out) {
                 (Out::Value(x), Out::Value(y)) => Out::Value(x.wrapping_add(*y)),
-                (Out::Value(_), x) | (x, Out::Value(_)) => x.clone(),
-                (x, y) if x == y => x.clone(),
+                (Out::Value(_), x) | (x, Out::Value(_)) => {
+                    // `x` is the first completion that is not a value. A
+                    // failure wins; after a stop, the value child (asked
+                    // to stop) must not turn into a failure.
+                    let valued = if a.out.is_value() { &a } else { &b };
+                    if x.is_failure() || valued.insensitive {
+                        x.clone()
+                    } else {
+                        return None;
+                    }
+                }
                 (x, _) if a.first && x.is_failure() => x.clone(),
                 (Out::Stopped, y) if a.first && b.insensitive => {
                     // `b` ran with stop requested, which it ignores.
@@ -514,6 +524,7 @@ fn eval(t: &Tree, ordered: bool) -> Option<Ev> {
                         (true, false) => x.clone(),
                         (false, true) => y.clone(),
                         (false, false) => Out::Stopped,
+                        (true, true) if x == y => x.clone(),
                         (true, true) => return None,
                     }
                 }
@@ -538,11 +549,13 @@ fn eval(t: &Tree, ordered: bool) -> Option<Ev> {
                 return None; // the trigger may stop the work
             }
             // Only the trigger's panic matters; the trigger may run with
-            // stop requested, so its panic is certain only if it ignores it.
+            // stop requested, so its outcome is certain only if it ignores it.
             let out = match (&w.out, &t.out) {
                 (Out::Panic(_), _) => w.out.clone(),
-                (_, Out::Panic(_)) if t.insensitive => t.out.clone(),
-                (_, Out::Panic(_)) => return None,
+                // Asked to stop, a sensitive trigger may end otherwise
+                // (even panic, when a sibling inside it wins instead).
+                _ if !t.insensitive => return None,
+                (_, Out::Panic(_)) => t.out.clone(),
                 _ => w.out.clone(),
             };
             both(&w, &t, out)
