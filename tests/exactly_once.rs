@@ -867,11 +867,16 @@ fn random_trees_complete_exactly_once() {
         stats.compared_remote,
         stats.stopped_runs
     );
-    // The suite must actually check results, not only completion counts.
+    // The suite must actually check results, not only completion counts,
+    // and stop requests must race the trees, not only come after them.
     if trees >= 1000 {
         assert!(
             stats.compared * 4 > trees as usize,
             "too few deterministic trees"
+        );
+        assert!(
+            landed * 10 > stats.stopped_runs,
+            "too few stop requests raced the trees"
         );
     }
 }
