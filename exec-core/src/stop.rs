@@ -38,7 +38,7 @@ const LOCKED: u8 = 0b10;
 fn thread_token() -> Option<usize> {
     #[cfg(loom)]
     {
-        ::loom::thread_local!(static TOKEN: u8 = const { 0 });
+        ::loom::thread_local!(static TOKEN: u8 = 0);
         Some(TOKEN.with(|t| t as *const u8 as usize))
     }
     #[cfg(all(not(loom), feature = "std"))]
@@ -519,7 +519,8 @@ impl<'a, F: FnOnce()> StopCallback<'a, F> {
             return;
         }
         let Some(state) = this.state else { return };
-        let node: *const Node = &this.node;
+        // Derived from the whole callback, so `run` may reach the other fields.
+        let node: *const Node = (this as *mut Self).cast::<Node>().cast_const();
         // SAFETY: `this` is pinned, so `node` stays put; `Drop` deregisters
         // before the memory goes away (pinning's drop guarantee).
         if unsafe { state.register(node) } {
