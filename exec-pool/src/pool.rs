@@ -382,3 +382,8 @@ impl fmt::Debug for Builder {
             .finish_non_exhaustive()
     }
 }
+
+// The pool's state stays consistent across a panic in user code: jobs run
+// under `catch_unwind` and the queues are never left half-updated.
+impl std::panic::UnwindSafe for ThreadPool {}
+impl std::panic::RefUnwindSafe for ThreadPool {}

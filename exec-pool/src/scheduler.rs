@@ -203,3 +203,7 @@ impl<R: Receiver<(), Infallible> + Send> OperationState for ScheduleOp<R> {
         drop(shared);
     }
 }
+
+// As for `ThreadPool`: a handle observes no broken state after a panic.
+impl std::panic::UnwindSafe for PoolScheduler {}
+impl std::panic::RefUnwindSafe for PoolScheduler {}
