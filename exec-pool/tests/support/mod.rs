@@ -73,8 +73,15 @@ impl<F: FnOnce() + Send + 'static> Receiver<(), Infallible> for SpawnReceiver<F>
         let f = self.f.take().unwrap();
         let counts = self.counts.clone();
         drop(self);
-        // Count first: a panicking `f` still counts as a completion.
-        counts.values.fetch_add(1, Ordering::SeqCst);
+        // Counted once `f` returned or unwound, so that work `f` spawns is
+        // counted as started before its parent counts as completed.
+        struct CountOnDrop(Arc<Counts>);
+        impl Drop for CountOnDrop {
+            fn drop(&mut self) {
+                self.0.values.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let _count = CountOnDrop(counts);
         f();
     }
     fn set_error(self, e: Infallible) {
