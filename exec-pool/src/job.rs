@@ -174,6 +174,25 @@ impl<P: Payload> Job<P> {
         }
     }
 
+    /// A job with no payload yet (see [`set_payload`](Self::set_payload)).
+    pub(crate) fn empty() -> Self {
+        Job {
+            header: JobHeader::new(Self::execute),
+            payload: UnsafeCell::new(None),
+            _pin: core::marker::PhantomPinned,
+        }
+    }
+
+    /// Sets the payload of a job that has not been handed to a queue.
+    ///
+    /// # Safety
+    /// No [`JobRef`] to this job is outstanding (it is not queued or
+    /// running), and no other thread accesses the job meanwhile.
+    pub(crate) unsafe fn set_payload(&self, payload: P) {
+        // SAFETY: per the contract, nobody else touches the cell now.
+        self.payload.with_mut(|p| unsafe { *p = Some(payload) });
+    }
+
     /// The reference queues hold.
     ///
     /// # Safety

@@ -56,4 +56,5 @@ mod loom_tests;
 pub use blocking::{BlockingOp, BlockingScheduler, BlockingSender};
 
 pub use pool::{Builder, ThreadPool};
+pub use bulk::{Bulk, BulkBody, BulkOp, BulkReceiver, BulkShared, Chunked, Each, bulk, bulk_chunked};
 pub use scheduler::{PoolScheduler, ScheduleOp, ScheduleSender};
