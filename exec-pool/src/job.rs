@@ -48,7 +48,7 @@ pub(crate) struct JobHeader {
 
 impl JobHeader {
     /// A header whose job is executed by `execute`.
-    pub(crate) const fn new(execute: unsafe fn(*const JobHeader, Mode)) -> Self {
+    pub(crate) fn new(execute: unsafe fn(*const JobHeader, Mode)) -> Self {
         JobHeader {
             next: UnsafeCell::new(ptr::null()),
             execute,
@@ -216,9 +216,10 @@ impl<P: Payload> Job<P> {
         // its single execution, so the payload cell is ours. The borrow of
         // the cell ends before `run`, which may free the job.
         let payload = unsafe { (*job).payload.with_mut(|p| (*p).take()) };
-        if let Some(p) = payload {
-            p.run(mode);
-        }
+        // A job is queued once and executed once (module invariants); a
+        // second execution is a queue bug, never silently ignored.
+        let payload = payload.expect("exec-pool: a job was executed twice");
+        payload.run(mode);
     }
 }
 

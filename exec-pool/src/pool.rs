@@ -274,7 +274,7 @@ impl Builder {
     /// # drop(pool);
     /// ```
     pub fn on_thread_start(mut self, f: impl Fn() + Send + Sync + 'static) -> Self {
-        self.on_start = Some(Arc::new(f));
+        self.on_start = Some(std::sync::Arc::new(f));
         self
     }
 
@@ -286,7 +286,7 @@ impl Builder {
     /// # drop(pool);
     /// ```
     pub fn on_thread_stop(mut self, f: impl Fn() + Send + Sync + 'static) -> Self {
-        self.on_stop = Some(Arc::new(f));
+        self.on_stop = Some(std::sync::Arc::new(f));
         self
     }
 

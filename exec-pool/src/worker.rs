@@ -25,7 +25,7 @@ pub(crate) struct WorkerQueues {
 }
 
 /// Hooks run on every worker thread.
-pub(crate) type Hook = Arc<dyn Fn() + Send + Sync>;
+pub(crate) type Hook = std::sync::Arc<dyn Fn() + Send + Sync>;
 
 /// Everything the pool's threads and its scheduler handles share.
 pub(crate) struct Shared {
@@ -46,7 +46,7 @@ pub(crate) struct Shared {
 
 crate::loom::thread_local! {
     /// The pool and index of the worker running on this thread, if any.
-    static CURRENT: Cell<(*const Shared, usize)> = const { Cell::new((core::ptr::null(), 0)) };
+    static CURRENT: Cell<(*const Shared, usize)> = Cell::new((core::ptr::null(), 0));
 }
 
 impl Shared {
