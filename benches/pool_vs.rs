@@ -1,0 +1,369 @@
+//! Side-by-side: exec-pool vs tokio vs rayon, 2 workers each, same
+//! scenarios, one process. Prints ns/op for each and the ratios.
+//!
+//! Run: `cargo bench --bench pool_vs` (add `-- --quick` for fewer rounds).
+//!
+//! Scenarios that need exec-core algorithms that have not landed yet
+//! (`AsyncScope`, a oneshot channel, `when_all`, `AnySender`) print
+//! `skipped: needs …`. Until `AsyncScope` lands, the spawn scenarios use a
+//! minimal detached spawn written here (one boxed schedule operation per
+//! task, freed by its own completion) — the allocation a scope's `spawn`
+//! would make, without the scope's bookkeeping.
+
+use std::convert::Infallible;
+use std::mem::MaybeUninit;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use exec::pool::{PoolScheduler, ScheduleOp, ThreadPool};
+use exec::{OperationState, Receiver, Scheduler, SenderExt, SenderTo, sync_wait};
+
+const THREADS: usize = 2;
+
+// ------------------------------------------------------------------ latch
+
+/// Counts down; `wait` blocks (no spinning: the bench thread must not steal
+/// CPU from the 2 workers).
+struct Latch {
+    remaining: AtomicUsize,
+    done: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl Latch {
+    fn new(n: usize) -> Arc<Self> {
+        Arc::new(Latch {
+            remaining: AtomicUsize::new(n),
+            done: Mutex::new(false),
+            cv: Condvar::new(),
+        })
+    }
+    fn count_down(&self) {
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            *self.done.lock().unwrap() = true;
+            self.cv.notify_all();
+        }
+    }
+    fn wait(&self) {
+        let mut done = self.done.lock().unwrap();
+        while !*done {
+            done = self.cv.wait(done).unwrap();
+        }
+    }
+}
+
+// ------------------------------------------------- detached spawn (exec)
+
+/// Receiver of a detached task: frees its own boxed operation, then runs.
+struct SpawnRecv<F: FnOnce() + Send + 'static> {
+    f: F,
+    me: *mut ScheduleOp<SpawnRecv<F>>,
+}
+
+// SAFETY: `me` is only used by the completion, on whichever thread runs it.
+unsafe impl<F: FnOnce() + Send + 'static> Send for SpawnRecv<F> {}
+
+impl<F: FnOnce() + Send + 'static> Receiver<(), Infallible> for SpawnRecv<F> {
+    fn set_value(self, (): ()) {
+        let SpawnRecv { f, me } = self;
+        // SAFETY: allocated by `spawn`; the operation completed and no
+        // longer touches its memory.
+        drop(unsafe { Box::from_raw(me) });
+        f();
+    }
+    fn set_error(self, e: Infallible) {
+        match e {}
+    }
+    fn set_stopped(self) {
+        // SAFETY: as in `set_value`.
+        drop(unsafe { Box::from_raw(self.me) });
+    }
+}
+
+fn spawn<F: FnOnce() + Send + 'static>(sched: &PoolScheduler, f: F) {
+    let me = Box::into_raw(Box::new(MaybeUninit::<ScheduleOp<SpawnRecv<F>>>::uninit()))
+        as *mut ScheduleOp<SpawnRecv<F>>;
+    // SAFETY: `me` is a fresh allocation for exactly this type; the op is
+    // started once and freed only by its own completion.
+    unsafe {
+        me.write(sched.schedule().connect(SpawnRecv { f, me }));
+        Pin::new_unchecked(&mut *me).start();
+    }
+}
+
+/// A task that reschedules itself `remaining` times, reusing its operation
+/// state's memory (no allocation per reschedule), then counts down.
+struct YieldRecv {
+    me: *mut ScheduleOp<YieldRecv>,
+    sched: PoolScheduler,
+    remaining: usize,
+    latch: Arc<Latch>,
+}
+
+// SAFETY: as for `SpawnRecv`.
+unsafe impl Send for YieldRecv {}
+
+impl Receiver<(), Infallible> for YieldRecv {
+    fn set_value(self, (): ()) {
+        let YieldRecv { me, sched, remaining, latch } = self;
+        if remaining == 0 {
+            // SAFETY: allocated by `yield_task`; completed.
+            drop(unsafe { Box::from_raw(me) });
+            latch.count_down();
+            return;
+        }
+        // SAFETY: the previous operation in this memory completed; drop it
+        // in place and start a new one there.
+        unsafe {
+            std::ptr::drop_in_place(me);
+            let s = sched.schedule();
+            me.write(s.connect(YieldRecv { me, sched, remaining: remaining - 1, latch }));
+            Pin::new_unchecked(&mut *me).start();
+        }
+    }
+    fn set_error(self, e: Infallible) {
+        match e {}
+    }
+    fn set_stopped(self) {
+        // SAFETY: as above.
+        drop(unsafe { Box::from_raw(self.me) });
+        self.latch.count_down();
+    }
+}
+
+fn yield_task(sched: &PoolScheduler, remaining: usize, latch: Arc<Latch>) {
+    let me = Box::into_raw(Box::new(MaybeUninit::<ScheduleOp<YieldRecv>>::uninit()))
+        as *mut ScheduleOp<YieldRecv>;
+    // SAFETY: fresh allocation of this type; freed by the last completion.
+    unsafe {
+        me.write(sched.schedule().connect(YieldRecv {
+            me,
+            sched: sched.clone(),
+            remaining,
+            latch,
+        }));
+        Pin::new_unchecked(&mut *me).start();
+    }
+}
+
+// ---------------------------------------------------------------- timing
+
+/// Median ns per op over `rounds` runs of `f` (each doing `ops` operations).
+fn measure(rounds: usize, ops: usize, mut f: impl FnMut()) -> f64 {
+    f(); // warm up
+    let mut samples: Vec<f64> = (0..rounds)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_nanos() as f64 / ops as f64
+        })
+        .collect();
+    samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    samples[samples.len() / 2]
+}
+
+fn report(name: &str, ours: f64, tokio: f64, rayon: f64) {
+    println!(
+        "{name:<16} exec-pool {ours:>9.1} ns/op | tokio {tokio:>9.1} | rayon {rayon:>9.1} | \
+         exec/tokio {:>5.2}x | exec/rayon {:>5.2}x",
+        ours / tokio,
+        ours / rayon
+    );
+}
+
+// ------------------------------------------------------------- scenarios
+
+fn spawn_many(rounds: usize, pool: &ThreadPool, rt: &tokio::runtime::Runtime, rp: &rayon::ThreadPool) {
+    const N: usize = 100_000;
+    let sched = pool.scheduler();
+    let ours = measure(rounds, N, || {
+        let latch = Latch::new(N);
+        for _ in 0..N {
+            let l = latch.clone();
+            spawn(&sched, move || l.count_down());
+        }
+        latch.wait();
+    });
+    let tokio = measure(rounds, N, || {
+        let latch = Latch::new(N);
+        for _ in 0..N {
+            let l = latch.clone();
+            rt.spawn(async move { l.count_down() });
+        }
+        latch.wait();
+    });
+    let rayon = measure(rounds, N, || {
+        let latch = Latch::new(N);
+        for _ in 0..N {
+            let l = latch.clone();
+            rp.spawn(move || l.count_down());
+        }
+        latch.wait();
+    });
+    report("spawn_many*", ours, tokio, rayon);
+}
+
+fn chained_spawn(rounds: usize, pool: &ThreadPool, rt: &tokio::runtime::Runtime, rp: &rayon::ThreadPool) {
+    const N: usize = 1_000;
+    fn ours_iter(sched: PoolScheduler, n: usize, latch: Arc<Latch>) {
+        if n == 0 {
+            latch.count_down();
+        } else {
+            let s2 = sched.clone();
+            spawn(&sched, move || ours_iter(s2, n - 1, latch));
+        }
+    }
+    fn tokio_iter(n: usize, latch: Arc<Latch>) {
+        if n == 0 {
+            latch.count_down();
+        } else {
+            tokio::spawn(async move { tokio_iter(n - 1, latch) });
+        }
+    }
+    fn rayon_iter(n: usize, latch: Arc<Latch>) {
+        if n == 0 {
+            latch.count_down();
+        } else {
+            rayon::spawn(move || rayon_iter(n - 1, latch));
+        }
+    }
+    let sched = pool.scheduler();
+    let ours = measure(rounds, N, || {
+        let latch = Latch::new(1);
+        let (s, l) = (sched.clone(), latch.clone());
+        spawn(&sched, move || ours_iter(s, N, l));
+        latch.wait();
+    });
+    let tokio = measure(rounds, N, || {
+        let latch = Latch::new(1);
+        let l = latch.clone();
+        rt.spawn(async move { tokio_iter(N, l) });
+        latch.wait();
+    });
+    let rayon = measure(rounds, N, || {
+        let latch = Latch::new(1);
+        let l = latch.clone();
+        rp.spawn(move || rayon_iter(N, l));
+        latch.wait();
+    });
+    report("chained_spawn*", ours, tokio, rayon);
+}
+
+fn yield_many(rounds: usize, pool: &ThreadPool, rt: &tokio::runtime::Runtime, rp: &rayon::ThreadPool) {
+    const TASKS: usize = 200;
+    const YIELDS: usize = 1_000;
+    let ops = TASKS * YIELDS;
+    let sched = pool.scheduler();
+    let ours = measure(rounds, ops, || {
+        let latch = Latch::new(TASKS);
+        for _ in 0..TASKS {
+            yield_task(&sched, YIELDS, latch.clone());
+        }
+        latch.wait();
+    });
+    let tokio = measure(rounds, ops, || {
+        let latch = Latch::new(TASKS);
+        for _ in 0..TASKS {
+            let l = latch.clone();
+            rt.spawn(async move {
+                for _ in 0..YIELDS {
+                    tokio::task::yield_now().await;
+                }
+                l.count_down();
+            });
+        }
+        latch.wait();
+    });
+    // rayon has no task that yields; the closest is a job re-spawning itself.
+    fn rayon_yield(n: usize, latch: Arc<Latch>) {
+        if n == 0 {
+            latch.count_down();
+        } else {
+            rayon::spawn(move || rayon_yield(n - 1, latch));
+        }
+    }
+    let rayon = measure(rounds, ops, || {
+        let latch = Latch::new(TASKS);
+        for _ in 0..TASKS {
+            let l = latch.clone();
+            rp.spawn(move || rayon_yield(YIELDS, l));
+        }
+        latch.wait();
+    });
+    report("yield_many*", ours, tokio, rayon);
+}
+
+fn pool_roundtrip(rounds: usize, pool: &ThreadPool, rt: &tokio::runtime::Runtime, rp: &rayon::ThreadPool) {
+    const N: usize = 2_000;
+    let sched = pool.scheduler();
+    let ours = measure(rounds, N, || {
+        for i in 0..N {
+            let r = sync_wait(sched.schedule().then(move |()| std::hint::black_box(i) + 1));
+            assert_eq!(r, Ok(Some(i + 1)));
+        }
+    });
+    let tokio = measure(rounds, N, || {
+        for i in 0..N {
+            let r = rt.block_on(rt.spawn(async move { std::hint::black_box(i) + 1 }));
+            assert_eq!(r.unwrap(), i + 1);
+        }
+    });
+    let rayon = measure(rounds, N, || {
+        for i in 0..N {
+            let r = rp.install(move || std::hint::black_box(i) + 1);
+            assert_eq!(r, i + 1);
+        }
+    });
+    report("pool_roundtrip", ours, tokio, rayon);
+}
+
+fn bulk_sum(rounds: usize, pool: &ThreadPool, rp: &rayon::ThreadPool) {
+    use rayon::prelude::*;
+    const N: usize = 1_000_000;
+    let data: Vec<u64> = (0..N as u64).collect();
+    let sched = pool.scheduler();
+    let ours = measure(rounds, N, || {
+        let total = AtomicUsize::new(0);
+        sync_wait(exec::pool::bulk_chunked(&sched, exec::just(()), N, |r, &()| {
+            let s: u64 = data[r].iter().sum();
+            total.fetch_add(s as usize, Ordering::Relaxed);
+        }))
+        .unwrap();
+        assert_eq!(total.into_inner() as u64, (N as u64 - 1) * N as u64 / 2);
+    });
+    let rayon = measure(rounds, N, || {
+        let s: u64 = rp.install(|| data.par_iter().sum());
+        assert_eq!(s, (N as u64 - 1) * N as u64 / 2);
+    });
+    println!(
+        "{:<16} exec-pool {ours:>9.3} ns/elem | rayon par_iter {rayon:>9.3} | exec/rayon {:>5.2}x",
+        "bulk_sum (extra)",
+        ours / rayon
+    );
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `--quick` lowers the rounds.
+    let quick = std::env::args().any(|a| a == "--quick");
+    let rounds = if quick { 3 } else { 9 };
+    let pool = ThreadPool::builder().threads(THREADS).build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(THREADS)
+        .build()
+        .unwrap();
+    let rp = rayon::ThreadPoolBuilder::new().num_threads(THREADS).build().unwrap();
+    println!("exec-pool vs tokio vs rayon, {THREADS} workers each, median of {rounds} rounds");
+    println!("(* = detached spawn written in this bench until exec-core's AsyncScope lands)");
+    spawn_many(rounds, &pool, &rt, &rp);
+    chained_spawn(rounds, &pool, &rt, &rp);
+    println!("{:<16} skipped: needs exec-core's oneshot channel", "ping_pong");
+    yield_many(rounds, &pool, &rt, &rp);
+    pool_roundtrip(rounds, &pool, &rt, &rp);
+    println!("{:<16} skipped: needs when_all and AnySender", "fib_join");
+    println!("{:<16} skipped: needs when_all", "when_all_fanout");
+    println!("{:<16} skipped: needs AsyncScope", "idle_task_memory");
+    bulk_sum(rounds, &pool, &rp);
+    let _ = Duration::ZERO;
+}
