@@ -107,7 +107,12 @@ unsafe impl Send for YieldRecv {}
 
 impl Receiver<(), Infallible> for YieldRecv {
     fn set_value(self, (): ()) {
-        let YieldRecv { me, sched, remaining, latch } = self;
+        let YieldRecv {
+            me,
+            sched,
+            remaining,
+            latch,
+        } = self;
         if remaining == 0 {
             // SAFETY: allocated by `yield_task`; completed.
             drop(unsafe { Box::from_raw(me) });
@@ -119,7 +124,12 @@ impl Receiver<(), Infallible> for YieldRecv {
         unsafe {
             std::ptr::drop_in_place(me);
             let s = sched.schedule();
-            me.write(s.connect(YieldRecv { me, sched, remaining: remaining - 1, latch }));
+            me.write(s.connect(YieldRecv {
+                me,
+                sched,
+                remaining: remaining - 1,
+                latch,
+            }));
             Pin::new_unchecked(&mut *me).start();
         }
     }
@@ -175,7 +185,12 @@ fn report(name: &str, ours: f64, tokio: f64, rayon: f64) {
 
 // ------------------------------------------------------------- scenarios
 
-fn spawn_many(rounds: usize, pool: &ThreadPool, rt: &tokio::runtime::Runtime, rp: &rayon::ThreadPool) {
+fn spawn_many(
+    rounds: usize,
+    pool: &ThreadPool,
+    rt: &tokio::runtime::Runtime,
+    rp: &rayon::ThreadPool,
+) {
     const N: usize = 100_000;
     let sched = pool.scheduler();
     let ours = measure(rounds, N, || {
@@ -205,7 +220,12 @@ fn spawn_many(rounds: usize, pool: &ThreadPool, rt: &tokio::runtime::Runtime, rp
     report("spawn_many*", ours, tokio, rayon);
 }
 
-fn chained_spawn(rounds: usize, pool: &ThreadPool, rt: &tokio::runtime::Runtime, rp: &rayon::ThreadPool) {
+fn chained_spawn(
+    rounds: usize,
+    pool: &ThreadPool,
+    rt: &tokio::runtime::Runtime,
+    rp: &rayon::ThreadPool,
+) {
     const N: usize = 1_000;
     fn ours_iter(sched: PoolScheduler, n: usize, latch: Arc<Latch>) {
         if n == 0 {
@@ -251,7 +271,12 @@ fn chained_spawn(rounds: usize, pool: &ThreadPool, rt: &tokio::runtime::Runtime,
     report("chained_spawn*", ours, tokio, rayon);
 }
 
-fn yield_many(rounds: usize, pool: &ThreadPool, rt: &tokio::runtime::Runtime, rp: &rayon::ThreadPool) {
+fn yield_many(
+    rounds: usize,
+    pool: &ThreadPool,
+    rt: &tokio::runtime::Runtime,
+    rp: &rayon::ThreadPool,
+) {
     const TASKS: usize = 200;
     const YIELDS: usize = 1_000;
     let ops = TASKS * YIELDS;
@@ -295,7 +320,12 @@ fn yield_many(rounds: usize, pool: &ThreadPool, rt: &tokio::runtime::Runtime, rp
     report("yield_many*", ours, tokio, rayon);
 }
 
-fn pool_roundtrip(rounds: usize, pool: &ThreadPool, rt: &tokio::runtime::Runtime, rp: &rayon::ThreadPool) {
+fn pool_roundtrip(
+    rounds: usize,
+    pool: &ThreadPool,
+    rt: &tokio::runtime::Runtime,
+    rp: &rayon::ThreadPool,
+) {
     const N: usize = 2_000;
     let sched = pool.scheduler();
     let ours = measure(rounds, N, || {
@@ -326,10 +356,15 @@ fn bulk_sum(rounds: usize, pool: &ThreadPool, rp: &rayon::ThreadPool) {
     let sched = pool.scheduler();
     let ours = measure(rounds, N, || {
         let total = AtomicUsize::new(0);
-        sync_wait(exec::pool::bulk_chunked(&sched, exec::just(()), N, |r, &()| {
-            let s: u64 = data[r].iter().sum();
-            total.fetch_add(s as usize, Ordering::Relaxed);
-        }))
+        sync_wait(exec::pool::bulk_chunked(
+            &sched,
+            exec::just(()),
+            N,
+            |r, &()| {
+                let s: u64 = data[r].iter().sum();
+                total.fetch_add(s as usize, Ordering::Relaxed);
+            },
+        ))
         .unwrap();
         assert_eq!(total.into_inner() as u64, (N as u64 - 1) * N as u64 / 2);
     });
@@ -353,12 +388,18 @@ fn main() {
         .worker_threads(THREADS)
         .build()
         .unwrap();
-    let rp = rayon::ThreadPoolBuilder::new().num_threads(THREADS).build().unwrap();
+    let rp = rayon::ThreadPoolBuilder::new()
+        .num_threads(THREADS)
+        .build()
+        .unwrap();
     println!("exec-pool vs tokio vs rayon, {THREADS} workers each, median of {rounds} rounds");
     println!("(* = detached spawn written in this bench until exec-core's AsyncScope lands)");
     spawn_many(rounds, &pool, &rt, &rp);
     chained_spawn(rounds, &pool, &rt, &rp);
-    println!("{:<16} skipped: needs exec-core's oneshot channel", "ping_pong");
+    println!(
+        "{:<16} skipped: needs exec-core's oneshot channel",
+        "ping_pong"
+    );
     yield_many(rounds, &pool, &rt, &rp);
     pool_roundtrip(rounds, &pool, &rt, &rp);
     println!("{:<16} skipped: needs when_all and AnySender", "fib_join");

@@ -217,6 +217,10 @@ where
     }
 }
 
+/// The input's operation state inside a [`BulkOp`].
+type InputOp<S, B, R> =
+    <S as SenderTo<BulkReceiver<<S as Sender>::Output, <S as Sender>::Error, B, R>>>::Operation;
+
 /// Operation state of [`Bulk`].
 pub struct BulkOp<S, B, R>
 where
@@ -227,7 +231,7 @@ where
     /// Connected (into `input_op`) at `start`, inside the pinned op.
     input: Option<S>,
     /// Structurally pinned: the input's operation.
-    input_op: Option<<S as SenderTo<BulkReceiver<<S as Sender>::Output, <S as Sender>::Error, B, R>>>::Operation>,
+    input_op: Option<InputOp<S, B, R>>,
 }
 
 impl<S, B, R> fmt::Debug for BulkOp<S, B, R>
@@ -235,7 +239,9 @@ where
     S: Sender + SenderTo<BulkReceiver<<S as Sender>::Output, <S as Sender>::Error, B, R>>,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BulkOp").field("n", &self.shared.n).finish_non_exhaustive()
+        f.debug_struct("BulkOp")
+            .field("n", &self.shared.n)
+            .finish_non_exhaustive()
     }
 }
 
@@ -307,7 +313,9 @@ pub struct BulkShared<T, E, B, R> {
 
 impl<T, E, B, R> fmt::Debug for BulkShared<T, E, B, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BulkShared").field("n", &self.n).finish_non_exhaustive()
+        f.debug_struct("BulkShared")
+            .field("n", &self.n)
+            .finish_non_exhaustive()
     }
 }
 
@@ -416,7 +424,8 @@ where
             let token = self
                 .receiver
                 .with(|r| (*r).as_ref().map(|r| r.env().stop_token().detach()));
-            self.stop.with_mut(|s| *s = token.unwrap_or(StopToken::never()));
+            self.stop
+                .with_mut(|s| *s = token.unwrap_or(StopToken::never()));
         }
         let h = self.pool.workers.len().min(MAX_HELPERS).min(self.n);
         if h == 0 {
@@ -444,7 +453,7 @@ where
                 }
             })
         });
-        drop(parent);
+        let _ = parent; // the helpers hold their own copies
         // From here on `self` may be freed by the last helper.
         let worker = pool.current_worker();
         let mut jobs = jobs.into_iter().flatten();
@@ -546,6 +555,8 @@ struct InputEnv<V>(Option<V>);
 
 impl<V: Env> Env for InputEnv<V> {
     fn stop_token(&self) -> StopToken<'_> {
-        self.0.as_ref().map_or(StopToken::never(), |e| e.stop_token())
+        self.0
+            .as_ref()
+            .map_or(StopToken::never(), |e| e.stop_token())
     }
 }

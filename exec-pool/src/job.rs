@@ -114,7 +114,6 @@ impl JobRef {
         // SAFETY: we own the only `JobRef` to the job and give it up here.
         unsafe { f(header, mode) }
     }
-
 }
 
 /// Sets the injector link of `job` to `next`.

@@ -12,9 +12,7 @@ pub(crate) use std::thread_local;
 #[cfg(not(loom))]
 pub(crate) mod sync {
     pub(crate) mod atomic {
-        pub(crate) use core::sync::atomic::{
-            AtomicBool, AtomicPtr, AtomicUsize, Ordering, fence,
-        };
+        pub(crate) use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering, fence};
     }
     pub(crate) use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 }

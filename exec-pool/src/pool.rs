@@ -57,7 +57,9 @@ impl ThreadPool {
     /// assert!(pool.num_threads() >= 1);
     /// ```
     pub fn new() -> Self {
-        Self::builder().build().expect("exec-pool: failed to start worker threads")
+        Self::builder()
+            .build()
+            .expect("exec-pool: failed to start worker threads")
     }
 
     /// A [`Builder`] to configure a pool.

@@ -376,7 +376,8 @@ impl Injector {
         drop(list);
         if moved > 0 {
             // Release: publishes the moved jobs to stealers of `dst`.
-            dst.tail.store(dst_tail.wrapping_add(moved), Ordering::Release);
+            dst.tail
+                .store(dst_tail.wrapping_add(moved), Ordering::Release);
         }
         Some(first)
     }

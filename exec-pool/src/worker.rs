@@ -47,8 +47,13 @@ pub(crate) struct Shared {
     pub(crate) blocking: crate::blocking::BlockingPool,
 }
 
-crate::loom::thread_local! {
+#[cfg(not(loom))]
+std::thread_local! {
     /// The pool and index of the worker running on this thread, if any.
+    static CURRENT: Cell<(*const Shared, usize)> = const { Cell::new((core::ptr::null(), 0)) };
+}
+#[cfg(loom)]
+::loom::thread_local! {
     static CURRENT: Cell<(*const Shared, usize)> = Cell::new((core::ptr::null(), 0));
 }
 
@@ -104,12 +109,12 @@ impl Shared {
     pub(crate) fn submit_local(&self, index: usize, job: JobRef, lifo: bool) {
         let w = &self.workers[index];
         let to_queue = if lifo { w.lifo.put(job) } else { Some(job) };
-        if let Some(job) = to_queue {
-            if let Err(rejected) = w.queue.push(job, &self.injector) {
-                // Overflow into a closed injector: the pool is shutting down.
-                for job in rejected {
-                    run_contained(self, job, Mode::Cancel);
-                }
+        if let Some(job) = to_queue
+            && let Err(rejected) = w.queue.push(job, &self.injector)
+        {
+            // Overflow into a closed injector: the pool is shutting down.
+            for job in rejected {
+                run_contained(self, job, Mode::Cancel);
             }
         }
         self.idle.notify_one();
@@ -167,6 +172,14 @@ pub(crate) fn run_contained(shared: &Shared, job: JobRef, mode: Mode) {
     }
 }
 
+/// What a spell of spinning found.
+#[cfg(not(loom))]
+enum Spin {
+    Found(JobRef),
+    Nothing,
+    Shutdown,
+}
+
 /// A worker's private state.
 struct Worker<'a> {
     shared: &'a Shared,
@@ -183,10 +196,10 @@ impl Worker<'_> {
     fn find_work(&mut self, last_resort: bool) -> Option<JobRef> {
         let shared = self.shared;
         self.tick = self.tick.wrapping_add(1);
-        if self.tick % INJECTOR_INTERVAL == 0 {
-            if let Some(job) = shared.injector.pop() {
-                return Some(job);
-            }
+        if self.tick.is_multiple_of(INJECTOR_INTERVAL)
+            && let Some(job) = shared.injector.pop()
+        {
+            return Some(job);
         }
         let me = &shared.workers[self.index];
         if self.lifo_streak < MAX_LIFO_STREAK {
@@ -236,13 +249,40 @@ impl Worker<'_> {
             if let Some(job) = v.queue.steal_into(&me.queue) {
                 return Some(job);
             }
-            if last_resort {
-                if let Some(job) = v.lifo.take() {
-                    return Some(job);
-                }
+            if last_resort && let Some(job) = v.lifo.take() {
+                return Some(job);
             }
         }
         None
+    }
+
+    /// Searches for work for up to [`SPIN_TIME`], backing off (pause, then
+    /// yield) between attempts.
+    #[cfg(not(loom))]
+    fn spin_for_work(&mut self) -> Spin {
+        let started = std::time::Instant::now();
+        let mut round = 0u32;
+        loop {
+            if round < 6 {
+                for _ in 0..(1u32 << round) {
+                    crate::loom::spin();
+                }
+            } else {
+                // Let other threads (the submitter) run on a busy machine.
+                std::thread::yield_now();
+            }
+            round += 1;
+            if self.shared.shutdown.load(Ordering::Acquire) {
+                return Spin::Shutdown;
+            }
+            let last = started.elapsed() >= SPIN_TIME;
+            if let Some(job) = self.find_work(last) {
+                return Spin::Found(job);
+            }
+            if last {
+                return Spin::Nothing;
+            }
+        }
     }
 
     fn run(&mut self) {
@@ -256,31 +296,14 @@ impl Worker<'_> {
                 continue;
             }
             // Spin a little: waking a parked thread costs far more.
-            let mut found = None;
             #[cfg(not(loom))]
-            {
-                let started = std::time::Instant::now();
-                let mut round = 0u32;
-                loop {
-                    if round < 6 {
-                        for _ in 0..(1u32 << round) {
-                            crate::loom::spin();
-                        }
-                    } else {
-                        // Let other threads (the submitter) run on a busy machine.
-                        std::thread::yield_now();
-                    }
-                    round += 1;
-                    if shared.shutdown.load(Ordering::Acquire) {
-                        return;
-                    }
-                    let last = started.elapsed() >= SPIN_TIME;
-                    found = self.find_work(last);
-                    if found.is_some() || last {
-                        break;
-                    }
-                }
-            }
+            let found = match self.spin_for_work() {
+                Spin::Found(job) => Some(job),
+                Spin::Nothing => None,
+                Spin::Shutdown => return,
+            };
+            #[cfg(loom)]
+            let found: Option<JobRef> = None;
             if let Some(job) = found {
                 run_contained(shared, job, Mode::Run);
                 continue;

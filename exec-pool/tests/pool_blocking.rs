@@ -1,6 +1,7 @@
 //! The blocking scheduler: runs off the workers, may block and `sync_wait`,
 //! does not stall the workers, completes stopped after shutdown.
 #[path = "../../exec-core/tests/common/mod.rs"]
+#[allow(clippy::collapsible_if, clippy::type_complexity)]
 mod common;
 mod support;
 
@@ -13,7 +14,11 @@ use exec_pool::ThreadPool;
 
 #[test]
 fn runs_on_a_blocking_thread_where_sync_wait_is_allowed() {
-    let pool = ThreadPool::builder().threads(1).thread_name("p").build().unwrap();
+    let pool = ThreadPool::builder()
+        .threads(1)
+        .thread_name("p")
+        .build()
+        .unwrap();
     let sched = pool.scheduler();
     let r = sync_wait(pool.blocking_scheduler().schedule().then(move |()| {
         let name = std::thread::current().name().unwrap().to_owned();
@@ -38,7 +43,10 @@ fn a_blocking_call_does_not_stall_the_workers() {
     });
     // The single worker still runs work while the blocking call waits.
     for i in 0..10 {
-        assert_eq!(sync_wait(pool.scheduler().schedule().then(move |()| i)), Ok(Some(i)));
+        assert_eq!(
+            sync_wait(pool.scheduler().schedule().then(move |()| i)),
+            Ok(Some(i))
+        );
     }
     release.store(true, Ordering::SeqCst);
     assert_eq!(waiter.join().unwrap(), Ok(Some("unblocked")));
@@ -46,16 +54,22 @@ fn a_blocking_call_does_not_stall_the_workers() {
 
 #[test]
 fn several_blocking_calls_run_concurrently_up_to_the_limit() {
-    let pool = ThreadPool::builder().threads(1).max_blocking_threads(3).build().unwrap();
+    let pool = ThreadPool::builder()
+        .threads(1)
+        .max_blocking_threads(3)
+        .build()
+        .unwrap();
     let blocking = pool.blocking_scheduler();
     let barrier = Arc::new(std::sync::Barrier::new(3));
     let handles: Vec<_> = (0..3)
         .map(|i| {
             let (b, bar) = (blocking.clone(), barrier.clone());
-            std::thread::spawn(move || sync_wait(b.schedule().then(move |()| {
-                bar.wait(); // deadlocks unless 3 threads run at once
-                i
-            })))
+            std::thread::spawn(move || {
+                sync_wait(b.schedule().then(move |()| {
+                    bar.wait(); // deadlocks unless 3 threads run at once
+                    i
+                }))
+            })
         })
         .collect();
     for (i, h) in handles.into_iter().enumerate() {
@@ -91,7 +105,11 @@ fn stop_requested_completes_stopped() {
 
 #[test]
 fn shutdown_waits_for_running_blocking_work_and_stops_queued() {
-    let pool = ThreadPool::builder().threads(1).max_blocking_threads(1).build().unwrap();
+    let pool = ThreadPool::builder()
+        .threads(1)
+        .max_blocking_threads(1)
+        .build()
+        .unwrap();
     let blocking = pool.blocking_scheduler();
     let started = Arc::new(AtomicBool::new(false));
     let st = started.clone();

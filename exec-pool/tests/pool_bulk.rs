@@ -1,6 +1,7 @@
 //! Parallel `bulk` / `bulk_chunked`: every index exactly once, adaptive
 //! chunks, all channels, panics gathered once, cancellation, shutdown.
 #[path = "../../exec-core/tests/common/mod.rs"]
+#[allow(clippy::collapsible_if, clippy::type_complexity)]
 mod common;
 mod support;
 
@@ -28,7 +29,10 @@ fn every_index_runs_exactly_once_and_the_value_is_forwarded() {
             hits[i].fetch_add(1, Ordering::Relaxed);
         }));
         assert_eq!(r, Ok(Some(n * 2)));
-        assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1), "n = {n}");
+        assert!(
+            hits.iter().all(|h| h.load(Ordering::Relaxed) == 1),
+            "n = {n}"
+        );
     }
 }
 
@@ -76,11 +80,20 @@ fn from_a_worker_borrowing_a_local_slice() {
     let input: Vec<u64> = (0..1000).collect();
     let out: Vec<AtomicUsize> = (0..1000).map(|_| AtomicUsize::new(0)).collect();
     // The input completes on a worker: one helper runs inline there.
-    let r = sync_wait(bulk(&pool.scheduler(), pool.scheduler().schedule(), input.len(), |i, &()| {
-        out[i].store(input[i] as usize * 2, Ordering::Relaxed);
-    }));
+    let r = sync_wait(bulk(
+        &pool.scheduler(),
+        pool.scheduler().schedule(),
+        input.len(),
+        |i, &()| {
+            out[i].store(input[i] as usize * 2, Ordering::Relaxed);
+        },
+    ));
     assert_eq!(r, Ok(Some(())));
-    assert!(out.iter().enumerate().all(|(i, o)| o.load(Ordering::Relaxed) == i * 2));
+    assert!(
+        out.iter()
+            .enumerate()
+            .all(|(i, o)| o.load(Ordering::Relaxed) == i * 2)
+    );
 }
 
 #[test]
@@ -131,11 +144,16 @@ fn panics_in_f_are_delivered_exactly_once_and_workers_survive() {
     let value = drops.track(5);
     let (r, rec) = recorder();
     let op = start_with(
-        bulk(&pool.scheduler(), just(value), 1000, |i, _: &Tracked<i32>| {
-            if i % 3 == 0 {
-                panic!("index {i}");
-            }
-        }),
+        bulk(
+            &pool.scheduler(),
+            just(value),
+            1000,
+            |i, _: &Tracked<i32>| {
+                if i % 3 == 0 {
+                    panic!("index {i}");
+                }
+            },
+        ),
         r,
         &rec,
     );
@@ -155,7 +173,10 @@ fn panics_in_f_are_delivered_exactly_once_and_workers_survive() {
         }))
     });
     assert_eq!(payload_message(r.unwrap_err().as_ref()), "seven");
-    assert_eq!(sync_wait(bulk(&pool.scheduler(), just(1), 10, |_, _| {})), Ok(Some(1)));
+    assert_eq!(
+        sync_wait(bulk(&pool.scheduler(), just(1), 10, |_, _| {})),
+        Ok(Some(1))
+    );
 }
 
 #[test]

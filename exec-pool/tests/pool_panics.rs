@@ -1,6 +1,7 @@
 //! Panics are contained: a panicking task does not kill its worker, and the
 //! panic reaches whoever awaits the result.
 #[path = "../../exec-core/tests/common/mod.rs"]
+#[allow(clippy::collapsible_if, clippy::type_complexity)]
 mod common;
 mod support;
 
@@ -19,10 +20,17 @@ static HOOK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 fn a_panic_in_then_reaches_sync_wait_with_its_payload() {
     let pool = ThreadPool::builder().threads(2).build().unwrap();
     let r = std::panic::catch_unwind(|| {
-        sync_wait(pool.scheduler().schedule().then(|()| -> i32 { panic!("boom 42") }))
+        sync_wait(
+            pool.scheduler()
+                .schedule()
+                .then(|()| -> i32 { panic!("boom 42") }),
+        )
     });
     assert_eq!(payload_message(r.unwrap_err().as_ref()), "boom 42");
-    assert_eq!(sync_wait(pool.scheduler().schedule().then(|()| 1)), Ok(Some(1)));
+    assert_eq!(
+        sync_wait(pool.scheduler().schedule().then(|()| 1)),
+        Ok(Some(1))
+    );
     assert_eq!(pool.contained_panics(), 0, "delivered, not contained");
 }
 
@@ -35,13 +43,20 @@ fn panics_delivered_through_set_panic_then_normal_work() {
     std::panic::set_hook(Box::new(|_| {})); // keep the output readable
     for i in 0..n {
         let r = std::panic::catch_unwind(|| {
-            sync_wait(pool.scheduler().schedule().then(move |()| -> usize { panic!("p{i}") }))
+            sync_wait(
+                pool.scheduler()
+                    .schedule()
+                    .then(move |()| -> usize { panic!("p{i}") }),
+            )
         });
         assert_eq!(payload_message(r.unwrap_err().as_ref()), format!("p{i}"));
     }
     std::panic::set_hook(prev);
     for i in 0..n {
-        assert_eq!(sync_wait(pool.scheduler().schedule().then(move |()| i)), Ok(Some(i)));
+        assert_eq!(
+            sync_wait(pool.scheduler().schedule().then(move |()| i)),
+            Ok(Some(i))
+        );
     }
 }
 

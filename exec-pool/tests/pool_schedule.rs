@@ -1,6 +1,7 @@
 //! `PoolScheduler::schedule`: where it completes, the stopped channel, the
 //! sync_wait-on-a-worker trap, borrowing, scheduling from workers.
 #[path = "../../exec-core/tests/common/mod.rs"]
+#[allow(clippy::collapsible_if, clippy::type_complexity)]
 mod common;
 mod support;
 
@@ -10,9 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use support::wait_until;
 use exec_core::{Scheduler, SenderExt, StopSource, just, sync_wait};
 use exec_pool::{BlockingScheduler, PoolScheduler, ThreadPool};
+use support::wait_until;
 
 fn assert_send_sync<T: Send + Sync>() {}
 
@@ -29,11 +30,18 @@ fn handles_are_send_sync_and_compare_by_pool() {
 
 #[test]
 fn completes_on_a_worker() {
-    let pool = ThreadPool::builder().threads(2).thread_name("t").build().unwrap();
+    let pool = ThreadPool::builder()
+        .threads(2)
+        .thread_name("t")
+        .build()
+        .unwrap();
     let sched = pool.scheduler();
     let s2 = sched.clone();
     let (name, on_worker) = sync_wait(sched.schedule().then(move |()| {
-        (std::thread::current().name().unwrap().to_owned(), s2.is_worker_thread())
+        (
+            std::thread::current().name().unwrap().to_owned(),
+            s2.is_worker_thread(),
+        )
     }))
     .unwrap()
     .unwrap();
@@ -64,7 +72,9 @@ fn stop_requested_before_start_completes_stopped_and_skips_closure() {
     let c = called.clone();
     let (r, rec) = recorder_with_stop(source);
     let op = start_with(
-        pool.scheduler().schedule().then(move |()| c.fetch_add(1, Ordering::SeqCst)),
+        pool.scheduler()
+            .schedule()
+            .then(move |()| c.fetch_add(1, Ordering::SeqCst)),
         r,
         &rec,
     );
@@ -94,7 +104,10 @@ fn sync_wait_on_a_worker_panics_with_a_clear_message() {
     assert!(msg.contains("sync_wait"), "{msg}");
     assert!(msg.contains("an exec-pool worker"), "{msg}");
     // The worker survived.
-    assert_eq!(sync_wait(pool.scheduler().schedule().then(|()| 3)), Ok(Some(3)));
+    assert_eq!(
+        sync_wait(pool.scheduler().schedule().then(|()| 3)),
+        Ok(Some(3))
+    );
     assert_eq!(pool.contained_panics(), 0);
 }
 
@@ -108,7 +121,9 @@ fn hooks_run_on_every_worker() {
         .thread_name("hook")
         .stack_size(512 * 1024)
         .on_thread_start(move || {
-            s.lock().unwrap().insert(std::thread::current().name().unwrap().to_owned());
+            s.lock()
+                .unwrap()
+                .insert(std::thread::current().name().unwrap().to_owned());
         })
         .on_thread_stop(move || {
             t.fetch_add(1, Ordering::SeqCst);
@@ -118,7 +133,10 @@ fn hooks_run_on_every_worker() {
     assert_eq!(sync_wait(pool.scheduler().schedule()), Ok(Some(())));
     drop(pool);
     let names = started.lock().unwrap().clone();
-    assert_eq!(names, HashSet::from(["hook-0".to_owned(), "hook-1".to_owned()]));
+    assert_eq!(
+        names,
+        HashSet::from(["hook-0".to_owned(), "hook-1".to_owned()])
+    );
     assert_eq!(stopped.load(Ordering::SeqCst), 2);
 }
 
@@ -131,7 +149,10 @@ fn many_outside_threads_schedule_concurrently() {
             let sched = pool.scheduler();
             s.spawn(move || {
                 for i in 0..n {
-                    assert_eq!(sync_wait(sched.schedule().then(|()| t * i)), Ok(Some(t * i)));
+                    assert_eq!(
+                        sync_wait(sched.schedule().then(|()| t * i)),
+                        Ok(Some(t * i))
+                    );
                 }
             });
         }

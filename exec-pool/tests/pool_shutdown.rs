@@ -2,6 +2,7 @@
 //! (run, or stopped), workers are joined, nothing leaks; scheduling onto a
 //! shut-down pool completes stopped.
 #[path = "../../exec-core/tests/common/mod.rs"]
+#[allow(clippy::collapsible_if, clippy::type_complexity)]
 mod common;
 mod support;
 
@@ -31,7 +32,11 @@ fn schedule_on_a_shut_down_pool_completes_stopped() {
     let sched = pool.scheduler();
     pool.shutdown();
     let called = AtomicBool::new(false);
-    let r = sync_wait(sched.schedule().then(|()| called.store(true, Ordering::SeqCst)));
+    let r = sync_wait(
+        sched
+            .schedule()
+            .then(|()| called.store(true, Ordering::SeqCst)),
+    );
     assert_eq!(r, Ok(None));
     assert!(!called.load(Ordering::SeqCst));
     let blocking = {
@@ -69,7 +74,11 @@ fn queued_work_is_stopped_and_nothing_leaks() {
     dropper.join().unwrap();
     // Everything completed before drop returned: no waiting needed.
     assert_eq!(counts.completed(), counts.started.load(Ordering::SeqCst));
-    assert_eq!(counts.values.load(Ordering::SeqCst), 1, "only the blocker ran");
+    assert_eq!(
+        counts.values.load(Ordering::SeqCst),
+        1,
+        "only the blocker ran"
+    );
     assert_eq!(counts.stopped.load(Ordering::SeqCst), n);
     assert_eq!(drops.alive(), 0, "stopped closures were dropped");
 }
@@ -82,7 +91,12 @@ fn in_flight_work_in_local_queues_completes_once() {
     let counts = Counts::new();
     let release = Arc::new(AtomicBool::new(false));
     let n = if cfg!(miri) { 5 } else { 500 };
-    let (rel, s2, c2, d2) = (release.clone(), sched.clone(), counts.clone(), drops.clone());
+    let (rel, s2, c2, d2) = (
+        release.clone(),
+        sched.clone(),
+        counts.clone(),
+        drops.clone(),
+    );
     spawn(&sched, &counts, None, move || {
         // These go to this worker's LIFO slot and local queue.
         for _ in 0..n {
@@ -121,8 +135,14 @@ fn sync_wait_on_a_pool_being_dropped_returns() {
         drop(pool);
         let results = waiter.join().unwrap();
         // Once stopped, stays stopped.
-        let first_stop = results.iter().position(Option::is_none).unwrap_or(results.len());
-        assert!(results[first_stop..].iter().all(Option::is_none), "{results:?}");
+        let first_stop = results
+            .iter()
+            .position(Option::is_none)
+            .unwrap_or(results.len());
+        assert!(
+            results[first_stop..].iter().all(Option::is_none),
+            "{results:?}"
+        );
     }
 }
 

@@ -2,6 +2,7 @@
 //! operation completes exactly once, drop counters return to zero; many
 //! create-submit-drop cycles with in-flight work. Bounded in time.
 #[path = "../../exec-core/tests/common/mod.rs"]
+#[allow(clippy::collapsible_if, clippy::type_complexity)]
 mod common;
 mod support;
 
@@ -55,11 +56,20 @@ fn a_million_tasks_with_random_stops_complete_exactly_once() {
                 let mut i = 0;
                 while i < per_thread {
                     // Every 100th submission fans out 99 more from a worker.
-                    let fan = if i % 100 == 0 && i + 100 <= per_thread { 99 } else { 0 };
-                    let stop = (rng.next() % 8 == 0).then(|| Arc::new(StopSource::new()));
+                    let fan = if i % 100 == 0 && i + 100 <= per_thread {
+                        99
+                    } else {
+                        0
+                    };
+                    let stop = (rng.next().is_multiple_of(8)).then(|| Arc::new(StopSource::new()));
                     let held = drops.track(());
-                    let (s2, c2, d2, r2, p2) =
-                        (sched.clone(), counts.clone(), drops.clone(), ran.clone(), planned.clone());
+                    let (s2, c2, d2, r2, p2) = (
+                        sched.clone(),
+                        counts.clone(),
+                        drops.clone(),
+                        ran.clone(),
+                        planned.clone(),
+                    );
                     planned.fetch_add(1, Ordering::Relaxed);
                     let seed = rng.next();
                     spawn(&sched, &counts, stop.clone(), move || {
@@ -70,9 +80,9 @@ fn a_million_tasks_with_random_stops_complete_exactly_once() {
                         for _ in 0..fan {
                             let held = d2.track(());
                             let r3 = r2.clone();
-                            let stop = (rng.next() % 8 == 0).then(|| {
+                            let stop = (rng.next().is_multiple_of(8)).then(|| {
                                 let s = Arc::new(StopSource::new());
-                                if rng.next() % 2 == 0 {
+                                if rng.next().is_multiple_of(2) {
                                     s.request_stop();
                                 }
                                 s
@@ -83,11 +93,11 @@ fn a_million_tasks_with_random_stops_complete_exactly_once() {
                             });
                         }
                     });
-                    if let Some(s) = stop {
-                        if rng.next() % 2 == 0 {
-                            s.request_stop();
-                            stop_requested.fetch_add(1, Ordering::Relaxed);
-                        }
+                    if let Some(s) = stop
+                        && rng.next().is_multiple_of(2)
+                    {
+                        s.request_stop();
+                        stop_requested.fetch_add(1, Ordering::Relaxed);
                     }
                     i += 1 + fan;
                 }
@@ -99,7 +109,10 @@ fn a_million_tasks_with_random_stops_complete_exactly_once() {
     assert_eq!(started, planned.load(Ordering::SeqCst));
     assert!(started > total / 2, "{started}");
     assert_eq!(counts.completed(), started);
-    assert_eq!(counts.values.load(Ordering::SeqCst), ran.load(Ordering::SeqCst));
+    assert_eq!(
+        counts.values.load(Ordering::SeqCst),
+        ran.load(Ordering::SeqCst)
+    );
     assert!(counts.stopped.load(Ordering::SeqCst) > 0 || cfg!(miri));
     drop(pool);
     assert_eq!(counts.completed(), counts.started.load(Ordering::SeqCst));
@@ -129,7 +142,11 @@ fn create_submit_drop_cycles_with_in_flight_work() {
         }
         drop(pool);
         // Drop returned: everything queued or in flight has completed.
-        assert_eq!(counts.completed(), counts.started.load(Ordering::SeqCst), "cycle {c}");
+        assert_eq!(
+            counts.completed(),
+            counts.started.load(Ordering::SeqCst),
+            "cycle {c}"
+        );
         assert_eq!(drops.alive(), 0, "cycle {c}");
     }
 }

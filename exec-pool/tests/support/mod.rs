@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use exec_core::{Env, OperationState, PanicPayload, Receiver, Scheduler, SenderTo, StopSource, StopToken};
+use exec_core::{
+    Env, OperationState, PanicPayload, Receiver, Scheduler, SenderTo, StopSource, StopToken,
+};
 use exec_pool::{PoolScheduler, ScheduleOp};
 
 /// Counts completions of spawned operations by channel.
