@@ -135,6 +135,7 @@ fn callback_may_drop_its_own_registration() {
     let slot: std::sync::Mutex<Option<std::pin::Pin<Box<dyn Send>>>> = std::sync::Mutex::new(None);
     let slot_ref: &'static std::sync::Mutex<Option<std::pin::Pin<Box<dyn Send>>>> =
         Box::leak(Box::new(slot));
+    // SAFETY: the callback is dropped (by itself) before `s` goes away.
     let token = unsafe { s.token().detach() };
     let mut cb = Box::pin(StopCallback::new(token, move || {
         // Drop ourselves.

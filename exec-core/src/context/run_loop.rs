@@ -27,6 +27,9 @@ struct Queue {
     head: *const Task,
     tail: *const Task,
     finishing: bool,
+    /// How many `run` calls wait on the condition variable. Notifying costs a
+    /// syscall even with no waiter, so it is skipped unless someone sleeps.
+    sleepers: usize,
 }
 
 // SAFETY: the raw pointers refer to pinned operation states whose receivers
@@ -61,6 +64,7 @@ impl RunLoop {
                 head: ptr::null(),
                 tail: ptr::null(),
                 finishing: false,
+                sleepers: 0,
             }),
             wakeup: Condvar::new(),
         }
@@ -94,7 +98,9 @@ impl RunLoop {
                     if q.finishing {
                         return;
                     }
+                    q.sleepers += 1;
                     q = self.wakeup.wait(q).unwrap_or_else(|e| e.into_inner());
+                    q.sleepers -= 1;
                 }
             };
             // SAFETY: `task` was queued by a started operation that waits for
@@ -111,7 +117,9 @@ impl RunLoop {
         q.finishing = true;
         // Notify while holding the lock: once it is released, the loop's
         // owner may return from `run` and free the loop.
-        self.wakeup.notify_all();
+        if q.sleepers > 0 {
+            self.wakeup.notify_all();
+        }
         drop(q);
     }
 
@@ -129,7 +137,9 @@ impl RunLoop {
             }
         }
         q.tail = task;
-        self.wakeup.notify_one();
+        if q.sleepers > 0 {
+            self.wakeup.notify_one();
+        }
         drop(q);
     }
 }
@@ -258,7 +268,9 @@ unsafe impl<R: Send> Send for RunLoopScheduleOp<'_, R> {}
 
 impl<R: Receiver<(), Infallible>> OperationState for RunLoopScheduleOp<'_, R> {
     unsafe fn start(self: Pin<&mut Self>) {
-        let task: *const Task = &self.task;
+        // Derived from the whole op (`#[repr(C)]`, `task` first), not from
+        // `&self.task`, so `execute` may reach the receiver field through it.
+        let task: *const Task = (self.as_ref().get_ref() as *const Self).cast::<Task>();
         // SAFETY: the op is pinned and, by `start`'s contract, alive until it
         // completes, which happens in `execute` after the loop pops it.
         unsafe { self.run_loop.push(task) };

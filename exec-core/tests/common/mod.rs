@@ -198,19 +198,26 @@ impl<O: OperationState> Started<O> {
 
 impl<O: OperationState> Drop for Started<O> {
     fn drop(&mut self) {
-        if let Some(op) = self.op.take() {
-            if !(self.done)() {
-                std::mem::forget(op);
-                if !std::thread::panicking() {
-                    panic!("a started operation was dropped before it completed");
-                }
+        let Some(op) = self.op.take() else { return };
+        if !(self.done)() {
+            std::mem::forget(op);
+            if !std::thread::panicking() {
+                panic!("a started operation was dropped before it completed");
             }
         }
     }
 }
 
+/// What [`start`] returns: the running op and the recorder of its receiver.
+pub type StartedWith<S> = (
+    Started<
+        <S as SenderTo<RecordingReceiver<<S as Sender>::Output, <S as Sender>::Error>>>::Operation,
+    >,
+    Recorder<<S as Sender>::Output, <S as Sender>::Error>,
+);
+
 /// Connects `sender` to a fresh recorder and starts it.
-pub fn start<S>(sender: S) -> (Started<S::Operation>, Recorder<S::Output, S::Error>)
+pub fn start<S>(sender: S) -> StartedWith<S>
 where
     S: SenderTo<RecordingReceiver<<S as Sender>::Output, <S as Sender>::Error>>,
     S::Output: 'static,
@@ -374,6 +381,7 @@ impl Scheduler for ManualScheduler {
 }
 
 /// Sender of [`ManualScheduler::schedule`].
+#[derive(Clone)]
 pub struct ManualSender {
     queue: Arc<ManualQueue>,
 }
@@ -433,6 +441,7 @@ pub struct ErrorScheduler<E: Clone + PartialEq>(pub E);
 pub struct StoppedScheduler;
 
 /// A sender that completes with exactly `completion`, inline.
+#[derive(Clone)]
 pub struct Fixed<T, E>(pub Completion<T, E>);
 
 impl<T, E> Sender for Fixed<T, E> {

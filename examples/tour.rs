@@ -1,0 +1,90 @@
+//! A guided run through what exec does. `cargo run --release --example tour`
+//!
+//! Each part prints what it shows; the code is the documentation.
+
+use exec::{
+    AnySender, SenderExt, StopSource, just, just_error, just_stopped, sync_wait, when_all, when_any,
+};
+
+fn part(title: &str) {
+    println!("\n== {title} ==");
+}
+
+fn main() {
+    part("1. Senders are lazy descriptions of work");
+    let sender = just(20).then(|x| {
+        println!("   the closure runs only when the sender is started");
+        x * 2 + 2
+    });
+    println!("   built a sender; nothing has run yet");
+    println!("   sync_wait(..) = {:?}", sync_wait(sender));
+
+    part("2. Three channels: value, error, stopped");
+    let ok: Result<Option<i32>, std::convert::Infallible> = sync_wait(just(1));
+    println!("   value   -> {ok:?}");
+
+    part("2b. Errors recover; stopped becomes a value or an error");
+    let recovered = sync_wait(just_error::<usize, &str>("parse failed").upon_error(|e| e.len()));
+    println!("   just_error(..).upon_error(len) -> {recovered:?}");
+    let stopped = sync_wait(just_stopped::<i32, ()>());
+    println!("   just_stopped()                  -> {stopped:?} (None = stopped)");
+    let optional = sync_wait(just_stopped::<i32, ()>().stopped_as_optional());
+    println!("   .stopped_as_optional()          -> {optional:?}");
+
+    part("2c. Composition: when_all, when_any, let_value");
+    let both = sync_wait(when_all(just(1).then(|x| x + 1), just("two")));
+    println!("   when_all(just(1).then(+1), just(\"two\")) -> {both:?}");
+    let first = sync_wait(when_any(just(7), just(8)));
+    println!("   when_any(just(7), just(8))             -> {first:?}");
+    let chained = sync_wait(just(3).let_value(|n| when_all(just(n), just(n * n))));
+    println!("   just(3).let_value(|n| when_all(n, n*n)) -> {chained:?}");
+    let failed = sync_wait(when_all(
+        just(1).with_error::<String>(),
+        just_error::<i32, String>("the second child failed".into()),
+    ));
+    println!(
+        "   when_all(value, error) -> {failed:?} (the error wins; siblings were asked to stop)"
+    );
+
+    part("2d. Type erasure makes recursion possible: 100,000 nested let_value steps");
+    fn count_down(n: u64) -> AnySender<u64, std::convert::Infallible> {
+        if n == 0 {
+            just(0).boxed()
+        } else {
+            just(n)
+                .let_value(move |n| count_down(n - 1).then(move |acc| acc + n))
+                .boxed()
+        }
+    }
+    println!(
+        "   sum 1..=100000 = {:?} (no stack overflow)",
+        sync_wait(count_down(100_000))
+    );
+
+    part("3. Work borrows the caller's stack, no 'static needed");
+    let words = vec!["structured", "concurrency"];
+    let total = sync_wait(just(()).then(|()| words.iter().map(|w| w.len()).sum::<usize>()));
+    println!("   total length of {words:?} = {total:?}");
+
+    part("4. Panics are delivered where the result is awaited");
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {})); // keep the demo's output quiet
+    let caught = std::panic::catch_unwind(|| {
+        sync_wait(just(()).then(|()| -> i32 { panic!("a closure panicked") }))
+    });
+    std::panic::set_hook(default_hook);
+    let msg = caught
+        .err()
+        .and_then(|p| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default();
+    println!("   sync_wait re-raised: {msg:?}");
+
+    part("5. Stop tokens: no allocation, callbacks run once");
+    let source = StopSource::new();
+    let token = source.token();
+    println!("   before: stop_requested = {}", token.stop_requested());
+    source.request_stop();
+    println!("   after:  stop_requested = {}", token.stop_requested());
+
+    println!("\ntour finished");
+}
