@@ -18,7 +18,10 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use exec::pool::{PoolScheduler, ScheduleOp, ThreadPool};
-use exec::{OperationState, Receiver, Scheduler, SenderExt, SenderTo, sync_wait};
+use exec::{
+    AnySender, OperationState, Receiver, Scheduler, SenderExt, SenderTo, just, sync_wait, when_all,
+    when_all_vec,
+};
 
 const THREADS: usize = 2;
 
@@ -349,6 +352,129 @@ fn pool_roundtrip(
     report("pool_roundtrip", ours, tokio, rayon);
 }
 
+fn fib_seq(n: u64) -> u64 {
+    if n < 2 {
+        n
+    } else {
+        fib_seq(n - 1) + fib_seq(n - 2)
+    }
+}
+
+/// Forks in fib(n) when sequential below 10 (the "ops" of fib_join).
+fn forks(n: u64) -> usize {
+    if n < 10 {
+        0
+    } else {
+        1 + forks(n - 1) + forks(n - 2)
+    }
+}
+
+/// Recursive fork-join through `when_all`: one branch is scheduled on the
+/// pool (stealable), the other runs inline, like `rayon::join`. Recursion
+/// needs type erasure: `AnySender`.
+fn exec_fib(sched: PoolScheduler, n: u64) -> AnySender<u64, Infallible> {
+    if n < 10 {
+        return AnySender::new(just(fib_seq(n)));
+    }
+    let s1 = sched.clone();
+    let left = sched.schedule().let_value(move |()| exec_fib(s1, n - 1));
+    let right = exec_fib(sched, n - 2);
+    AnySender::new(when_all(left, right).then(|(a, b)| a + b))
+}
+
+fn tokio_fib(n: u64) -> std::pin::Pin<Box<dyn std::future::Future<Output = u64> + Send>> {
+    Box::pin(async move {
+        if n < 10 {
+            return fib_seq(n);
+        }
+        let left = tokio::spawn(tokio_fib(n - 1));
+        let right = tokio_fib(n - 2).await;
+        left.await.unwrap() + right
+    })
+}
+
+fn rayon_fib(n: u64) -> u64 {
+    if n < 10 {
+        return fib_seq(n);
+    }
+    let (a, b) = rayon::join(|| rayon_fib(n - 1), || rayon_fib(n - 2));
+    a + b
+}
+
+fn fib_join(
+    rounds: usize,
+    pool: &ThreadPool,
+    rt: &tokio::runtime::Runtime,
+    rp: &rayon::ThreadPool,
+) {
+    const N: u64 = 30;
+    let ops = forks(N);
+    let expect = fib_seq(N);
+    let sched = pool.scheduler();
+    let ours = measure(rounds, ops, || {
+        assert_eq!(sync_wait(exec_fib(sched.clone(), N)), Ok(Some(expect)));
+    });
+    let tokio = measure(rounds, ops, || {
+        assert_eq!(rt.block_on(rt.spawn(tokio_fib(N))).unwrap(), expect);
+    });
+    let rayon = measure(rounds, ops, || {
+        assert_eq!(rp.install(|| rayon_fib(N)), expect);
+    });
+    let seq = measure(rounds, ops, || {
+        assert_eq!(
+            std::hint::black_box(fib_seq(std::hint::black_box(N))),
+            expect
+        );
+    });
+    report("fib_join", ours, tokio, rayon);
+    println!(
+        "{:<16} sequential {seq:>9.1} ns/op (per fork, for reference)",
+        ""
+    );
+}
+
+fn when_all_fanout(
+    rounds: usize,
+    pool: &ThreadPool,
+    rt: &tokio::runtime::Runtime,
+    rp: &rayon::ThreadPool,
+) {
+    use rayon::prelude::*;
+    const N: u64 = 1_000;
+    let expect: u64 = (0..N).map(|i| i * 2).sum();
+    let sched = pool.scheduler();
+    let ours = measure(rounds, N as usize, || {
+        let all = when_all_vec(
+            (0..N).map(|i| sched.schedule().then(move |()| std::hint::black_box(i) * 2)),
+        );
+        let sum: u64 = sync_wait(all).unwrap().unwrap().iter().sum();
+        assert_eq!(sum, expect);
+    });
+    let tokio = measure(rounds, N as usize, || {
+        let sum: u64 = rt.block_on(async {
+            let handles: Vec<_> = (0..N)
+                .map(|i| tokio::spawn(async move { std::hint::black_box(i) * 2 }))
+                .collect();
+            let mut sum = 0;
+            for h in handles {
+                sum += h.await.unwrap();
+            }
+            sum
+        });
+        assert_eq!(sum, expect);
+    });
+    let rayon = measure(rounds, N as usize, || {
+        let sum: u64 = rp.install(|| {
+            (0..N)
+                .into_par_iter()
+                .map(|i| std::hint::black_box(i) * 2)
+                .sum()
+        });
+        assert_eq!(sum, expect);
+    });
+    report("when_all_fanout", ours, tokio, rayon);
+}
+
 fn bulk_sum(rounds: usize, pool: &ThreadPool, rp: &rayon::ThreadPool) {
     use rayon::prelude::*;
     const N: usize = 1_000_000;
@@ -402,8 +528,8 @@ fn main() {
     );
     yield_many(rounds, &pool, &rt, &rp);
     pool_roundtrip(rounds, &pool, &rt, &rp);
-    println!("{:<16} skipped: needs when_all and AnySender", "fib_join");
-    println!("{:<16} skipped: needs when_all", "when_all_fanout");
+    fib_join(rounds, &pool, &rt, &rp);
+    when_all_fanout(rounds, &pool, &rt, &rp);
     println!("{:<16} skipped: needs AsyncScope", "idle_task_memory");
     bulk_sum(rounds, &pool, &rp);
     let _ = Duration::ZERO;

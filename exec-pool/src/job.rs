@@ -222,6 +222,11 @@ impl<P: Payload> Job<P> {
     }
 }
 
+// SAFETY: the header's raw link is meaningful only while the job is queued,
+// when the queue (not the job's owner) uses it; moving the (not yet started)
+// job to another thread moves only the payload, which is `Send`.
+unsafe impl<P: Send> Send for Job<P> {}
+
 impl<P> fmt::Debug for Job<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Job").finish_non_exhaustive()
