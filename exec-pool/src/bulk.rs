@@ -382,23 +382,28 @@ where
 
     /// Completes the operation once every helper finished.
     ///
+    /// Takes the `ParentRef` rather than `&self`: a reference argument
+    /// would have to stay valid for the whole call, but the owner may free
+    /// the operation as soon as the receiver is completed.
+    ///
     /// # Safety
     /// Called once, by the helper that brought `active` to zero (or by the
     /// dispatcher when there are no helpers).
-    unsafe fn complete(&self) {
+    unsafe fn complete(parent: ParentRef<Self>) {
+        let this = parent.get();
         // SAFETY: per the contract, nobody else touches the cells now.
         let (receiver, body, value, panic) = unsafe {
             (
-                self.receiver.with_mut(|r| (*r).take()),
-                self.body.with_mut(|b| (*b).take()),
-                self.value.with_mut(|v| (*v).take()),
-                self.panic.with_mut(|p| (*p).take()),
+                this.receiver.with_mut(|r| (*r).take()),
+                this.body.with_mut(|b| (*b).take()),
+                this.value.with_mut(|v| (*v).take()),
+                this.panic.with_mut(|p| (*p).take()),
             )
         };
         drop(body);
-        let all_ran = !self.stopped.load(Ordering::Relaxed)
-            && !self.panicked.load(Ordering::Relaxed)
-            && self.next.load(Ordering::Relaxed) >= self.n;
+        let all_ran = !this.stopped.load(Ordering::Relaxed)
+            && !this.panicked.load(Ordering::Relaxed)
+            && this.next.load(Ordering::Relaxed) >= this.n;
         let receiver = receiver.expect("bulk completes once");
         // Last touch of `self`: the owner may free the op once we complete.
         match (panic, value) {
@@ -415,32 +420,36 @@ where
     }
 
     /// Input completed with a value: store it and start the helpers.
-    fn dispatch(&self, value: T, parent: ParentRef<Self>) {
+    ///
+    /// Takes the `ParentRef` rather than `&self` (see `complete`): the last
+    /// helper may free the operation while this is still running.
+    fn dispatch(parent: ParentRef<Self>, value: T) {
+        let this = parent.get();
         // SAFETY: no helper exists yet: we are the only accessor. The token
         // is detached from the receiver's env; the receiver outlives every
         // use of it (helpers read it only before the operation completes).
         unsafe {
-            self.value.with_mut(|v| *v = Some(value));
-            let token = self
+            this.value.with_mut(|v| *v = Some(value));
+            let token = this
                 .receiver
                 .with(|r| (*r).as_ref().map(|r| r.env().stop_token().detach()));
-            self.stop
+            this.stop
                 .with_mut(|s| *s = token.unwrap_or(StopToken::never()));
         }
-        let h = self.pool.workers.len().min(MAX_HELPERS).min(self.n);
+        let h = this.pool.workers.len().min(MAX_HELPERS).min(this.n);
         if h == 0 {
             // SAFETY: no helpers: we are the only one to complete it.
-            unsafe { self.complete() };
+            unsafe { Self::complete(parent) };
             return;
         }
-        self.helpers.store(h, Ordering::Relaxed);
-        self.active.store(h, Ordering::Relaxed);
+        this.helpers.store(h, Ordering::Relaxed);
+        this.active.store(h, Ordering::Relaxed);
         // Our own reference to the pool: the operation (and the `Arc` in
         // it) may be freed as soon as the last helper is queued.
-        let pool = self.pool.clone();
+        let pool = this.pool.clone();
         let jobs: [Option<JobRef>; MAX_HELPERS] = core::array::from_fn(|i| {
             (i < h).then(|| {
-                let job = &self.jobs[i];
+                let job = &this.jobs[i];
                 // SAFETY: the helper jobs are not queued yet and only we
                 // touch them; each gets one `ParentRef`, used until the
                 // helper finishes, i.e. before the operation completes. The
@@ -471,13 +480,14 @@ where
     }
 
     /// Input did not complete with a value: drop the body, forward.
-    fn forward(&self, deliver: impl FnOnce(R)) {
+    fn forward(parent: ParentRef<Self>, deliver: impl FnOnce(R)) {
+        let this = parent.get();
         // SAFETY: no helper was ever queued; the input's single completion
         // is the only accessor.
         let (receiver, body) = unsafe {
             (
-                self.receiver.with_mut(|r| (*r).take()),
-                self.body.with_mut(|b| (*b).take()),
+                this.receiver.with_mut(|r| (*r).take()),
+                this.body.with_mut(|b| (*b).take()),
             )
         };
         drop(body);
@@ -505,7 +515,7 @@ where
         }
         if shared.active.fetch_sub(1, Ordering::AcqRel) == 1 {
             // SAFETY: we brought `active` to zero.
-            unsafe { shared.complete() };
+            unsafe { BulkShared::complete(self.parent) };
         }
     }
 }
@@ -528,19 +538,16 @@ where
     R: Receiver<T, E> + Send,
 {
     fn set_value(self, value: T) {
-        // SAFETY: the parent outlives its children; our clone goes to the
-        // helpers, which finish before the operation completes.
-        let parent = unsafe { self.parent.clone_ref() };
-        self.parent.get().dispatch(value, parent);
+        BulkShared::dispatch(self.parent, value);
     }
     fn set_error(self, error: E) {
-        self.parent.get().forward(|r| r.set_error(error));
+        BulkShared::forward(self.parent, |r| r.set_error(error));
     }
     fn set_stopped(self) {
-        self.parent.get().forward(|r| r.set_stopped());
+        BulkShared::forward(self.parent, |r| r.set_stopped());
     }
     fn set_panic(self, payload: PanicPayload) {
-        self.parent.get().forward(|r| r.set_panic(payload));
+        BulkShared::forward(self.parent, |r| r.set_panic(payload));
     }
     fn env(&self) -> impl Env + '_ {
         // SAFETY: the receiver is taken only at completion, after which the
