@@ -277,7 +277,7 @@ where
 
 /// What the input's receiver and the helper jobs share, inside the pinned
 /// operation state.
-pub struct BulkShared<T, E, B, R> {
+pub(crate) struct BulkShared<T, E, B, R> {
     pool: Arc<Shared>,
     n: usize,
     /// `Some` until the operation completes; read (shared) by the helpers

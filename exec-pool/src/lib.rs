@@ -55,8 +55,6 @@ mod loom_tests;
 #[cfg(not(loom))]
 pub use blocking::{BlockingOp, BlockingScheduler, BlockingSender};
 
-pub use bulk::{
-    Bulk, BulkBody, BulkOp, BulkReceiver, BulkShared, Chunked, Each, bulk, bulk_chunked,
-};
+pub use bulk::{Bulk, BulkBody, BulkOp, BulkReceiver, Chunked, Each, bulk, bulk_chunked};
 pub use pool::{Builder, ThreadPool};
 pub use scheduler::{PoolScheduler, ScheduleOp, ScheduleSender};
