@@ -6,7 +6,7 @@
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use exec_core::{
@@ -49,7 +49,7 @@ pub struct SpawnReceiver<F> {
     counts: Arc<Counts>,
     stop: Option<Arc<StopSource>>,
     /// The boxed operation this receiver lives in, set before `start`.
-    me: Arc<AtomicUsize>,
+    me: Arc<AtomicPtr<()>>,
 }
 
 struct SpawnEnv<'a>(Option<&'a StopSource>);
@@ -111,7 +111,7 @@ pub fn spawn<F: FnOnce() + Send + 'static>(
     stop: Option<Arc<StopSource>>,
     f: F,
 ) {
-    let me = Arc::new(AtomicUsize::new(0));
+    let me = Arc::new(AtomicPtr::new(std::ptr::null_mut()));
     let op = Box::new(sched.schedule().connect(SpawnReceiver {
         f: Some(f),
         counts: counts.clone(),
@@ -119,7 +119,7 @@ pub fn spawn<F: FnOnce() + Send + 'static>(
         me: me.clone(),
     }));
     let raw = Box::into_raw(op);
-    me.store(raw as usize, Ordering::Release);
+    me.store(raw as *mut (), Ordering::Release);
     counts.started.fetch_add(1, Ordering::SeqCst);
     // SAFETY: the box is freed only by the completion (which happens once).
     unsafe { Pin::new_unchecked(&mut *raw).start() };
