@@ -22,7 +22,10 @@ fn then_chain(c: &mut Criterion) {
         b.iter(|| {
             let x = black_box(20u64);
             futures::executor::block_on(
-                futures::future::ready(x).map(|x| x * 2).map(|x| x + 1).map(|x| x ^ 3),
+                futures::future::ready(x)
+                    .map(|x| x * 2)
+                    .map(|x| x + 1)
+                    .map(|x| x ^ 3),
             )
         })
     });

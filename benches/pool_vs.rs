@@ -382,6 +382,17 @@ fn exec_fib(sched: PoolScheduler, n: u64) -> AnySender<u64, Infallible> {
     AnySender::new(when_all(left, right).then(|(a, b)| a + b))
 }
 
+/// The same composition with no pool (the left branch does not hop): what
+/// `when_all` + `let_value` + `AnySender` cost per fork by themselves.
+fn exec_fib_inline(n: u64) -> AnySender<u64, Infallible> {
+    if n < 10 {
+        return AnySender::new(just(fib_seq(n)));
+    }
+    let left = just(()).let_value(move |()| exec_fib_inline(n - 1));
+    let right = exec_fib_inline(n - 2);
+    AnySender::new(when_all(left, right).then(|(a, b)| a + b))
+}
+
 fn tokio_fib(n: u64) -> std::pin::Pin<Box<dyn std::future::Future<Output = u64> + Send>> {
     Box::pin(async move {
         if n < 10 {
@@ -426,9 +437,13 @@ fn fib_join(
             expect
         );
     });
+    let inline = measure(rounds, ops, || {
+        assert_eq!(sync_wait(exec_fib_inline(N)), Ok(Some(expect)));
+    });
     report("fib_join", ours, tokio, rayon);
     println!(
-        "{:<16} sequential {seq:>9.1} ns/op (per fork, for reference)",
+        "{:<16} per fork, for reference: plain recursion {seq:.1} ns; the same exec \
+         composition on one thread, no pool {inline:.1} ns",
         ""
     );
 }
@@ -472,7 +487,17 @@ fn when_all_fanout(
         });
         assert_eq!(sum, expect);
     });
+    let inline = measure(rounds, N as usize, || {
+        let all =
+            when_all_vec((0..N).map(|i| just(()).then(move |()| std::hint::black_box(i) * 2)));
+        let sum: u64 = sync_wait(all).unwrap().unwrap().iter().sum();
+        assert_eq!(sum, expect);
+    });
     report("when_all_fanout", ours, tokio, rayon);
+    println!(
+        "{:<16} per op, for reference: the same when_all_vec on one thread, no pool {inline:.1} ns",
+        ""
+    );
 }
 
 fn bulk_sum(rounds: usize, pool: &ThreadPool, rp: &rayon::ThreadPool) {
