@@ -35,12 +35,35 @@ const MAX_HELPERS: usize = 16;
 
 /// How a bulk sender runs a range of its index space: [`Each`] calls the
 /// function once per index, [`Chunked`] once per claimed range.
+///
+/// ```
+/// use exec_pool::BulkBody;
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+///
+/// struct CountIndices(AtomicUsize);
+/// impl BulkBody<()> for CountIndices {
+///     fn run(&self, range: std::ops::Range<usize>, _: &()) {
+///         self.0.fetch_add(range.len(), Ordering::Relaxed);
+///     }
+/// }
+/// let body = CountIndices(AtomicUsize::new(0));
+/// body.run(0..10, &());
+/// assert_eq!(body.0.into_inner(), 10);
+/// ```
 pub trait BulkBody<T>: Send + Sync {
     /// Runs the indices in `range` against the input's `value`.
     fn run(&self, range: Range<usize>, value: &T);
 }
 
 /// The body of [`bulk`]: `f(i, &value)` for every index.
+///
+/// ```
+/// # use exec_core::{just, sync_wait};
+/// let pool = exec_pool::ThreadPool::builder().threads(1).build().unwrap();
+/// let sender: exec_pool::Bulk<_, exec_pool::Each<_>> =
+///     exec_pool::bulk(&pool.scheduler(), just(()), 3, |_, &()| {});
+/// assert_eq!(sync_wait(sender), Ok(Some(())));
+/// ```
 #[derive(Clone, Debug)]
 pub struct Each<F>(F);
 
@@ -54,6 +77,14 @@ impl<T, F: Fn(usize, &T) + Send + Sync> BulkBody<T> for Each<F> {
 }
 
 /// The body of [`bulk_chunked`]: `f(range, &value)` per claimed chunk.
+///
+/// ```
+/// # use exec_core::{just, sync_wait};
+/// let pool = exec_pool::ThreadPool::builder().threads(1).build().unwrap();
+/// let sender: exec_pool::Bulk<_, exec_pool::Chunked<_>> =
+///     exec_pool::bulk_chunked(&pool.scheduler(), just(()), 3, |r, &()| assert!(r.end <= 3));
+/// assert_eq!(sync_wait(sender), Ok(Some(())));
+/// ```
 #[derive(Clone, Debug)]
 pub struct Chunked<F>(F);
 
@@ -162,6 +193,17 @@ where
 }
 
 /// Sender for the [`bulk`] and [`bulk_chunked`] functions.
+///
+/// ```
+/// # use exec_core::{just, sync_wait};
+/// let pool = exec_pool::ThreadPool::builder().threads(2).build().unwrap();
+/// let squares: Vec<std::sync::atomic::AtomicUsize> = (0..8).map(|_| Default::default()).collect();
+/// let sender = exec_pool::bulk(&pool.scheduler(), just(()), 8, |i, &()| {
+///     squares[i].store(i * i, std::sync::atomic::Ordering::Relaxed);
+/// });
+/// sync_wait(sender).unwrap();
+/// assert_eq!(squares[7].load(std::sync::atomic::Ordering::Relaxed), 49);
+/// ```
 #[must_use = "senders do nothing unless connected and started"]
 pub struct Bulk<S, B> {
     scheduler: PoolScheduler,

@@ -11,10 +11,16 @@ struct Counting;
 static ALLOCS: AtomicUsize = AtomicUsize::new(0);
 static COUNTING: AtomicBool = AtomicBool::new(false);
 
+std::thread_local! {
+    /// Whether allocations on this thread count: the pool's workers and the
+    /// test's thread, not the test harness's own threads.
+    static WATCHED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 // SAFETY: forwards to the system allocator; only counts.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
+        if COUNTING.load(Ordering::Relaxed) && WATCHED.with(|w| w.get()) {
             ALLOCS.fetch_add(1, Ordering::Relaxed);
         }
         // SAFETY: same contract as ours.
@@ -31,7 +37,12 @@ static GLOBAL: Counting = Counting;
 
 #[test]
 fn schedule_round_trips_allocate_nothing() {
-    let pool = ThreadPool::builder().threads(2).build().unwrap();
+    let pool = ThreadPool::builder()
+        .threads(2)
+        .on_thread_start(|| WATCHED.with(|w| w.set(true)))
+        .build()
+        .unwrap();
+    WATCHED.with(|w| w.set(true));
     let sched = pool.scheduler();
     let n = if cfg!(miri) { 5 } else { 2_000 };
     // Warm up (thread-locals, lazily initialised runtime state).
@@ -52,6 +63,7 @@ fn schedule_round_trips_allocate_nothing() {
         assert_eq!(r, Ok(Some((i + 1) * 2)));
     }
     COUNTING.store(false, Ordering::SeqCst);
+    WATCHED.with(|w| w.set(false));
     assert_eq!(
         ALLOCS.load(Ordering::SeqCst),
         0,
