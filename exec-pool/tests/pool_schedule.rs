@@ -184,3 +184,41 @@ fn scheduling_from_workers_runs_everything_and_wakes_idle_workers() {
         assert_eq!(seen.lock().unwrap().len(), 2, "the idle worker stole work");
     }
 }
+
+#[test]
+fn work_in_a_busy_workers_lifo_slot_is_taken_by_an_idle_worker() {
+    // stdexec#1305: a job schedules a continuation (into its LIFO slot) and
+    // then keeps its worker busy until the continuation has run. Only the
+    // other, idle worker can run it: the pool must wake it and let it steal.
+    let pool = ThreadPool::builder().threads(2).build().unwrap();
+    let sched = pool.scheduler();
+    let counts = support::Counts::new();
+    let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stolen = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for _ in 0..if cfg!(miri) { 1 } else { 20 } {
+        ran.store(false, Ordering::SeqCst);
+        // Let both workers go idle (and park) first.
+        std::thread::sleep(Duration::from_millis(if cfg!(miri) { 0 } else { 2 }));
+        let (s2, c2, r2, st2) = (sched.clone(), counts.clone(), ran.clone(), stolen.clone());
+        support::spawn(&sched, &counts, None, move || {
+            let r3 = r2.clone();
+            support::spawn(&s2, &c2, None, move || r3.store(true, Ordering::SeqCst));
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while !r2.load(Ordering::SeqCst) {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "continuation never ran"
+                );
+                std::thread::yield_now();
+            }
+            st2.store(true, Ordering::SeqCst);
+        });
+        counts.wait_all(Duration::from_secs(30));
+        assert!(stolen.load(Ordering::SeqCst));
+    }
+    assert_eq!(
+        pool.contained_panics(),
+        0,
+        "no timeout assertion fired on a worker"
+    );
+}
