@@ -57,6 +57,8 @@ mod consumer;
 mod context;
 mod ext;
 mod factory;
+mod scope;
+mod sync;
 
 pub use env::{EmptyEnv, Env};
 pub use error::IntoError;
@@ -73,3 +75,9 @@ pub use consumer::*;
 pub use context::*;
 pub use ext::SenderExt;
 pub use factory::*;
+#[cfg(feature = "std")]
+pub use scope::*;
+pub use sync::{
+    AsyncManualResetEvent, AsyncMutex, AsyncMutexGuard, LockOp, LockSender, WaitOp, WaitSender,
+    oneshot,
+};

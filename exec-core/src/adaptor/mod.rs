@@ -63,3 +63,12 @@ mod stop_when;
 pub use stop_when::{
     StopWhen, StopWhenOp, StopWhenReceiver, StopWhenState, StopWhenTriggerReceiver, stop_when,
 };
+mod split;
+
+pub use split::{Split, SplitOp, SplitReceiver};
+
+mod ensure_started;
+
+pub use ensure_started::{EnsureStarted, EnsureStartedOp, EnsureStartedReceiver};
+#[allow(unused_imports)]
+pub(crate) use ensure_started::{Hooks, start_eagerly};

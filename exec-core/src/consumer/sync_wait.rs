@@ -117,7 +117,10 @@ impl<T, E> SyncWaitReceiver<T, E> {
         // waiter reads only after `finish`.
         state.outcome.with_mut(|o| unsafe { *o = Some(outcome) });
         // Last touch of `state`: afterwards `sync_wait` may return.
-        state.run_loop.finish();
+        let run_loop: *const RunLoop = &state.run_loop;
+        // SAFETY: the loop is alive until `run` returns, which needs this
+        // call's unlock; `finish_raw` keeps no reference past it.
+        unsafe { RunLoop::finish_raw(run_loop) };
     }
 }
 

@@ -113,12 +113,28 @@ impl RunLoop {
     /// call from any thread; work scheduled afterwards still runs if `run`
     /// has not returned yet.
     pub fn finish(&self) {
-        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: `self` is a live reference.
+        unsafe { Self::finish_raw(self) }
+    }
+
+    /// [`finish`](Self::finish) for a loop that may be freed by its owner
+    /// as soon as the lock is released (the `sync_wait` hand-off). Takes a
+    /// pointer so that no reference to the whole loop is held (as a
+    /// protected function argument) while the owner frees it; only the
+    /// mutex and condition variable are borrowed, and only until unlock.
+    ///
+    /// # Safety
+    /// `this` points to a live `RunLoop` when called.
+    pub(crate) unsafe fn finish_raw(this: *const Self) {
+        // SAFETY: live per the contract; these borrows are locals, not
+        // function arguments, and end with the unlock below.
+        let (queue, wakeup) = unsafe { (&(*this).queue, &(*this).wakeup) };
+        let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
         q.finishing = true;
         // Notify while holding the lock: once it is released, the loop's
         // owner may return from `run` and free the loop.
         if q.sleepers > 0 {
-            self.wakeup.notify_all();
+            wakeup.notify_all();
         }
         drop(q);
     }
