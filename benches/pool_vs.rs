@@ -3,12 +3,10 @@
 //!
 //! Run: `cargo bench --bench pool_vs` (add `-- --quick` for fewer rounds).
 //!
-//! Scenarios that need exec-core algorithms that have not landed yet
-//! (`AsyncScope`, a oneshot channel, `when_all`, `AnySender`) print
-//! `skipped: needs …`. Until `AsyncScope` lands, the spawn scenarios use a
-//! minimal detached spawn written here (one boxed schedule operation per
-//! task, freed by its own completion) — the allocation a scope's `spawn`
-//! would make, without the scope's bookkeeping.
+//! The spawn scenarios spawn into an exec-core `AsyncScope` (one allocation
+//! per task); `spawn_many (raw)` repeats spawn_many with a minimal detached
+//! spawn written here (one boxed schedule operation, freed by its own
+//! completion), to show what the scope's bookkeeping costs.
 
 use std::convert::Infallible;
 use std::mem::MaybeUninit;
@@ -19,11 +17,48 @@ use std::time::{Duration, Instant};
 
 use exec::pool::{PoolScheduler, ScheduleOp, ThreadPool};
 use exec::{
-    AnySender, OperationState, Receiver, Scheduler, SenderExt, SenderTo, just, sync_wait, when_all,
-    when_all_vec,
+    AnySender, AsyncScope, OperationState, Receiver, Scheduler, SenderExt, SenderTo, just, oneshot,
+    sync_wait, when_all, when_all_vec,
 };
 
 const THREADS: usize = 2;
+
+// ------------------------------------------------ counting allocator
+
+/// Counts heap bytes while `COUNT_BYTES` is on (idle_task_memory only).
+struct CountingAlloc;
+static COUNT_BYTES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static BYTES: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards to the system allocator; only counts.
+unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        if COUNT_BYTES.load(Ordering::Relaxed) {
+            BYTES.fetch_add(layout.size(), Ordering::Relaxed);
+        }
+        // SAFETY: same contract.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        if COUNT_BYTES.load(Ordering::Relaxed) {
+            BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
+        }
+        // SAFETY: same contract.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAlloc = CountingAlloc;
+
+/// Net heap bytes allocated by `f`.
+fn heap_bytes(f: impl FnOnce()) -> isize {
+    BYTES.store(0, Ordering::SeqCst);
+    COUNT_BYTES.store(true, Ordering::SeqCst);
+    f();
+    COUNT_BYTES.store(false, Ordering::SeqCst);
+    BYTES.load(Ordering::SeqCst) as isize
+}
 
 // ------------------------------------------------------------------ latch
 
@@ -197,6 +232,18 @@ fn spawn_many(
     const N: usize = 100_000;
     let sched = pool.scheduler();
     let ours = measure(rounds, N, || {
+        let scope = AsyncScope::new();
+        let hits = Arc::new(AtomicUsize::new(0));
+        for _ in 0..N {
+            let h = hits.clone();
+            scope.spawn(sched.schedule().then(move |()| {
+                h.fetch_add(1, Ordering::Relaxed);
+            }));
+        }
+        sync_wait(scope.join()).unwrap();
+        assert_eq!(hits.load(Ordering::Relaxed), N);
+    });
+    let raw = measure(rounds, N, || {
         let latch = Latch::new(N);
         for _ in 0..N {
             let l = latch.clone();
@@ -220,7 +267,8 @@ fn spawn_many(
         }
         latch.wait();
     });
-    report("spawn_many*", ours, tokio, rayon);
+    report("spawn_many", ours, tokio, rayon);
+    report("spawn_many (raw)", raw, tokio, rayon);
 }
 
 fn chained_spawn(
@@ -230,12 +278,21 @@ fn chained_spawn(
     rp: &rayon::ThreadPool,
 ) {
     const N: usize = 1_000;
-    fn ours_iter(sched: PoolScheduler, n: usize, latch: Arc<Latch>) {
+    fn ours_iter(
+        scope: Arc<AsyncScope<'static>>,
+        sched: PoolScheduler,
+        n: usize,
+        latch: Arc<Latch>,
+    ) {
         if n == 0 {
             latch.count_down();
         } else {
-            let s2 = sched.clone();
-            spawn(&sched, move || ours_iter(s2, n - 1, latch));
+            let (s2, sc2) = (sched.clone(), scope.clone());
+            scope.spawn(
+                sched
+                    .schedule()
+                    .then(move |()| ours_iter(sc2, s2, n - 1, latch)),
+            );
         }
     }
     fn tokio_iter(n: usize, latch: Arc<Latch>) {
@@ -254,10 +311,11 @@ fn chained_spawn(
     }
     let sched = pool.scheduler();
     let ours = measure(rounds, N, || {
+        let scope = Arc::new(AsyncScope::new());
         let latch = Latch::new(1);
-        let (s, l) = (sched.clone(), latch.clone());
-        spawn(&sched, move || ours_iter(s, N, l));
+        ours_iter(scope.clone(), sched.clone(), N, latch.clone());
         latch.wait();
+        sync_wait(scope.join()).unwrap();
     });
     let tokio = measure(rounds, N, || {
         let latch = Latch::new(1);
@@ -271,7 +329,7 @@ fn chained_spawn(
         rp.spawn(move || rayon_iter(N, l));
         latch.wait();
     });
-    report("chained_spawn*", ours, tokio, rayon);
+    report("chained_spawn", ours, tokio, rayon);
 }
 
 fn yield_many(
@@ -285,6 +343,13 @@ fn yield_many(
     let ops = TASKS * YIELDS;
     let sched = pool.scheduler();
     let ours = measure(rounds, ops, || {
+        let scope = AsyncScope::new();
+        for _ in 0..TASKS {
+            scope.spawn(sched.schedule().repeat_n(YIELDS));
+        }
+        sync_wait(scope.join()).unwrap();
+    });
+    let raw = measure(rounds, ops, || {
         let latch = Latch::new(TASKS);
         for _ in 0..TASKS {
             yield_task(&sched, YIELDS, latch.clone());
@@ -320,7 +385,8 @@ fn yield_many(
         }
         latch.wait();
     });
-    report("yield_many*", ours, tokio, rayon);
+    report("yield_many", ours, tokio, rayon);
+    report("yield_many (raw)", raw, tokio, rayon);
 }
 
 fn pool_roundtrip(
@@ -500,6 +566,132 @@ fn when_all_fanout(
     );
 }
 
+fn ping_pong(rounds: usize, pool: &ThreadPool, rt: &tokio::runtime::Runtime) {
+    const N: usize = 1_000;
+    let sched = pool.scheduler();
+    // Each round trip: a task on the pool waits for a ping, answers with a
+    // pong; another task sends the ping and waits for the pong.
+    let ours = measure(rounds, N, || {
+        let scope = AsyncScope::new();
+        for _ in 0..N {
+            let (ping_tx, ping_rx) = oneshot::channel::<()>();
+            let (pong_tx, pong_rx) = oneshot::channel::<()>();
+            scope.spawn(
+                sched
+                    .schedule()
+                    .with_error::<oneshot::RecvError>()
+                    .let_value(move |()| {
+                        ping_rx.then(move |()| {
+                            let _ = pong_tx.send(());
+                        })
+                    })
+                    .upon_error(|_| ()),
+            );
+            scope.spawn(
+                sched
+                    .schedule()
+                    .with_error::<oneshot::RecvError>()
+                    .let_value(move |()| {
+                        let _ = ping_tx.send(());
+                        pong_rx
+                    })
+                    .upon_error(|_| ()),
+            );
+        }
+        sync_wait(scope.join()).unwrap();
+    });
+    let tokio = measure(rounds, N, || {
+        let latch = Latch::new(N);
+        for _ in 0..N {
+            let (ping_tx, ping_rx) = tokio::sync::oneshot::channel::<()>();
+            let (pong_tx, pong_rx) = tokio::sync::oneshot::channel::<()>();
+            rt.spawn(async move {
+                ping_rx.await.unwrap();
+                pong_tx.send(()).unwrap();
+            });
+            let l = latch.clone();
+            rt.spawn(async move {
+                ping_tx.send(()).unwrap();
+                pong_rx.await.unwrap();
+                l.count_down();
+            });
+        }
+        latch.wait();
+    });
+    println!(
+        "{:<16} exec-pool {ours:>9.1} ns/op | tokio {tokio:>9.1} | rayon       n/a | exec/tokio {:>5.2}x",
+        "ping_pong",
+        ours / tokio
+    );
+}
+
+fn idle_task_memory(pool: &ThreadPool, rt: &tokio::runtime::Runtime) {
+    const N: usize = 100_000;
+    let sched = pool.scheduler();
+    // The user's own state: one oneshot channel per task.
+    let exec_chan = heap_bytes(|| {
+        let chans: Vec<_> = (0..N).map(|_| oneshot::channel::<u64>()).collect();
+        std::mem::forget(chans);
+    }) - (N
+        * size_of::<(oneshot::OneshotSender<u64>, oneshot::OneshotReceiver<u64>)>())
+        as isize;
+    let tokio_chan = heap_bytes(|| {
+        let chans: Vec<_> = (0..N)
+            .map(|_| tokio::sync::oneshot::channel::<u64>())
+            .collect();
+        std::mem::forget(chans);
+    }) - (N * size_of::<(
+        tokio::sync::oneshot::Sender<u64>,
+        tokio::sync::oneshot::Receiver<u64>,
+    )>()) as isize;
+    // N tasks parked on their channel; the senders are kept outside.
+    let scope = AsyncScope::new();
+    let mut txs = Vec::with_capacity(N);
+    let ours = heap_bytes(|| {
+        for _ in 0..N {
+            let (tx, rx) = oneshot::channel::<u64>();
+            txs.push(tx);
+            scope.spawn(
+                sched
+                    .schedule()
+                    .with_error::<oneshot::RecvError>()
+                    .let_value(move |()| rx)
+                    .then(|_| ())
+                    .upon_error(|_| ()),
+            );
+        }
+    }) - (N * size_of::<oneshot::OneshotSender<u64>>()) as isize;
+    for tx in txs {
+        let _ = tx.send(1);
+    }
+    sync_wait(scope.join()).unwrap();
+    let mut txs = Vec::with_capacity(N);
+    let latch = Latch::new(N);
+    let tokio = heap_bytes(|| {
+        for _ in 0..N {
+            let (tx, rx) = tokio::sync::oneshot::channel::<u64>();
+            txs.push(tx);
+            let l = latch.clone();
+            rt.spawn(async move {
+                let _ = rx.await;
+                l.count_down();
+            });
+        }
+    }) - (N * size_of::<tokio::sync::oneshot::Sender<u64>>()) as isize;
+    for tx in txs {
+        let _ = tx.send(1);
+    }
+    latch.wait();
+    let per = |b: isize, c: isize| (b as f64 / N as f64, (b - c) as f64 / N as f64);
+    let (o, o_task) = per(ours, exec_chan);
+    let (t, t_task) = per(tokio, tokio_chan);
+    println!(
+        "{:<16} exec-pool {o:>7.1} B/task ({o_task:.1} beyond its channel) | tokio {t:>7.1} B/task \
+         ({t_task:.1} beyond its channel)",
+        "idle_task_memory"
+    );
+}
+
 fn bulk_sum(rounds: usize, pool: &ThreadPool, rp: &rayon::ThreadPool) {
     use rayon::prelude::*;
     const N: usize = 1_000_000;
@@ -544,18 +736,14 @@ fn main() {
         .build()
         .unwrap();
     println!("exec-pool vs tokio vs rayon, {THREADS} workers each, median of {rounds} rounds");
-    println!("(* = detached spawn written in this bench until exec-core's AsyncScope lands)");
     spawn_many(rounds, &pool, &rt, &rp);
     chained_spawn(rounds, &pool, &rt, &rp);
-    println!(
-        "{:<16} skipped: needs exec-core's oneshot channel",
-        "ping_pong"
-    );
+    ping_pong(rounds, &pool, &rt);
     yield_many(rounds, &pool, &rt, &rp);
     pool_roundtrip(rounds, &pool, &rt, &rp);
     fib_join(rounds, &pool, &rt, &rp);
     when_all_fanout(rounds, &pool, &rt, &rp);
-    println!("{:<16} skipped: needs AsyncScope", "idle_task_memory");
+    idle_task_memory(&pool, &rt);
     bulk_sum(rounds, &pool, &rp);
     let _ = Duration::ZERO;
 }

@@ -237,6 +237,7 @@ impl Scheduler for BlockingScheduler {
 /// # See also
 /// [`PoolScheduler`](crate::PoolScheduler).
 #[must_use = "senders do nothing unless connected and started"]
+#[derive(Clone)]
 pub struct BlockingSender {
     shared: Arc<Shared>,
 }

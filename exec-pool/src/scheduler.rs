@@ -118,6 +118,7 @@ impl Scheduler for PoolScheduler {
 /// # See also
 /// [`ThreadPool`](crate::ThreadPool), [`bulk`](crate::bulk).
 #[must_use = "senders do nothing unless connected and started"]
+#[derive(Clone)]
 pub struct ScheduleSender {
     shared: Arc<Shared>,
 }
