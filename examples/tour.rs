@@ -86,5 +86,47 @@ fn main() {
     source.request_stop();
     println!("   after:  stop_requested = {}", token.stop_requested());
 
+    part("6. The work-stealing pool: fan-out/fan-in, bulk, borrowing");
+    {
+        use exec::Scheduler;
+        let pool = exec::pool::ThreadPool::builder()
+            .threads(2)
+            .build()
+            .unwrap();
+        let sched = pool.scheduler();
+        // Fan out two computations onto the pool, join them with when_all.
+        let (a, b) = sync_wait(when_all(
+            sched.schedule().then(|()| (1..=1_000u64).sum::<u64>()),
+            sched.schedule().then(|()| (1..=10u64).product::<u64>()),
+        ))
+        .unwrap()
+        .unwrap();
+        println!("   when_all on the pool -> ({a}, {b})");
+        // bulk over a slice that lives on this stack frame (no 'static).
+        let data: Vec<u64> = (1..=100_000).collect();
+        let total = std::sync::atomic::AtomicU64::new(0);
+        sync_wait(exec::pool::bulk_chunked(
+            &sched,
+            just(()),
+            data.len(),
+            |range, &()| {
+                let part: u64 = data[range].iter().sum();
+                total.fetch_add(part, std::sync::atomic::Ordering::Relaxed);
+            },
+        ))
+        .unwrap();
+        println!(
+            "   bulk_chunked sum of a borrowed Vec -> {}",
+            total.into_inner()
+        );
+        // sync_wait on a worker would deadlock: it panics with advice instead.
+        let default_hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let trap =
+            std::panic::catch_unwind(|| sync_wait(sched.schedule().then(|()| sync_wait(just(1)))));
+        std::panic::set_hook(default_hook);
+        println!("   sync_wait on a worker -> panicked: {}", trap.is_err());
+    }
+
     println!("\ntour finished");
 }
