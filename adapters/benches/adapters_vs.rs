@@ -10,13 +10,19 @@
 //! - a tokio future run as a sender by `sync_wait` (from a plain thread)
 //!   vs the same future under `Runtime::block_on`.
 //!
-//! The exec-pool rows (`schedule(pool).then(f)` awaited from tokio) join
-//! once exec-pool is in `main`. Prints ns per operation (best of 5 rounds)
-//! and the ratio adapter / native.
+//! - `schedule(pool).then(f)` awaited from a tokio task (exec-pool, 2
+//!   workers) vs `tokio::spawn(f)` awaited: the target row; and vs
+//!   `tokio::task::spawn_blocking(f)` awaited, tokio's own hop to another
+//!   thread pool and back (the pool row pays two cross-pool wake-ups,
+//!   `tokio::spawn` from a worker none).
+//! - a tokio future run by `from_future_on(pool, …)` with the runtime
+//!   entered, awaited from a tokio task, vs the same future spawned on tokio.
+//!
+//! Prints ns per operation (best of 5 rounds) and the ratio adapter / native.
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use exec_adapters::{SenderFutureExt, TokioScheduler};
+use exec_adapters::{SenderFutureExt, TokioScheduler, from_future_on};
 use exec_core::{Scheduler, SenderExt, just, sync_wait};
 
 fn work(x: u64) -> u64 {
@@ -91,6 +97,97 @@ fn main() {
     });
     report(
         "schedule(tokio).then(f).await vs spawn(f).await",
+        adapter,
+        native,
+    );
+
+    let pool = exec_pool::ThreadPool::builder().threads(2).build().unwrap();
+    let adapter = measure(n, |iters| {
+        let pool_sch = pool.scheduler();
+        rt.block_on(async move {
+            tokio::spawn(async move {
+                let mut acc = 0u64;
+                for i in 0..iters {
+                    acc ^= pool_sch
+                        .schedule()
+                        .then(move |()| work(i))
+                        .into_future()
+                        .await
+                        .unwrap();
+                }
+                black_box(acc)
+            })
+            .await
+            .unwrap()
+        });
+    });
+    report(
+        "schedule(pool).then(f).await vs spawn(f).await",
+        adapter,
+        native,
+    );
+    // The same cross-thread-pool hop, done by tokio itself: a reference for
+    // what waking another pool's parked thread and back costs here.
+    let hop = measure(n, |iters| {
+        rt.block_on(async move {
+            tokio::spawn(async move {
+                let mut acc = 0u64;
+                for i in 0..iters {
+                    acc ^= tokio::task::spawn_blocking(move || work(i)).await.unwrap();
+                }
+                black_box(acc)
+            })
+            .await
+            .unwrap()
+        });
+    });
+    report(
+        "schedule(pool).then(f).await vs spawn_blocking(f).await",
+        adapter,
+        hop,
+    );
+
+    let adapter = measure(n, |iters| {
+        let (pool_sch, sch) = (pool.scheduler(), sch.clone());
+        rt.block_on(async move {
+            tokio::spawn(async move {
+                let mut acc = 0u64;
+                for i in 0..iters {
+                    let fut = sch.enter(async move {
+                        tokio::task::yield_now().await;
+                        work(i)
+                    });
+                    acc ^= from_future_on(pool_sch.clone(), fut)
+                        .into_future()
+                        .await
+                        .unwrap();
+                }
+                black_box(acc)
+            })
+            .await
+            .unwrap()
+        });
+    });
+    let native = measure(n, |iters| {
+        rt.block_on(async move {
+            tokio::spawn(async move {
+                let mut acc = 0u64;
+                for i in 0..iters {
+                    acc ^= tokio::spawn(async move {
+                        tokio::task::yield_now().await;
+                        work(i)
+                    })
+                    .await
+                    .unwrap();
+                }
+                black_box(acc)
+            })
+            .await
+            .unwrap()
+        });
+    });
+    report(
+        "tokio fut: from_future_on(pool) vs tokio::spawn",
         adapter,
         native,
     );

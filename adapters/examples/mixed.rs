@@ -1,11 +1,10 @@
 //! One pipeline, two drivers: a tokio application awaits it, and a plain
 //! thread runs the very same pipeline with `sync_wait`, no async anywhere.
 //!
-//! The pipeline is a `when_all` of CPU work scheduled on an exec scheduler
-//! and a tokio TCP round-trip (a tokio I/O future run as a sender through
-//! `TokioScheduler::from_future`). The CPU side runs on the tokio runtime's
-//! scheduler here; once exec-pool is in `main` it moves to the pool by
-//! changing the one scheduler argument.
+//! The pipeline is a `when_all` of CPU work on an exec-pool worker and a
+//! tokio TCP round-trip (a tokio I/O future run as a sender through
+//! `TokioScheduler::from_future`, the runtime entered around its polls).
+//! exec-io reads join it once exec-io is in `main`.
 //!
 //! `cargo run -p exec-adapters --features tokio --example mixed`
 use std::net::SocketAddr;
@@ -17,6 +16,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// Sum of squares: the "CPU work".
 fn crunch(n: u64) -> u64 {
     (1..=n).map(|i| i * i).sum()
+}
+
+fn on_pool_worker() -> bool {
+    std::thread::current()
+        .name()
+        .is_some_and(|n| n.starts_with("exec-pool"))
 }
 
 /// A tokio echo round-trip of `msg` to `addr`; the length echoed back.
@@ -52,16 +57,20 @@ fn main() -> std::io::Result<()> {
     let addr = listener.local_addr()?;
     rt.spawn(serve(listener, 2));
 
+    let pool = exec_pool::ThreadPool::builder().threads(2).build()?;
+
     // The pipeline, built fresh for each driver.
-    let cpu = tokio_sch.clone(); // exec_pool::ThreadPool's scheduler, once it lands
+    let cpu = pool.scheduler();
     let pipeline = || {
         when_all(
-            cpu.schedule().then(|()| crunch(1_000)),
+            cpu.schedule().then(|()| (crunch(1_000), on_pool_worker())),
             tokio_sch
                 .from_future(echo(addr, b"hello, exec"))
                 .then(|r| r.expect("echo")),
         )
-        .then(|(sum, echoed)| format!("sum of squares {sum}, echoed {echoed} bytes"))
+        .then(|((sum, thread), echoed)| {
+            format!("sum of squares {sum} (on a pool worker: {thread}), echoed {echoed} bytes")
+        })
     };
 
     // 1. Inside a tokio application: await it.

@@ -1,16 +1,16 @@
 //! The executor-agnostic proof: one suite of compositions, written once,
 //! run unchanged by every driver — exec's `sync_wait`, `futures`'
 //! `block_on`, tokio `current_thread` and `multi_thread` (awaited in a
-//! spawned task) — on the inline scheduler and (feature `tokio`) on a tokio
-//! runtime's scheduler.
+//! spawned task) — on the inline scheduler, on exec-pool and (feature
+//! `tokio`) on a tokio runtime's scheduler.
 //!
 //! Compositions: `then` chains, the error and stopped channels, futures
 //! inside pipelines (`from_future`, woken from another thread;
 //! `from_future_on` the suite's scheduler), `let_value`
 //! (including a future and a second schedule inside), `when_all` (values;
 //! an error or a stop stopping a pending future sibling), `continues_on`,
-//! panics. exec-pool and exec-io are not in `main` yet; their drivers join
-//! this suite when they land.
+//! panics. Schedulers: inline, exec-pool, and (feature `tokio`) a tokio
+//! runtime. exec-io is not in `main` yet; it joins when it lands.
 // The fixtures of exec-core (recorders, drop counters, manual scheduler).
 #[path = "../../exec-core/tests/common/mod.rs"]
 #[allow(clippy::collapsible_if, clippy::type_complexity)]
@@ -258,6 +258,48 @@ macro_rules! suite {
 #[test]
 fn suite_on_the_inline_scheduler() {
     suite!(InlineScheduler);
+}
+
+#[test]
+fn suite_on_the_exec_pool() {
+    let pool = exec_pool::ThreadPool::builder().threads(2).build().unwrap();
+    suite!(pool.scheduler());
+}
+
+/// Work on the pool, awaited from tokio tasks: the continuation runs on a
+/// pool worker, the awaiting task is woken from there.
+#[test]
+fn pool_work_awaited_from_tokio_runs_on_pool_workers() {
+    let pool = exec_pool::ThreadPool::builder().threads(2).build().unwrap();
+    let sch = pool.scheduler();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let on_workers = rt.block_on(async move {
+        let tasks: Vec<_> = (0..16)
+            .map(|i| {
+                let sch = sch.clone();
+                tokio::spawn(async move {
+                    let probe = sch.clone();
+                    sch.schedule()
+                        .then(move |()| (i * 2, probe.is_worker_thread()))
+                        .into_future()
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        let mut all = true;
+        for (i, t) in tasks.into_iter().enumerate() {
+            let (v, on_worker) = t.await.unwrap();
+            assert_eq!(v, i * 2);
+            all &= on_worker;
+        }
+        all
+    });
+    assert!(on_workers);
 }
 
 #[cfg(feature = "tokio")]
