@@ -1,4 +1,5 @@
 use core::convert::Infallible;
+use core::marker::PhantomPinned;
 use core::pin::Pin;
 
 use crate::{CompletionScheduler, Env, OperationState, Receiver, Scheduler, Sender, SenderTo};
@@ -47,6 +48,7 @@ impl<R: Receiver<(), Infallible>> SenderTo<R> for InlineSender {
     fn connect(self, receiver: R) -> InlineOp<R> {
         InlineOp {
             receiver: Some(receiver),
+            _pin: PhantomPinned,
         }
     }
 }
@@ -55,6 +57,8 @@ impl<R: Receiver<(), Infallible>> SenderTo<R> for InlineSender {
 #[derive(Debug)]
 pub struct InlineOp<R> {
     receiver: Option<R>,
+    /// Never `Unpin`: see [`OperationState`]'s rule on `Unpin`.
+    _pin: PhantomPinned,
 }
 
 impl<R: Receiver<(), Infallible>> OperationState for InlineOp<R> {
