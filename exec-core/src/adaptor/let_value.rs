@@ -32,6 +32,7 @@ use core::fmt;
 use core::marker::{PhantomData, PhantomPinned};
 use core::pin::Pin;
 
+use crate::adaptor::probe::SendProbe;
 use crate::loom::cell::UnsafeCell;
 use crate::loom::sync::atomic::{AtomicU8, Ordering};
 use crate::{
@@ -183,6 +184,43 @@ enum LetState<S, O1, O2> {
 ///
 /// `M` is `(S, B, R)` — first sender, branch, downstream receiver — and only
 /// decides when the receiver may be sent to another thread.
+///
+/// # Threads
+/// Completing this receiver drops the first operation in place, on the
+/// completing thread. So the receiver is `Send` only if, besides the values,
+/// the function, the second sender and operation and the downstream
+/// receiver, the first sender's *operation* is `Send`. A first sender whose
+/// operation holds thread-bound state but completes on another thread is
+/// rejected (with the `Rc` removed this compiles and prints 1):
+/// ```compile_fail
+/// use std::{convert::Infallible, marker::PhantomPinned, pin::Pin, rc::Rc};
+/// use exec_core::{just, sync_wait, OperationState, Receiver, Sender, SenderExt, SenderTo};
+///
+/// struct OtherThread;
+/// impl Sender for OtherThread {
+///     type Output = i32;
+///     type Error = Infallible;
+/// }
+/// impl<R: Receiver<i32, Infallible> + Send + 'static> SenderTo<R> for OtherThread {
+///     type Operation = OtherThreadOp<R>;
+///     fn connect(self, r: R) -> OtherThreadOp<R> {
+///         OtherThreadOp { r: Some(r), rc: Rc::new(()), _pin: PhantomPinned }
+///     }
+/// }
+/// struct OtherThreadOp<R> {
+///     r: Option<R>,
+///     rc: Rc<()>, // thread-bound: must not be dropped on the other thread
+///     _pin: PhantomPinned,
+/// }
+/// impl<R: Receiver<i32, Infallible> + Send + 'static> OperationState for OtherThreadOp<R> {
+///     unsafe fn start(self: Pin<&mut Self>) {
+///         let r = unsafe { self.get_unchecked_mut() }.r.take().unwrap();
+///         std::thread::spawn(move || r.set_value(1)).join().unwrap();
+///     }
+/// }
+/// let s = OtherThread.let_value(|x| just(x));
+/// println!("{:?}", sync_wait(s));
+/// ```
 pub struct LetReceiver<T, E, M> {
     parent: ErasedParentRef<LetInput<T, E>>,
     /// The downstream receiver's stop token, read when the op started.
@@ -200,16 +238,19 @@ impl<T, E, M> fmt::Debug for LetReceiver<T, E, M> {
 // there, runs the branch (`B`) there, connects and starts the second
 // operation there and completes `R` there, and the op may later be dropped
 // elsewhere: all `Send` by the bounds. It also drops the first operation
-// there. Its `Send`-ness cannot be named here (the bound would be a cycle
-// through `SenderTo`, which the trait solver rejects), so this relies on the
-// first operation consisting of its sender (`S: Send`) and this receiver,
-// i.e. on `connect`/`start` not creating thread-bound state in an operation
-// that completes on another thread. Documented in `SenderExt::let_value`.
+// there, so that operation must be `Send` too. Its type cannot be named in
+// this bound (it contains this receiver: `S: SenderTo<LetReceiver<..>>` needs
+// this very impl, a cycle the trait solver rejects), so the bound asks the
+// same question of the operation `S` makes for a `SendProbe` (a receiver
+// that is always `Send`): an operation type's `Send`-ness can only depend on
+// its receiver's through the receiver's own `Send`-ness, and `SendProbe`
+// cannot be named outside this crate, so no impl can single it out.
 unsafe impl<T, E, S, B, R> Send for LetReceiver<T, E, (S, B, R)>
 where
     T: Send,
     E: Send,
-    S: Send,
+    S: Send + SenderTo<SendProbe<T, E>>,
+    <S as SenderTo<SendProbe<T, E>>>::Operation: Send,
     B: Send + LetBranch<T, E>,
     B::Next: Send + SenderTo<R>,
     <B::Next as SenderTo<R>>::Operation: Send,

@@ -14,6 +14,7 @@ use core::fmt;
 use core::marker::{PhantomData, PhantomPinned};
 use core::pin::Pin;
 
+use crate::adaptor::probe::SendProbe;
 use crate::loom::cell::UnsafeCell;
 use crate::loom::sync::atomic::{AtomicU8, Ordering};
 use crate::{
@@ -117,11 +118,20 @@ impl<T, E, M> fmt::Debug for RepeatReceiver<T, E, M> {
 // SAFETY: completing an iteration on another thread moves `T`/`E` there,
 // runs the control (`C`), drops the iteration's operation, clones `S`,
 // connects and starts the next iteration and may complete `R` there: all
-// `Send` by the bounds — except the iteration operation itself, whose
-// `Send`-ness cannot be named here (a cycle through `SenderTo`); as for
-// `let_value`, this relies on it consisting of a `Send` sender and this
-// receiver.
-unsafe impl<T: Send, E: Send, S: Send, C: Send, R: Send> Send for RepeatReceiver<T, E, (S, C, R)> {}
+// `Send` by the bounds. The iteration's operation cannot be named here (it
+// contains this receiver: a cycle through `SenderTo`), so, as for
+// `LetReceiver`, the bound asks whether the operation `S` makes for a
+// `SendProbe` is `Send` (see `adaptor/probe.rs`).
+unsafe impl<T, E, S, C, R> Send for RepeatReceiver<T, E, (S, C, R)>
+where
+    T: Send,
+    E: Send,
+    S: Send + SenderTo<SendProbe<T, E>>,
+    <S as SenderTo<SendProbe<T, E>>>::Operation: Send,
+    C: Send,
+    R: Send,
+{
+}
 // SAFETY: through `&RepeatReceiver` only the (`Sync`) stop token is reachable.
 unsafe impl<T, E, M> Sync for RepeatReceiver<T, E, M> {}
 
