@@ -33,11 +33,12 @@ use core::marker::{PhantomData, PhantomPinned};
 use core::pin::Pin;
 
 use crate::adaptor::probe::SendProbe;
+use crate::env::CapturedEnv;
 use crate::loom::cell::UnsafeCell;
 use crate::loom::sync::atomic::{AtomicU8, Ordering};
 use crate::{
     Env, ErasedParentRef, Notify, OperationState, PanicPayload, ParentRef, Receiver, Sender,
-    SenderTo, StopToken, catch_unwind,
+    SenderTo, catch_unwind,
 };
 
 /// Sender for the [`let_value`](crate::SenderExt::let_value) method.
@@ -223,8 +224,8 @@ enum LetState<S, O1, O2> {
 /// ```
 pub struct LetReceiver<T, E, M> {
     parent: ErasedParentRef<LetInput<T, E>>,
-    /// The downstream receiver's stop token, read when the op started.
-    token: StopToken<'static>,
+    /// The downstream receiver's environment, captured when the op started.
+    env: CapturedEnv,
     _marker: PhantomData<M>,
 }
 
@@ -258,8 +259,8 @@ where
 {
 }
 
-// SAFETY: through `&LetReceiver` only the stop token (which is `Sync`) can be
-// reached; completing needs ownership.
+// SAFETY: through `&LetReceiver` only the captured environment (a `Sync`
+// stop token) can be reached; completing needs ownership.
 unsafe impl<T, E, M> Sync for LetReceiver<T, E, M> {}
 
 impl<T, E, M> Receiver<T, E> for LetReceiver<T, E, M> {
@@ -276,20 +277,7 @@ impl<T, E, M> Receiver<T, E> for LetReceiver<T, E, M> {
         self.parent.notify(LetInput::Panic(payload))
     }
     fn env(&self) -> impl Env + '_ {
-        LetEnv { token: self.token }
-    }
-}
-
-/// The environment of a [`LetReceiver`]: the downstream receiver's stop
-/// token. (Every `Env` query must be forwarded here; `stop_token` is the
-/// only one today.)
-struct LetEnv {
-    token: StopToken<'static>,
-}
-
-impl Env for LetEnv {
-    fn stop_token(&self) -> StopToken<'_> {
-        self.token
+        self.env
     }
 }
 
@@ -455,10 +443,10 @@ where
         // operation drops its registrations before completing: that is
         // what `detach` asks.
         // SAFETY: see above; no child exists yet, so the cell is ours.
-        let token = inner_ref.receiver.with(|r| unsafe {
+        let env = inner_ref.receiver.with(|r| unsafe {
             match &*r {
-                Some(r) => r.env().stop_token().detach(),
-                None => StopToken::never(),
+                Some(r) => CapturedEnv::capture(&r.env()),
+                None => CapturedEnv::empty(),
             }
         });
         // SAFETY: the op is pinned and, by `start`'s contract, alive until it
@@ -467,7 +455,7 @@ where
         let parent = unsafe { ErasedParentRef::new(inner) };
         let receiver = LetReceiver {
             parent,
-            token,
+            env,
             _marker: PhantomData,
         };
         // SAFETY: no child exists yet: `state` is ours. The first operation

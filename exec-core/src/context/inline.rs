@@ -11,11 +11,21 @@ use crate::{CompletionScheduler, Env, OperationState, Receiver, Scheduler, Sende
 /// `schedule()` completes with `()` inline in `start`, or *stopped* if the
 /// receiver's stop token was already triggered.
 ///
+/// # Cancellation
+/// The receiver's stop token is checked once, in `start`.
+///
+/// # Panics
+/// Never.
+///
 /// # Example
 /// ```
 /// use exec_core::{sync_wait, InlineScheduler, Scheduler, SenderExt};
 /// assert_eq!(sync_wait(InlineScheduler.schedule().then(|()| 7)), Ok(Some(7)));
 /// ```
+///
+/// # See also
+/// [`TrampolineScheduler`](crate::TrampolineScheduler) (inline, but with a
+/// bound on stack depth), [`RunLoop`](crate::RunLoop).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct InlineScheduler;
 
