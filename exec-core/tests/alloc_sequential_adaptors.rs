@@ -7,8 +7,8 @@ use std::convert::Infallible;
 use std::pin::pin;
 
 use exec_core::{
-    Completion, InlineScheduler, OperationState, Receiver, RunLoop, Scheduler, SenderExt, SenderTo,
-    just, on, read_env, starts_on, sync_wait,
+    Completion, InlineScheduler, OperationState, Receiver, RunLoop, SenderExt, SenderTo, just, on,
+    read_env, starts_on, sync_wait,
 };
 
 struct Counting;
@@ -65,7 +65,7 @@ fn every_adaptor_of_this_branch_allocates_nothing() {
             .upon_stopped(|| Ok(None));
         let s = on(InlineScheduler, s, InlineScheduler);
         let t = read_env(|env| env.stop_token().stop_possible())
-            .then(|p| Completion::<bool, Infallible>::Value(p))
+            .then(Completion::<bool, Infallible>::Value)
             .dematerialize();
         (sync_wait(s), sync_wait(t))
     });
