@@ -162,6 +162,10 @@ pub trait SenderExt: Sender + Sized {
     /// allocation. If the first sender completes inline, the second is
     /// started after the first `start` returned, not nested inside it.
     ///
+    /// The first operation is dropped on the thread that completes it, so a
+    /// first sender that completes on another thread must make a `Send`
+    /// operation (see [`LetReceiver`](crate::LetReceiver)).
+    ///
     /// # Completion
     /// - value: `f(value)` is connected to the receiver and started; its
     ///   completion is forwarded.
