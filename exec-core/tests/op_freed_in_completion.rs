@@ -68,9 +68,20 @@ unsafe fn free_box<O>(p: *mut ()) {
     drop(unsafe { Box::from_raw(p.cast::<O>()) })
 }
 
+/// [`run_and_free_raw`], re-raising a delivered panic.
+fn run_and_free<S, T, E>(sender: S) -> Completion<T, E>
+where
+    S: Sender<Output = T, Error = E> + SenderTo<FreeingReceiver<T, E>>,
+{
+    match run_and_free_raw(sender) {
+        Ok(c) => c,
+        Err(p) => std::panic::resume_unwind(p),
+    }
+}
+
 /// Connects `sender` in a heap frame, starts it and expects it to complete
 /// inline; the receiver frees the frame inside the completion.
-fn run_and_free<S, T, E>(sender: S) -> Completion<T, E>
+fn run_and_free_raw<S, T, E>(sender: S) -> Result<Completion<T, E>, PanicPayload>
 where
     S: Sender<Output = T, Error = E> + SenderTo<FreeingReceiver<T, E>>,
 {
@@ -90,10 +101,7 @@ where
         Pin::new_unchecked(&mut *op).start();
     }
     let result = out.lock().unwrap().take();
-    match result.expect("the operation did not complete inline") {
-        Ok(c) => c,
-        Err(p) => std::panic::resume_unwind(p),
-    }
+    result.expect("the operation did not complete inline")
 }
 
 #[test]
@@ -189,4 +197,13 @@ fn nary_adaptors() {
         run_and_free(stop_when(just(1), just_stopped::<(), Infallible>())),
         Completion::Value(1)
     );
+}
+
+#[test]
+fn panic_channel() {
+    let boom = |_: i32| -> i32 { panic!("boom") };
+    assert!(run_and_free_raw(just(1).then(boom)).is_err());
+    assert!(run_and_free_raw(just(1).let_value(move |x| just(boom(x)))).is_err());
+    assert!(run_and_free_raw(when_all(just(1).then(boom), just(2))).is_err());
+    assert!(run_and_free_raw(just(1).then(boom).boxed::<i32, Infallible>()).is_err());
 }
