@@ -28,3 +28,63 @@ impl<E: Env + ?Sized> Env for &E {
         (**self).stop_token()
     }
 }
+
+/// How many queries [`Env`] has.
+///
+/// Adding a query to `Env` means bumping this: every place that has to
+/// answer or forward the new query asserts the count next to its code, so
+/// the build fails right there until it is updated. Those places are the
+/// `&E` impl above, [`CapturedEnv`], and `OverlayEnv`/`EnvOverlay` in
+/// `adaptor/write_env.rs`; every other environment in the crate is one of
+/// these or the downstream receiver's own.
+pub(crate) const QUERIES: usize = 1;
+
+const _: () = assert!(
+    QUERIES == 1,
+    "forward the new Env query in `impl Env for &E`"
+);
+
+/// The answers of a downstream receiver's environment, captured when a
+/// parent starts, for child receivers that cannot name the downstream
+/// receiver's type (`let_*`, `repeat_*`, `AnySender`: their receiver types
+/// erase the parent).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CapturedEnv {
+    token: StopToken<'static>,
+}
+
+const _: () = assert!(
+    QUERIES == 1,
+    "capture and answer the new Env query in `CapturedEnv`"
+);
+
+impl CapturedEnv {
+    /// Answers every query with its default.
+    pub(crate) const fn empty() -> Self {
+        CapturedEnv {
+            token: StopToken::never(),
+        }
+    }
+
+    /// Captures `env`'s answers.
+    ///
+    /// # Safety
+    /// What the answers borrow (the stop token's source) outlives every use
+    /// of the result. Holds when the receiver whose environment `env` is
+    /// stays in the parent until every child holding the result has
+    /// completed, and children drop their stop callbacks before completing
+    /// (the [`StopToken::detach`] contract).
+    pub(crate) unsafe fn capture(env: &impl Env) -> Self {
+        CapturedEnv {
+            // SAFETY: per the caller.
+            token: unsafe { env.stop_token().detach() },
+        }
+    }
+}
+
+impl Env for CapturedEnv {
+    #[inline]
+    fn stop_token(&self) -> StopToken<'_> {
+        self.token
+    }
+}

@@ -162,6 +162,10 @@ pub trait SenderExt: Sender + Sized {
     /// allocation. If the first sender completes inline, the second is
     /// started after the first `start` returned, not nested inside it.
     ///
+    /// The first operation is dropped on the thread that completes it, so a
+    /// first sender that completes on another thread must make a `Send`
+    /// operation (see [`LetReceiver`](crate::LetReceiver)).
+    ///
     /// # Completion
     /// - value: `f(value)` is connected to the receiver and started; its
     ///   completion is forwarded.
@@ -214,22 +218,9 @@ pub trait SenderExt: Sender + Sized {
     ///
     /// # Example
     /// ```
-    /// use exec_core::{just, sync_wait, Completion, SenderExt};
-    /// # use exec_core::{Receiver, Sender, SenderTo, OperationState};
-    /// # struct Fail;
-    /// # impl Sender for Fail { type Output = i32; type Error = &'static str; }
-    /// # impl<R: Receiver<i32, &'static str>> SenderTo<R> for Fail {
-    /// #     type Operation = FailOp<R>;
-    /// #     fn connect(self, r: R) -> FailOp<R> { FailOp(Some(r)) }
-    /// # }
-    /// # struct FailOp<R>(Option<R>);
-    /// # impl<R: Receiver<i32, &'static str>> OperationState for FailOp<R> {
-    /// #     unsafe fn start(self: core::pin::Pin<&mut Self>) {
-    /// #         let this = unsafe { self.get_unchecked_mut() };
-    /// #         this.0.take().unwrap().set_error("no data");
-    /// #     }
-    /// # }
-    /// let s = Fail.let_error(|e: &str| just(e.len() as i32));
+    /// use exec_core::{just, just_error, sync_wait, SenderExt};
+    /// let fail = just_error::<i32, &str>("no data");
+    /// let s = fail.let_error(|e| just(e.len() as i32));
     /// assert_eq!(sync_wait(s), Ok(Some(7)));
     /// ```
     ///
@@ -264,23 +255,10 @@ pub trait SenderExt: Sender + Sized {
     ///
     /// # Example
     /// ```
-    /// use exec_core::{just, sync_wait, InlineScheduler, Scheduler, SenderExt, StopSource};
+    /// use core::convert::Infallible;
+    /// use exec_core::{just, just_stopped, sync_wait, SenderExt};
     /// // A sender that was stopped falls back to a default value.
-    /// # use exec_core::{Receiver, Sender, SenderTo, OperationState};
-    /// # struct Stopped;
-    /// # impl Sender for Stopped { type Output = i32; type Error = core::convert::Infallible; }
-    /// # impl<R: Receiver<i32, core::convert::Infallible>> SenderTo<R> for Stopped {
-    /// #     type Operation = StopOp<R>;
-    /// #     fn connect(self, r: R) -> StopOp<R> { StopOp(Some(r)) }
-    /// # }
-    /// # struct StopOp<R>(Option<R>);
-    /// # impl<R: Receiver<i32, core::convert::Infallible>> OperationState for StopOp<R> {
-    /// #     unsafe fn start(self: core::pin::Pin<&mut Self>) {
-    /// #         let this = unsafe { self.get_unchecked_mut() };
-    /// #         this.0.take().unwrap().set_stopped();
-    /// #     }
-    /// # }
-    /// let s = Stopped.let_stopped(|| just(-1));
+    /// let s = just_stopped::<i32, Infallible>().let_stopped(|| just(-1));
     /// assert_eq!(sync_wait(s), Ok(Some(-1)));
     /// ```
     ///

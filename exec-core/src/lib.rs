@@ -71,6 +71,7 @@ pub use sender::{Sender, SenderTo};
 pub use stop::{NeverStopToken, OnStop, StopCallback, StopSource, StopToken};
 
 pub use adaptor::*;
+#[cfg(feature = "std")]
 pub use consumer::*;
 pub use context::*;
 pub use ext::SenderExt;

@@ -27,11 +27,12 @@ use core::marker::PhantomPinned;
 use core::pin::Pin;
 
 use crate::context::trampoline::{ANY_SENDER_MAX_DEPTH, Task, submit};
+use crate::env::CapturedEnv;
 use crate::loom::cell::UnsafeCell;
 use crate::loom::sync::atomic::{AtomicU8, Ordering};
 use crate::{
     Env, ErasedParentRef, Notify, OperationState, PanicPayload, ParentRef, Receiver, Sender,
-    SenderTo, StopToken,
+    SenderTo,
 };
 
 /// A type-erased sender of `T` or error `E`, `Send`, made with
@@ -55,9 +56,8 @@ use crate::{
 /// in the inner completion, when inline completions are nested deeply.
 ///
 /// # Cancellation
-/// The receiver's stop token is forwarded to the erased sender (read when
-/// the operation starts; every `Env` query the environment gains must be
-/// forwarded in `AnyReceiver::env`).
+/// The receiver's environment (its stop token) is forwarded to the erased
+/// sender, captured when the operation starts.
 ///
 /// # Panics
 /// Panics of the erased sender are forwarded through
@@ -204,8 +204,8 @@ impl<S: SenderTo<AnyReceiver<T, E>>, T, E> ErasedSlot<T, E> for Slot<S, T, E> {
 /// [`AnyOp`] that holds the real receiver.
 pub struct AnyReceiver<T, E> {
     parent: ErasedParentRef<Outcome<T, E>>,
-    /// The real receiver's stop token, read at start.
-    token: StopToken<'static>,
+    /// The real receiver's environment, captured at start.
+    env: CapturedEnv,
 }
 
 impl<T, E> fmt::Debug for AnyReceiver<T, E> {
@@ -218,7 +218,8 @@ impl<T, E> fmt::Debug for AnyReceiver<T, E> {
 // `R: Send` (see the `SenderTo` impl). Completing it on another thread moves
 // the `T`/`E` there and completes `R` there, all `Send`.
 unsafe impl<T: Send, E: Send> Send for AnyReceiver<T, E> {}
-// SAFETY: through `&AnyReceiver` only the (`Sync`) stop token is reachable.
+// SAFETY: through `&AnyReceiver` only the captured environment (a `Sync`
+// stop token) is reachable.
 unsafe impl<T, E> Sync for AnyReceiver<T, E> {}
 
 impl<T, E> Receiver<T, E> for AnyReceiver<T, E> {
@@ -235,17 +236,7 @@ impl<T, E> Receiver<T, E> for AnyReceiver<T, E> {
         self.parent.notify(Outcome::Panic(payload))
     }
     fn env(&self) -> impl Env + '_ {
-        AnyEnv { token: self.token }
-    }
-}
-
-struct AnyEnv {
-    token: StopToken<'static>,
-}
-
-impl Env for AnyEnv {
-    fn stop_token(&self) -> StopToken<'_> {
-        self.token
+        self.env
     }
 }
 
@@ -302,10 +293,10 @@ impl<T, E, R: Receiver<T, E>> AnyInner<T, E, R> {
         // completed, and that operation drops its stop callbacks before
         // completing: that is what `detach` asks.
         // SAFETY: see above; no inner operation exists yet.
-        let token = inner.receiver.with(|r| unsafe {
+        let env = inner.receiver.with(|r| unsafe {
             match &*r {
-                Some(r) => r.env().stop_token().detach(),
-                None => StopToken::never(),
+                Some(r) => CapturedEnv::capture(&r.env()),
+                None => CapturedEnv::empty(),
             }
         });
         // SAFETY: the op is started, hence pinned and alive until it
@@ -316,7 +307,7 @@ impl<T, E, R: Receiver<T, E>> AnyInner<T, E, R> {
         let slot: *mut Pin<Box<dyn ErasedSlot<T, E> + Send>> = inner.slot.with_mut(|s| s);
         inner.phase.store(IN_START, Ordering::Relaxed);
         // SAFETY: started once; the box lives as long as this op.
-        unsafe { (*slot).as_mut().start(AnyReceiver { parent, token }) }
+        unsafe { (*slot).as_mut().start(AnyReceiver { parent, env }) }
         if inner
             .phase
             .compare_exchange(IN_START, IDLE, Ordering::AcqRel, Ordering::Acquire)

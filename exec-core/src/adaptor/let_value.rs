@@ -32,11 +32,13 @@ use core::fmt;
 use core::marker::{PhantomData, PhantomPinned};
 use core::pin::Pin;
 
+use crate::adaptor::probe::SendProbe;
+use crate::env::CapturedEnv;
 use crate::loom::cell::UnsafeCell;
 use crate::loom::sync::atomic::{AtomicU8, Ordering};
 use crate::{
     Env, ErasedParentRef, Notify, OperationState, PanicPayload, ParentRef, Receiver, Sender,
-    SenderTo, StopToken, catch_unwind,
+    SenderTo, catch_unwind,
 };
 
 /// Sender for the [`let_value`](crate::SenderExt::let_value) method.
@@ -183,10 +185,47 @@ enum LetState<S, O1, O2> {
 ///
 /// `M` is `(S, B, R)` — first sender, branch, downstream receiver — and only
 /// decides when the receiver may be sent to another thread.
+///
+/// # Threads
+/// Completing this receiver drops the first operation in place, on the
+/// completing thread. So the receiver is `Send` only if, besides the values,
+/// the function, the second sender and operation and the downstream
+/// receiver, the first sender's *operation* is `Send`. A first sender whose
+/// operation holds thread-bound state but completes on another thread is
+/// rejected (with the `Rc` removed this compiles and prints 1):
+/// ```compile_fail
+/// use std::{convert::Infallible, marker::PhantomPinned, pin::Pin, rc::Rc};
+/// use exec_core::{just, sync_wait, OperationState, Receiver, Sender, SenderExt, SenderTo};
+///
+/// struct OtherThread;
+/// impl Sender for OtherThread {
+///     type Output = i32;
+///     type Error = Infallible;
+/// }
+/// impl<R: Receiver<i32, Infallible> + Send + 'static> SenderTo<R> for OtherThread {
+///     type Operation = OtherThreadOp<R>;
+///     fn connect(self, r: R) -> OtherThreadOp<R> {
+///         OtherThreadOp { r: Some(r), rc: Rc::new(()), _pin: PhantomPinned }
+///     }
+/// }
+/// struct OtherThreadOp<R> {
+///     r: Option<R>,
+///     rc: Rc<()>, // thread-bound: must not be dropped on the other thread
+///     _pin: PhantomPinned,
+/// }
+/// impl<R: Receiver<i32, Infallible> + Send + 'static> OperationState for OtherThreadOp<R> {
+///     unsafe fn start(self: Pin<&mut Self>) {
+///         let r = unsafe { self.get_unchecked_mut() }.r.take().unwrap();
+///         std::thread::spawn(move || r.set_value(1)).join().unwrap();
+///     }
+/// }
+/// let s = OtherThread.let_value(|x| just(x));
+/// println!("{:?}", sync_wait(s));
+/// ```
 pub struct LetReceiver<T, E, M> {
     parent: ErasedParentRef<LetInput<T, E>>,
-    /// The downstream receiver's stop token, read when the op started.
-    token: StopToken<'static>,
+    /// The downstream receiver's environment, captured when the op started.
+    env: CapturedEnv,
     _marker: PhantomData<M>,
 }
 
@@ -200,16 +239,19 @@ impl<T, E, M> fmt::Debug for LetReceiver<T, E, M> {
 // there, runs the branch (`B`) there, connects and starts the second
 // operation there and completes `R` there, and the op may later be dropped
 // elsewhere: all `Send` by the bounds. It also drops the first operation
-// there. Its `Send`-ness cannot be named here (the bound would be a cycle
-// through `SenderTo`, which the trait solver rejects), so this relies on the
-// first operation consisting of its sender (`S: Send`) and this receiver,
-// i.e. on `connect`/`start` not creating thread-bound state in an operation
-// that completes on another thread. Documented in `SenderExt::let_value`.
+// there, so that operation must be `Send` too. Its type cannot be named in
+// this bound (it contains this receiver: `S: SenderTo<LetReceiver<..>>` needs
+// this very impl, a cycle the trait solver rejects), so the bound asks the
+// same question of the operation `S` makes for a `SendProbe` (a receiver
+// that is always `Send`): an operation type's `Send`-ness can only depend on
+// its receiver's through the receiver's own `Send`-ness, and `SendProbe`
+// cannot be named outside this crate, so no impl can single it out.
 unsafe impl<T, E, S, B, R> Send for LetReceiver<T, E, (S, B, R)>
 where
     T: Send,
     E: Send,
-    S: Send,
+    S: Send + SenderTo<SendProbe<T, E>>,
+    <S as SenderTo<SendProbe<T, E>>>::Operation: Send,
     B: Send + LetBranch<T, E>,
     B::Next: Send + SenderTo<R>,
     <B::Next as SenderTo<R>>::Operation: Send,
@@ -217,8 +259,8 @@ where
 {
 }
 
-// SAFETY: through `&LetReceiver` only the stop token (which is `Sync`) can be
-// reached; completing needs ownership.
+// SAFETY: through `&LetReceiver` only the captured environment (a `Sync`
+// stop token) can be reached; completing needs ownership.
 unsafe impl<T, E, M> Sync for LetReceiver<T, E, M> {}
 
 impl<T, E, M> Receiver<T, E> for LetReceiver<T, E, M> {
@@ -235,20 +277,7 @@ impl<T, E, M> Receiver<T, E> for LetReceiver<T, E, M> {
         self.parent.notify(LetInput::Panic(payload))
     }
     fn env(&self) -> impl Env + '_ {
-        LetEnv { token: self.token }
-    }
-}
-
-/// The environment of a [`LetReceiver`]: the downstream receiver's stop
-/// token. (Every `Env` query must be forwarded here; `stop_token` is the
-/// only one today.)
-struct LetEnv {
-    token: StopToken<'static>,
-}
-
-impl Env for LetEnv {
-    fn stop_token(&self) -> StopToken<'_> {
-        self.token
+        self.env
     }
 }
 
@@ -414,10 +443,10 @@ where
         // operation drops its registrations before completing: that is
         // what `detach` asks.
         // SAFETY: see above; no child exists yet, so the cell is ours.
-        let token = inner_ref.receiver.with(|r| unsafe {
+        let env = inner_ref.receiver.with(|r| unsafe {
             match &*r {
-                Some(r) => r.env().stop_token().detach(),
-                None => StopToken::never(),
+                Some(r) => CapturedEnv::capture(&r.env()),
+                None => CapturedEnv::empty(),
             }
         });
         // SAFETY: the op is pinned and, by `start`'s contract, alive until it
@@ -426,7 +455,7 @@ where
         let parent = unsafe { ErasedParentRef::new(inner) };
         let receiver = LetReceiver {
             parent,
-            token,
+            env,
             _marker: PhantomData,
         };
         // SAFETY: no child exists yet: `state` is ours. The first operation
@@ -462,5 +491,110 @@ where
         // SAFETY: as for `parent` above.
         let this = unsafe { ParentRef::new(inner) };
         LetInner::resume(this, input.expect("let: deferred without an outcome"));
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    //! The hand-over between `start` and a first operation that completes on
+    //! another thread while `start` is still running (the `phase` CASes).
+    use super::*;
+    use crate::loom::sync::atomic::AtomicUsize;
+    use crate::{SenderExt, just};
+    use ::loom::sync::{Arc, Mutex};
+    use ::loom::thread::JoinHandle;
+    use alloc::boxed::Box;
+    use core::convert::Infallible;
+
+    type Handle = Arc<Mutex<Option<JoinHandle<()>>>>;
+
+    /// Completes with 1 from a thread it spawns in `start`.
+    struct Spawn {
+        handle: Handle,
+    }
+    struct SpawnOp<R> {
+        handle: Handle,
+        receiver: Option<R>,
+        _pin: PhantomPinned,
+    }
+    impl Sender for Spawn {
+        type Output = u32;
+        type Error = Infallible;
+    }
+    impl<R: Receiver<u32, Infallible> + Send + 'static> SenderTo<R> for Spawn {
+        type Operation = SpawnOp<R>;
+        fn connect(self, receiver: R) -> SpawnOp<R> {
+            SpawnOp {
+                handle: self.handle,
+                receiver: Some(receiver),
+                _pin: PhantomPinned,
+            }
+        }
+    }
+    impl<R: Receiver<u32, Infallible> + Send + 'static> OperationState for SpawnOp<R> {
+        unsafe fn start(self: Pin<&mut Self>) {
+            // SAFETY: nothing is structurally pinned.
+            let this = unsafe { self.get_unchecked_mut() };
+            let r = this.receiver.take().unwrap();
+            let handle = this.handle.clone();
+            // Do not touch `this` after the spawn: the completion may
+            // already be freeing it.
+            let h = ::loom::thread::spawn(move || r.set_value(1));
+            *handle.lock().unwrap() = Some(h);
+        }
+    }
+
+    struct Out {
+        seen: Arc<Mutex<Option<u32>>>,
+        completions: Arc<AtomicUsize>,
+    }
+    impl Receiver<u32, Infallible> for Out {
+        fn set_value(self, v: u32) {
+            self.completions.fetch_add(1, Ordering::Relaxed);
+            *self.seen.lock().unwrap() = Some(v);
+        }
+        fn set_error(self, e: Infallible) {
+            match e {}
+        }
+        fn set_stopped(self) {
+            self.completions.fetch_add(1, Ordering::Relaxed);
+        }
+        fn set_panic(self, _: PanicPayload) {
+            self.completions.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The first operation completes on another thread before, during or
+    /// after `start`'s hand-over CAS: the function runs once, the second
+    /// operation once, the result is delivered once.
+    #[test]
+    fn loom_first_completes_while_start_runs() {
+        ::loom::model(|| {
+            let handle: Handle = Arc::new(Mutex::new(None));
+            let seen = Arc::new(Mutex::new(None));
+            let completions = Arc::new(AtomicUsize::new(0));
+            let calls = Arc::new(AtomicUsize::new(0));
+            let c = calls.clone();
+            let s = Spawn {
+                handle: handle.clone(),
+            }
+            .let_value(move |v| {
+                c.fetch_add(1, Ordering::Relaxed);
+                just(v + 1)
+            });
+            let mut op = Box::pin(s.connect(Out {
+                seen: seen.clone(),
+                completions: completions.clone(),
+            }));
+            // SAFETY: `op` is dropped only after the completing thread has
+            // been joined, i.e. after the operation completed.
+            unsafe { op.as_mut().start() };
+            let h = handle.lock().unwrap().take().unwrap();
+            h.join().unwrap();
+            assert_eq!(calls.load(Ordering::Relaxed), 1);
+            assert_eq!(completions.load(Ordering::Relaxed), 1);
+            assert_eq!(seen.lock().unwrap().take(), Some(2));
+            drop(op);
+        });
     }
 }

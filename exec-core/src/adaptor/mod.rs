@@ -1,6 +1,7 @@
 //! Sender adaptors: senders built from other senders.
 
 mod inplace;
+mod probe;
 mod then;
 
 mod bulk;

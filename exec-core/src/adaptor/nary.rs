@@ -437,6 +437,10 @@ impl<R> Downstream<R> {
 
 /// The environment a child of an n-ary operation sees: the parent's child
 /// stop token. (Other queries answer with their defaults.)
+///
+/// A query added to [`Env`] must be decided here: most (a scheduler, say)
+/// should answer what the downstream receiver's environment answers, which
+/// the state's `Downstream` can lend while a child has not arrived.
 #[derive(Debug)]
 pub(crate) struct ChildEnv<'a> {
     token: StopToken<'a>,
@@ -447,6 +451,11 @@ impl<'a> ChildEnv<'a> {
         ChildEnv { token }
     }
 }
+
+const _: () = assert!(
+    crate::env::QUERIES == 1,
+    "decide what n-ary children see for the new Env query in `ChildEnv`"
+);
 
 impl Env for ChildEnv<'_> {
     fn stop_token(&self) -> StopToken<'_> {

@@ -14,11 +14,13 @@ use core::fmt;
 use core::marker::{PhantomData, PhantomPinned};
 use core::pin::Pin;
 
+use crate::adaptor::probe::SendProbe;
+use crate::env::CapturedEnv;
 use crate::loom::cell::UnsafeCell;
 use crate::loom::sync::atomic::{AtomicU8, Ordering};
 use crate::{
     Env, ErasedParentRef, Notify, OperationState, PanicPayload, ParentRef, Receiver, Sender,
-    SenderTo, StopToken, catch_unwind,
+    SenderTo, catch_unwind,
 };
 
 /// Sender for the [`repeat_effect_until`](crate::SenderExt::repeat_effect_until) method.
@@ -104,7 +106,7 @@ const DEFERRED: u8 = 2;
 /// `M` is `(S, C, R)` and only decides when it may cross threads.
 pub struct RepeatReceiver<T, E, M> {
     parent: ErasedParentRef<Iteration<T, E>>,
-    token: StopToken<'static>,
+    env: CapturedEnv,
     _marker: PhantomData<M>,
 }
 
@@ -117,12 +119,22 @@ impl<T, E, M> fmt::Debug for RepeatReceiver<T, E, M> {
 // SAFETY: completing an iteration on another thread moves `T`/`E` there,
 // runs the control (`C`), drops the iteration's operation, clones `S`,
 // connects and starts the next iteration and may complete `R` there: all
-// `Send` by the bounds — except the iteration operation itself, whose
-// `Send`-ness cannot be named here (a cycle through `SenderTo`); as for
-// `let_value`, this relies on it consisting of a `Send` sender and this
-// receiver.
-unsafe impl<T: Send, E: Send, S: Send, C: Send, R: Send> Send for RepeatReceiver<T, E, (S, C, R)> {}
-// SAFETY: through `&RepeatReceiver` only the (`Sync`) stop token is reachable.
+// `Send` by the bounds. The iteration's operation cannot be named here (it
+// contains this receiver: a cycle through `SenderTo`), so, as for
+// `LetReceiver`, the bound asks whether the operation `S` makes for a
+// `SendProbe` is `Send` (see `adaptor/probe.rs`).
+unsafe impl<T, E, S, C, R> Send for RepeatReceiver<T, E, (S, C, R)>
+where
+    T: Send,
+    E: Send,
+    S: Send + SenderTo<SendProbe<T, E>>,
+    <S as SenderTo<SendProbe<T, E>>>::Operation: Send,
+    C: Send,
+    R: Send,
+{
+}
+// SAFETY: through `&RepeatReceiver` only the captured environment (a `Sync`
+// stop token) is reachable.
 unsafe impl<T, E, M> Sync for RepeatReceiver<T, E, M> {}
 
 impl<T, E, M> Receiver<T, E> for RepeatReceiver<T, E, M> {
@@ -139,17 +151,7 @@ impl<T, E, M> Receiver<T, E> for RepeatReceiver<T, E, M> {
         self.parent.notify(Iteration::Panic(payload))
     }
     fn env(&self) -> impl Env + '_ {
-        RepeatEnv { token: self.token }
-    }
-}
-
-struct RepeatEnv {
-    token: StopToken<'static>,
-}
-
-impl Env for RepeatEnv {
-    fn stop_token(&self) -> StopToken<'_> {
-        self.token
+        self.env
     }
 }
 
@@ -176,8 +178,8 @@ where
 {
     /// `IDLE`/`IN_START`/`DEFERRED`: who continues after an iteration.
     phase: AtomicU8,
-    /// The downstream stop token, read at `start`.
-    token: UnsafeCell<StopToken<'static>>,
+    /// The downstream environment, captured at `start`.
+    env: UnsafeCell<CapturedEnv>,
     /// The sender cloned for every iteration; dropped when the loop ends.
     sender: UnsafeCell<Option<S>>,
     control: UnsafeCell<Option<C>>,
@@ -196,7 +198,7 @@ where
         RepeatOp {
             inner: RepeatInner {
                 phase: AtomicU8::new(IDLE),
-                token: UnsafeCell::new(StopToken::never()),
+                env: UnsafeCell::new(CapturedEnv::empty()),
                 sender: UnsafeCell::new(Some(sender)),
                 control: UnsafeCell::new(Some(control)),
                 receiver: UnsafeCell::new(Some(receiver)),
@@ -266,8 +268,8 @@ where
                 }
             }
             // SAFETY: written once at start, before any iteration.
-            let token = inner.token.with(|t| unsafe { *t });
-            if token.stop_requested() {
+            let env = inner.env.with(|e| unsafe { *e });
+            if env.stop_token().stop_requested() {
                 return Self::finish(inner, Finish::Stopped);
             }
             let sender = inner.sender.with(|s| s);
@@ -282,7 +284,7 @@ where
             let parent = unsafe { ErasedParentRef::new(this.get_pin()) };
             let op = next.connect(RepeatReceiver {
                 parent,
-                token,
+                env,
                 _marker: PhantomData,
             });
             // SAFETY: no iteration is running: `child` is ours; the new
@@ -353,11 +355,11 @@ where
         // callbacks before completing: that is what `detach` asks.
         // SAFETY: see above; nothing else runs yet, the cells are ours.
         unsafe {
-            let token = i.receiver.with(|r| match &*r {
-                Some(r) => r.env().stop_token().detach(),
-                None => StopToken::never(),
+            let env = i.receiver.with(|r| match &*r {
+                Some(r) => CapturedEnv::capture(&r.env()),
+                None => CapturedEnv::empty(),
             });
-            i.token.with_mut(|t| *t = token);
+            i.env.with_mut(|e| *e = env);
         }
         let control = i.control.with_mut(|c| c);
         // SAFETY: nothing else runs yet.

@@ -428,6 +428,7 @@ mod loom_tests {
     struct RemoteOp<T, R> {
         slot: Arc<Mutex<Option<Complete<T>>>>,
         receiver: Option<R>,
+        _pin: PhantomPinned,
     }
     impl<T> Sender for Remote<T> {
         type Output = T;
@@ -439,6 +440,7 @@ mod loom_tests {
             RemoteOp {
                 slot: self.slot,
                 receiver: Some(receiver),
+                _pin: PhantomPinned,
             }
         }
     }

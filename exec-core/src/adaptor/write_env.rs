@@ -81,14 +81,19 @@ impl<O: EnvOverlay + ?Sized> EnvOverlay for &O {
 
 /// The environment [`WriteEnv`]'s receiver reports: `overlay` over `base`.
 ///
-/// Every `Env` query must be forwarded here explicitly (a query added to
-/// `Env` gets a line in this impl and a defaulted method in
-/// [`EnvOverlay`]).
+/// Every `Env` query is forwarded here explicitly (a query added to `Env`
+/// gets a line in this impl and a defaulted method in [`EnvOverlay`]; the
+/// build points here through `env::QUERIES`).
 #[derive(Debug)]
 pub struct OverlayEnv<'a, O: ?Sized, B> {
     overlay: &'a O,
     base: B,
 }
+
+const _: () = assert!(
+    crate::env::QUERIES == 1,
+    "forward the new Env query in `OverlayEnv` and add it to `EnvOverlay`"
+);
 
 impl<O: EnvOverlay + ?Sized, B: Env> Env for OverlayEnv<'_, O, B> {
     #[inline]

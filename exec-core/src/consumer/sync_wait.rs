@@ -32,6 +32,12 @@ use crate::{Env, PanicPayload, ParentRef, Receiver, RunLoop, Sender, SenderTo, S
 /// let sum = sync_wait(just(()).then(|()| data.iter().sum::<i32>()));
 /// assert_eq!(sum, Ok(Some(6)));
 /// ```
+///
+/// # See also
+/// [`RunLoop`] (the loop it drives),
+/// [`stopped_as_optional`](crate::SenderExt::stopped_as_optional) and
+/// [`into_result`](crate::SenderExt::into_result) (the same shapes as a
+/// sender).
 pub fn sync_wait<S>(sender: S) -> Result<Option<S::Output>, S::Error>
 where
     S: Sender + SenderTo<SyncWaitReceiver<<S as Sender>::Output, <S as Sender>::Error>>,

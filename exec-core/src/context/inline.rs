@@ -1,4 +1,5 @@
 use core::convert::Infallible;
+use core::marker::PhantomPinned;
 use core::pin::Pin;
 
 use crate::{CompletionScheduler, Env, OperationState, Receiver, Scheduler, Sender, SenderTo};
@@ -10,11 +11,21 @@ use crate::{CompletionScheduler, Env, OperationState, Receiver, Scheduler, Sende
 /// `schedule()` completes with `()` inline in `start`, or *stopped* if the
 /// receiver's stop token was already triggered.
 ///
+/// # Cancellation
+/// The receiver's stop token is checked once, in `start`.
+///
+/// # Panics
+/// Never.
+///
 /// # Example
 /// ```
 /// use exec_core::{sync_wait, InlineScheduler, Scheduler, SenderExt};
 /// assert_eq!(sync_wait(InlineScheduler.schedule().then(|()| 7)), Ok(Some(7)));
 /// ```
+///
+/// # See also
+/// [`TrampolineScheduler`](crate::TrampolineScheduler) (inline, but with a
+/// bound on stack depth), [`RunLoop`](crate::RunLoop).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct InlineScheduler;
 
@@ -47,6 +58,7 @@ impl<R: Receiver<(), Infallible>> SenderTo<R> for InlineSender {
     fn connect(self, receiver: R) -> InlineOp<R> {
         InlineOp {
             receiver: Some(receiver),
+            _pin: PhantomPinned,
         }
     }
 }
@@ -55,6 +67,8 @@ impl<R: Receiver<(), Infallible>> SenderTo<R> for InlineSender {
 #[derive(Debug)]
 pub struct InlineOp<R> {
     receiver: Option<R>,
+    /// Never `Unpin`: see [`OperationState`]'s rule on `Unpin`.
+    _pin: PhantomPinned,
 }
 
 impl<R: Receiver<(), Infallible>> OperationState for InlineOp<R> {

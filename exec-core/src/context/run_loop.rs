@@ -43,6 +43,23 @@ unsafe impl Send for Queue {}
 /// schedule work on it from any thread with [`scheduler`](Self::scheduler),
 /// drive it with `run`, and end `run` with [`finish`](Self::finish).
 ///
+/// # Completion
+/// The scheduler's `schedule()` sender completes with `()` on the thread
+/// running [`run`](Self::run), in the order the operations were started, or
+/// *stopped* if the receiver's stop token has been triggered by the time the
+/// loop gets to it. An operation started after `run` has returned completes
+/// only when `run` is called again.
+///
+/// # Cancellation
+/// The stop token is checked when the loop pops the operation; a queued
+/// operation is not removed from the queue by a stop request.
+///
+/// # Panics
+/// A panic in work run by the loop unwinds out of `run`; work still queued
+/// stays queued. [`sync_wait`](crate::sync_wait) inside `run` panics (it
+/// would deadlock).
+///
+/// # Example
 /// ```
 /// use exec_core::{RunLoop, Scheduler};
 /// let run_loop = RunLoop::new();
@@ -51,6 +68,10 @@ unsafe impl Send for Queue {}
 /// run_loop.finish();
 /// run_loop.run(); // drains what was queued, then returns
 /// ```
+///
+/// # See also
+/// [`sync_wait`](crate::sync_wait) (drives one),
+/// [`InlineScheduler`](crate::InlineScheduler).
 pub struct RunLoop {
     queue: Mutex<Queue>,
     wakeup: Condvar,

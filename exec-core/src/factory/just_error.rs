@@ -1,5 +1,5 @@
 use core::fmt;
-use core::marker::PhantomData;
+use core::marker::{PhantomData, PhantomPinned};
 use core::pin::Pin;
 
 use crate::{OperationState, Receiver, Sender, SenderTo};
@@ -70,6 +70,7 @@ impl<T, E, R: Receiver<T, E>> SenderTo<R> for JustError<T, E> {
         JustErrorOp {
             inner: Some((self.error, receiver)),
             _value: PhantomData,
+            _pin: PhantomPinned,
         }
     }
 }
@@ -78,6 +79,8 @@ impl<T, E, R: Receiver<T, E>> SenderTo<R> for JustError<T, E> {
 pub struct JustErrorOp<T, E, R> {
     inner: Option<(E, R)>,
     _value: PhantomData<fn() -> T>,
+    /// Never `Unpin`: see [`OperationState`]'s rule on `Unpin`.
+    _pin: PhantomPinned,
 }
 
 impl<T, E, R> fmt::Debug for JustErrorOp<T, E, R> {

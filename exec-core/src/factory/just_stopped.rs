@@ -1,5 +1,5 @@
 use core::fmt;
-use core::marker::PhantomData;
+use core::marker::{PhantomData, PhantomPinned};
 use core::pin::Pin;
 
 use crate::{OperationState, Receiver, Sender, SenderTo};
@@ -69,6 +69,7 @@ impl<T, E, R: Receiver<T, E>> SenderTo<R> for JustStopped<T, E> {
         JustStoppedOp {
             receiver: Some(receiver),
             _types: PhantomData,
+            _pin: PhantomPinned,
         }
     }
 }
@@ -77,6 +78,8 @@ impl<T, E, R: Receiver<T, E>> SenderTo<R> for JustStopped<T, E> {
 pub struct JustStoppedOp<T, E, R> {
     receiver: Option<R>,
     _types: PhantomData<fn() -> (T, E)>,
+    /// Never `Unpin`: see [`OperationState`]'s rule on `Unpin`.
+    _pin: PhantomPinned,
 }
 
 impl<T, E, R> fmt::Debug for JustStoppedOp<T, E, R> {

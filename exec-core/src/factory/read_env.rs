@@ -1,5 +1,6 @@
 use core::convert::Infallible;
 use core::fmt;
+use core::marker::PhantomPinned;
 use core::pin::Pin;
 
 use crate::{Env, OperationState, Receiver, Sender, SenderTo, catch_unwind};
@@ -79,6 +80,7 @@ where
     fn connect(self, receiver: R) -> ReadEnvOp<F, R> {
         ReadEnvOp {
             inner: Some((self.f, receiver)),
+            _pin: PhantomPinned,
         }
     }
 }
@@ -86,6 +88,8 @@ where
 /// Operation state of [`ReadEnv`].
 pub struct ReadEnvOp<F, R> {
     inner: Option<(F, R)>,
+    /// Never `Unpin`: see [`OperationState`]'s rule on `Unpin`.
+    _pin: PhantomPinned,
 }
 
 impl<F, R> fmt::Debug for ReadEnvOp<F, R> {

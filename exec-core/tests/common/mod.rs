@@ -452,12 +452,13 @@ impl<T, E> Sender for Fixed<T, E> {
 impl<T, E, R: Receiver<T, E>> SenderTo<R> for Fixed<T, E> {
     type Operation = FixedOp<T, E, R>;
     fn connect(self, receiver: R) -> FixedOp<T, E, R> {
-        FixedOp(Some((self.0, receiver)))
+        FixedOp(Some((self.0, receiver)), PhantomPinned)
     }
 }
 
 /// Operation of [`Fixed`].
-pub struct FixedOp<T, E, R>(Option<(Completion<T, E>, R)>);
+/// `!Unpin` like every operation state (see `OperationState`).
+pub struct FixedOp<T, E, R>(Option<(Completion<T, E>, R)>, PhantomPinned);
 
 impl<T, E, R: Receiver<T, E>> OperationState for FixedOp<T, E, R> {
     unsafe fn start(self: Pin<&mut Self>) {
