@@ -166,7 +166,10 @@ impl RunLoop {
         if q.sleepers > 0 {
             wakeup.notify_all();
         }
-        drop(q);
+        // `q` unlocks as it goes out of scope. Not `drop(q)`: passing the
+        // guard to a function protects the `&Mutex` inside it for the whole
+        // call, past the unlock, while the owner may already free the loop
+        // (miri reports it).
     }
 
     /// # Safety
@@ -352,6 +355,7 @@ unsafe impl DynScheduler for RunLoop {
         if q.sleepers > 0 {
             wakeup.notify_one();
         }
-        drop(q);
+        // `q` unlocks as it goes out of scope (not `drop(q)`: see
+        // `finish_raw`).
     }
 }
