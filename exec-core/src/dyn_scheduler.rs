@@ -194,6 +194,28 @@ impl<'a> SchedulerRef<'a> {
         }
     }
 
+    /// A handle to the context `context` points to, keeping the pointer's
+    /// provenance (so the context's [`enqueue`](DynScheduler::enqueue) may
+    /// reach memory around it, e.g. the reference counts of the `Arc` it
+    /// lives in, from `Arc::as_ptr`).
+    ///
+    /// # Safety
+    /// `context` points to a live `C` for all of `'a`.
+    #[inline]
+    pub unsafe fn from_ptr<C: DynScheduler>(context: NonNull<C>) -> Self {
+        const {
+            assert!(
+                size_of::<C>() != 0,
+                "a DynScheduler context is identified by its address; give it a size"
+            )
+        };
+        SchedulerRef {
+            context: context.cast(),
+            enqueue: enqueue_shim::<C>,
+            _context: PhantomData,
+        }
+    }
+
     /// Queues `node` on the context.
     ///
     /// # Safety

@@ -94,14 +94,21 @@ impl Scheduler for PoolScheduler {
     /// through a node queued like any job (no allocation).
     #[cfg(not(loom))]
     fn erased(&self) -> Option<SchedulerRef<'_>> {
-        Some(SchedulerRef::new(&*self.shared))
+        // From `Arc::as_ptr`, not `&*self.shared`: `enqueue` takes a
+        // reference count through it, which needs the whole `Arc`
+        // allocation's provenance.
+        let ptr = core::ptr::NonNull::new(Arc::as_ptr(&self.shared).cast_mut())?;
+        // SAFETY: the `Arc` in `self` keeps the pool state alive for the
+        // borrow of `self`.
+        Some(unsafe { SchedulerRef::from_ptr(ptr) })
     }
 }
 
 // SAFETY: a node becomes a job queued once and executed once by a worker
 // (or cancelled once, with `stopped`, by a shut-down pool), like a schedule
-// operation's. `this` is only ever a `Shared` inside an `Arc` (the one
-// `SchedulerRef` is made in `PoolScheduler::erased`); we take our own
+// operation's. `this` is only ever a `Shared` inside an `Arc`, with that
+// allocation's provenance (the one `SchedulerRef` to a `Shared` is made from
+// `Arc::as_ptr` in `PoolScheduler::erased`); we take our own
 // reference before submitting, so the pool state stays alive across
 // `submit` even if the node's completion frees the handle it came from.
 #[cfg(not(loom))]

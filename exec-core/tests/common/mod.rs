@@ -141,9 +141,12 @@ impl<T: Debug, E: Debug> Recorder<T, E> {
 
 impl<T, E> RecordingReceiver<T, E> {
     fn record(self, seen: Seen<T, E>) {
+        // Count under the lock: a test that sees the count and then takes
+        // the completion (through the same lock) finds it stored.
+        let mut slot = self.slot.seen.lock().unwrap();
         let n = self.slot.completions.fetch_add(1, Ordering::SeqCst);
         assert_eq!(n, 0, "receiver completed more than once");
-        *self.slot.seen.lock().unwrap() = Some(seen);
+        *slot = Some(seen);
     }
 }
 
