@@ -42,6 +42,7 @@ extern crate std;
 
 mod loom;
 
+mod dyn_scheduler;
 mod env;
 mod error;
 mod operation;
@@ -60,6 +61,7 @@ mod factory;
 mod scope;
 mod sync;
 
+pub use dyn_scheduler::{DynScheduleOp, DynScheduler, SchedulerRef, SchedulerRefSender, TaskNode};
 pub use env::{EmptyEnv, Env};
 pub use error::IntoError;
 pub use operation::OperationState;

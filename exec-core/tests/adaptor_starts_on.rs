@@ -138,3 +138,34 @@ fn on_the_run_loop_of_sync_wait_elsewhere() {
     });
     let _ = ManualScheduler::new().schedule();
 }
+
+#[test]
+fn work_sees_the_scheduler_as_current() {
+    let sched = exec_core::InlineScheduler;
+    let expected = sched.erased();
+    assert!(expected.is_some());
+    let got = sync_wait(starts_on(
+        sched,
+        exec_core::read_env(move |env| env.scheduler() == expected),
+    ));
+    assert_eq!(got, Ok(Some(true)));
+    // A scheduler without an erased form: the work sees no current
+    // scheduler (not the outer one, sync_wait's loop).
+    let manual = ManualScheduler::new();
+    let (op, rec) = start(starts_on(
+        manual.clone(),
+        exec_core::read_env(|env| env.scheduler().is_none()),
+    ));
+    manual.run_all();
+    assert!(rec.expect_value());
+    op.finish();
+    // The schedule operation itself sees the receiver's environment.
+    static OUTER: ManualContext = ManualContext::new();
+    let (op, rec) = start(
+        starts_on(OUTER.handle(), just(1))
+            .write_env(exec_core::WithScheduler::new(Some(OUTER.handle()))),
+    );
+    assert_eq!(OUTER.run_all(), 1, "scheduled through the SchedulerRef");
+    assert_eq!(rec.expect_value(), 1);
+    op.finish();
+}

@@ -8,7 +8,7 @@ use std::pin::pin;
 
 use exec_core::{
     Completion, InlineScheduler, OperationState, Receiver, RunLoop, SenderExt, SenderTo, just, on,
-    read_env, starts_on, sync_wait,
+    on_returning_to, read_env, starts_on, sync_wait,
 };
 
 struct Counting;
@@ -63,7 +63,8 @@ fn every_adaptor_of_this_branch_allocates_nothing() {
             .unstoppable()
             .write_env(())
             .upon_stopped(|| Ok(None));
-        let s = on(InlineScheduler, s, InlineScheduler);
+        let s = on_returning_to(InlineScheduler, s, InlineScheduler);
+        let s = on(InlineScheduler, s);
         let t = read_env(|env| env.stop_token().stop_possible())
             .then(Completion::<bool, Infallible>::Value)
             .dematerialize();

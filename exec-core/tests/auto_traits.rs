@@ -89,6 +89,12 @@ assert_impl!(RunLoopSender<'static>: Send, Sync, Copy, Unpin);
 assert_impl!(InlineScheduler: Send, Sync, Copy, Unpin);
 assert_impl!(TrampolineScheduler: Send, Sync, Copy, Unpin);
 assert_impl!(SyncWaitReceiver<i32, String>: Send, Sync);
+assert_impl!(SchedulerRef<'static>: Send, Sync, Copy, Unpin);
+assert_impl!(SchedulerRefSender<'static>: Send, Sync, Copy, Unpin);
+assert_impl!(ScheduleOnCurrent: Send, Sync, Copy, Unpin);
+assert_impl!(WithScheduler<'static>: Send, Sync, Copy, Unpin);
+assert_impl!(TaskNode: Send, Sync);
+assert_not_impl!(TaskNode: Unpin);
 
 // ------------------------------------------------ senders: Send when parts are
 assert_impl!(Just<i32>: Send, Sync, Unpin);
@@ -104,6 +110,9 @@ assert_impl!(StopWhen<Just<i32>, JustStopped<(), Infallible>>: Send, Sync, Unpin
 assert_impl!(Finally<Just<i32>, Just<()>>: Send, Sync, Unpin);
 assert_impl!(ContinuesOn<Just<i32>, InlineScheduler>: Send, Sync, Unpin);
 assert_impl!(RepeatN<Just<()>>: Send, Sync, Unpin);
+assert_impl!(StartsOn<InlineScheduler, Just<i32>>: Send, Sync, Unpin);
+assert_impl!(On<InlineScheduler, Just<i32>>: Send, Sync, Unpin);
+assert_impl!(OnReturningTo<InlineScheduler, Just<i32>, InlineScheduler>: Send, Sync, Unpin);
 // Type-erased: always `Send` (that is what `AnySender::new` requires).
 assert_impl!(AnySender<i32, Infallible>: Send, Unpin);
 assert_impl!(AnySender<i32, String>: Send, Unpin);
@@ -122,6 +131,10 @@ assert_not_impl!(op!(WhenAll<(Just<i32>, Just<i32>)>, Rx<(i32, i32)>): Unpin);
 assert_not_impl!(op!(WhenAny<(Just<i32>, Just<i32>)>, Rx<i32>): Unpin);
 assert_not_impl!(op!(Finally<Just<i32>, Just<()>>, Rx<i32>): Unpin);
 assert_not_impl!(op!(RepeatN<Just<()>>, Rx<()>): Unpin);
+assert_not_impl!(op!(SchedulerRefSender<'static>, Rx<()>): Unpin);
+assert_not_impl!(op!(ScheduleOnCurrent, Rx<()>): Unpin);
+assert_not_impl!(op!(StartsOn<InlineScheduler, Just<i32>>, Rx<i32>): Unpin);
+assert_not_impl!(op!(On<InlineScheduler, Just<i32>>, Rx<i32>): Unpin);
 assert_not_impl!(op!(AnySender<i32, Infallible>, Rx<i32>): Unpin);
 
 // ------------------------ operation states: Send when their parts are, not else
@@ -130,6 +143,10 @@ assert_impl!(op!(Then<Just<i32>, F>, Rx<i32>): Send);
 assert_impl!(op!(LetValue<Just<i32>, fn(i32) -> Just<i32>>, Rx<i32>): Send);
 assert_impl!(op!(WhenAll<(Just<i32>, Just<i32>)>, Rx<(i32, i32)>): Send);
 assert_impl!(op!(AnySender<i32, Infallible>, Rx<i32>): Send);
+assert_impl!(op!(ScheduleOnCurrent, Rx<()>): Send);
+assert_impl!(op!(On<InlineScheduler, Just<i32>>, Rx<i32>): Send);
+// The hop may complete on another thread: a `!Send` receiver is refused.
+assert_not_impl!(ScheduleOnCurrent: SenderTo<LocalReceiver>);
 assert_not_impl!(op!(Just<i32>, LocalReceiver): Send);
 assert_not_impl!(op!(Just<Rc<i32>>, Rx<Rc<i32>>): Send);
 assert_not_impl!(op!(Then<Just<i32>, F>, LocalReceiver): Send);

@@ -18,8 +18,9 @@ use std::sync::{Arc, Mutex};
 use common::Fixed;
 use exec_core::{
     Completion, InlineScheduler, OperationState, PanicPayload, Receiver, Scheduler, Sender,
-    SenderExt, SenderTo, TrampolineScheduler, just, just_error, just_stopped, read_env, starts_on,
-    stop_when, when_all, when_all_vec, when_any,
+    SenderExt, SenderTo, TrampolineScheduler, WithScheduler, just, just_error, just_stopped, on,
+    on_returning_to, read_env, schedule_on_current, starts_on, stop_when, when_all, when_all_vec,
+    when_any,
 };
 
 type Out<T, E> = Arc<Mutex<Option<Result<Completion<T, E>, PanicPayload>>>>;
@@ -143,6 +144,28 @@ fn schedulers() {
         run_and_free(starts_on(InlineScheduler, just(2))),
         Completion::Value(2)
     );
+    // The erased scheduler's operation (`DynScheduleOp`), executed inline
+    // inside its own `start` by the inline context.
+    let inline = InlineScheduler.erased().unwrap();
+    assert_eq!(run_and_free(inline.schedule()), Completion::Value(()));
+    assert_eq!(
+        run_and_free(schedule_on_current().write_env(WithScheduler::new(Some(inline)))),
+        Completion::Value(())
+    );
+    // No current scheduler: completes inline in `start`.
+    assert_eq!(run_and_free(schedule_on_current()), Completion::Value(()));
+    assert_eq!(
+        run_and_free(on(InlineScheduler, just(3)).write_env(WithScheduler::new(Some(inline)))),
+        Completion::Value(3)
+    );
+    assert_eq!(
+        run_and_free(on(InlineScheduler, just(3))),
+        Completion::Value(3)
+    );
+    assert_eq!(
+        run_and_free(on_returning_to(InlineScheduler, just(2), InlineScheduler)),
+        Completion::Value(2)
+    );
 }
 
 #[test]
@@ -206,4 +229,6 @@ fn panic_channel() {
     assert!(run_and_free_raw(just(1).let_value(move |x| just(boom(x)))).is_err());
     assert!(run_and_free_raw(when_all(just(1).then(boom), just(2))).is_err());
     assert!(run_and_free_raw(just(1).then(boom).boxed::<i32, Infallible>()).is_err());
+    let inline = WithScheduler::new(InlineScheduler.erased());
+    assert!(run_and_free_raw(on(InlineScheduler, just(1).then(boom)).write_env(inline)).is_err());
 }

@@ -608,4 +608,7 @@ impl<V: Env> Env for InputEnv<V> {
             .as_ref()
             .map_or(StopToken::never(), |e| e.stop_token())
     }
+    fn scheduler(&self) -> Option<exec_core::SchedulerRef<'_>> {
+        self.0.as_ref().and_then(|e| e.scheduler())
+    }
 }

@@ -19,7 +19,10 @@
 //!   touches it again (the operation may already have been freed).
 
 use core::fmt;
-use core::ptr::{self, NonNull};
+use core::ptr::NonNull;
+use core::sync::atomic::Ordering;
+
+use exec_core::TaskNode;
 
 use crate::loom::cell::UnsafeCell;
 
@@ -32,27 +35,32 @@ pub(crate) enum Mode {
     Cancel,
 }
 
-/// The queue node embedded (as the first field) in a job's operation state.
-pub(crate) struct JobHeader {
-    /// Link used while the job sits in the injector's list. Accessed only by
-    /// the job's current owner (the injector, under its mutex, or the
-    /// thread that is linking a batch it claimed).
-    next: UnsafeCell<*const JobHeader>,
-    /// Executes the operation this header is the first field of.
-    ///
-    /// # Safety (of calling it)
-    /// The pointer is this header, reached through a [`JobRef`] that its
-    /// owner gives up by the call.
-    execute: unsafe fn(*const JobHeader, Mode),
-}
+/// The queue node embedded (as the first field) in a job's operation state:
+/// exec-core's universal [`TaskNode`], so that a node handed over through
+/// [`DynScheduler`](exec_core::DynScheduler) (the `on` hop back to a pool)
+/// is a job like any other.
+///
+/// The node's link is used while the job sits in the injector's list,
+/// accessed only by the job's current owner (the injector, under its mutex,
+/// or the thread that is linking a batch it claimed), so `Relaxed`. Its
+/// `execute(node, stopped)` runs the job with `stopped` meaning
+/// [`Mode::Cancel`], reached through a [`JobRef`] that its owner gives up
+/// by the call.
+#[repr(transparent)]
+pub(crate) struct JobHeader(TaskNode);
 
 impl JobHeader {
-    /// A header whose job is executed by `execute`.
-    pub(crate) fn new(execute: unsafe fn(*const JobHeader, Mode)) -> Self {
-        JobHeader {
-            next: UnsafeCell::new(ptr::null()),
-            execute,
-        }
+    /// A header whose job is executed by `execute` (`stopped`: [`Mode::Cancel`]).
+    pub(crate) fn new(execute: unsafe fn(NonNull<TaskNode>, bool)) -> Self {
+        JobHeader(TaskNode::new(execute))
+    }
+}
+
+impl Mode {
+    /// The mode `TaskNode::execute`'s `stopped` flag stands for.
+    #[inline]
+    pub(crate) fn from_stopped(stopped: bool) -> Self {
+        if stopped { Mode::Cancel } else { Mode::Run }
     }
 }
 
@@ -107,12 +115,10 @@ impl JobRef {
     /// time this returns.
     #[inline]
     pub(crate) fn execute(self, mode: Mode) {
-        let header = self.0.as_ptr() as *const JobHeader;
-        // SAFETY: by the type's invariant the header is alive; `execute` is
-        // a plain fn pointer copied out before the call.
-        let f = unsafe { (*header).execute };
-        // SAFETY: we own the only `JobRef` to the job and give it up here.
-        unsafe { f(header, mode) }
+        // SAFETY: by the type's invariant the header (a transparent
+        // `TaskNode`) is alive; we own the only `JobRef` to the job and give
+        // it up here.
+        unsafe { TaskNode::execute(self.0.cast::<TaskNode>(), mode == Mode::Cancel) }
     }
 }
 
@@ -123,8 +129,15 @@ impl JobRef {
 /// mutex the caller holds).
 #[inline]
 pub(crate) unsafe fn set_next(job: *mut JobHeader, next: *mut JobHeader) {
-    // SAFETY: per the contract, the header is alive and its link is ours.
-    unsafe { (*job).next.with_mut(|n| *n = next) }
+    // SAFETY: per the contract, the header (a transparent `TaskNode`) is
+    // alive and its link is ours.
+    unsafe {
+        TaskNode::set_next(
+            NonNull::new_unchecked(job).cast(),
+            next.cast(),
+            Ordering::Relaxed,
+        )
+    }
 }
 
 /// Reads the injector link of `job`.
@@ -133,8 +146,9 @@ pub(crate) unsafe fn set_next(job: *mut JobHeader, next: *mut JobHeader) {
 /// As for [`set_next`].
 #[inline]
 pub(crate) unsafe fn next(job: *mut JobHeader) -> *mut JobHeader {
-    // SAFETY: per the contract, the header is alive and its link is ours.
-    unsafe { (*job).next.with(|n| *n as *mut JobHeader) }
+    // SAFETY: per the contract, the header (a transparent `TaskNode`) is
+    // alive and its link is ours.
+    unsafe { TaskNode::next(NonNull::new_unchecked(job).cast(), Ordering::Relaxed).cast() }
 }
 
 impl fmt::Debug for JobRef {
@@ -209,8 +223,9 @@ impl<P: Payload> Job<P> {
     /// # Safety
     /// `header` is the header of a live `Job<P>`, given up by its only
     /// `JobRef`.
-    unsafe fn execute(header: *const JobHeader, mode: Mode) {
-        let job = header as *const Self;
+    unsafe fn execute(header: NonNull<TaskNode>, stopped: bool) {
+        let mode = Mode::from_stopped(stopped);
+        let job = header.as_ptr() as *const Self;
         // SAFETY: the header is the first field of a live `Job<P>`; we are
         // its single execution, so the payload cell is ours. The borrow of
         // the cell ends before `run`, which may free the job.

@@ -6,8 +6,12 @@ use core::fmt;
 use core::pin::Pin;
 
 use exec_core::{CompletionScheduler, Env, OperationState, Receiver, Scheduler, Sender, SenderTo};
+#[cfg(not(loom))]
+use exec_core::{DynScheduler, SchedulerRef, TaskNode};
 
 use crate::job::{Job, Mode, Payload};
+#[cfg(not(loom))]
+use crate::job::{JobHeader, JobRef};
 use crate::loom::sync::Arc;
 use crate::worker::Shared;
 
@@ -84,6 +88,46 @@ impl Scheduler for PoolScheduler {
         ScheduleSender {
             shared: self.shared.clone(),
         }
+    }
+    /// The pool itself: [`on`](exec_core::on) inside
+    /// [`starts_on`](exec_core::starts_on)`(pool, …)` comes back to the pool,
+    /// through a node queued like any job (no allocation).
+    #[cfg(not(loom))]
+    fn erased(&self) -> Option<SchedulerRef<'_>> {
+        // From `Arc::as_ptr`, not `&*self.shared`: `enqueue` takes a
+        // reference count through it, which needs the whole `Arc`
+        // allocation's provenance.
+        let ptr = core::ptr::NonNull::new(Arc::as_ptr(&self.shared).cast_mut())?;
+        // SAFETY: the `Arc` in `self` keeps the pool state alive for the
+        // borrow of `self`.
+        Some(unsafe { SchedulerRef::from_ptr(ptr) })
+    }
+}
+
+// SAFETY: a node becomes a job queued once and executed once by a worker
+// (or cancelled once, with `stopped`, by a shut-down pool), like a schedule
+// operation's. `this` is only ever a `Shared` inside an `Arc`, with that
+// allocation's provenance (the one `SchedulerRef` to a `Shared` is made from
+// `Arc::as_ptr` in `PoolScheduler::erased`); we take our own
+// reference before submitting, so the pool state stays alive across
+// `submit` even if the node's completion frees the handle it came from.
+#[cfg(not(loom))]
+unsafe impl DynScheduler for crate::worker::Shared {
+    unsafe fn enqueue(this: core::ptr::NonNull<Self>, node: core::ptr::NonNull<TaskNode>) {
+        let ptr: *const Self = this.as_ptr();
+        // SAFETY: `ptr` is the pointee of a live `Arc<Shared>` (see above),
+        // alive when called per the contract.
+        let shared = unsafe {
+            Arc::increment_strong_count(ptr);
+            Arc::from_raw(ptr)
+        };
+        // SAFETY: the node is a `TaskNode` (which `JobHeader` wraps
+        // transparently) derived from its whole operation state, alive until
+        // executed and queued nowhere else (the caller's contract); this is
+        // the only `JobRef` made for it.
+        let job = unsafe { JobRef::new(node.as_ptr().cast::<JobHeader>()) };
+        shared.submit(job);
+        drop(shared);
     }
 }
 

@@ -30,7 +30,7 @@ pub use finally::{Finally, FinallyFirstReceiver, FinallyOp, FinallySecondReceive
 pub use into_result::{IntoResult, IntoResultReceiver};
 pub use map_error::{MapError, MapErrorReceiver};
 pub use materialize::{Materialize, MaterializeReceiver};
-pub use on::{On, on};
+pub use on::{On, OnReturningTo, on, on_returning_to};
 pub use starts_on::{StartsOn, StartsOnOp, StartsOnReceiver, StartsOnScheduleReceiver, starts_on};
 pub use stopped_as_error::{StoppedAsError, StoppedAsErrorReceiver};
 pub use stopped_as_optional::{StoppedAsOptional, StoppedAsOptionalReceiver};
@@ -73,3 +73,4 @@ mod ensure_started;
 pub use ensure_started::{EnsureStarted, EnsureStartedOp, EnsureStartedReceiver};
 #[allow(unused_imports)]
 pub(crate) use ensure_started::{Hooks, start_eagerly};
+pub use write_env::WithScheduler;

@@ -33,8 +33,8 @@ use core::pin::Pin;
 use crate::loom::cell::UnsafeCell;
 use crate::loom::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use crate::{
-    Env, OnStop, OperationState, PanicPayload, ParentRef, Receiver, SenderTo, StopCallback,
-    StopSource, StopToken,
+    Env, OnStop, OperationState, PanicPayload, ParentRef, Receiver, SchedulerRef, SenderTo,
+    StopCallback, StopSource, StopToken,
 };
 
 /// Whether `E` has no values (like [`core::convert::Infallible`]), as far as
@@ -139,6 +139,9 @@ pub(crate) struct Join<P> {
     /// The receiver's stop token. Written once in `start`, before any child
     /// runs; only read afterwards.
     outer: UnsafeCell<StopToken<'static>>,
+    /// The receiver's current scheduler, which children see too. Written
+    /// once in `start`, before any child runs; only read afterwards.
+    scheduler: UnsafeCell<Option<SchedulerRef<'static>>>,
     /// Chains `outer` to `source`. Written (and registered) in `start` before
     /// any child runs; afterwards only the completer touches it, after every
     /// other reference is gone, and drops it in place.
@@ -153,25 +156,33 @@ impl<P> Join<P> {
             stoppable,
             source: StopSource::new(),
             outer: UnsafeCell::new(StopToken::never()),
+            scheduler: UnsafeCell::new(None),
             forward: UnsafeCell::new(None),
         }
     }
 
-    /// Records the receiver's stop token and, if siblings can be stopped,
-    /// chains it to the children's stop source.
+    /// Records the answers of the receiver's environment `env` that
+    /// children see (its stop token and scheduler) and, if siblings can be
+    /// stopped, chains the token to the children's stop source.
     ///
     /// # Safety
     /// Called once, from the parent's `start`, before any child is started.
-    /// `parent` is the started (pinned) parent owning `self`, and `outer`
-    /// comes from the environment of the receiver the parent will complete.
-    pub(crate) unsafe fn start(&self, parent: Pin<&P>, outer: StopToken<'_>)
+    /// `parent` is the started (pinned) parent owning `self`, and `env` is
+    /// the environment of the receiver the parent will complete.
+    pub(crate) unsafe fn start(&self, parent: Pin<&P>, env: &impl Env)
     where
         P: JoinParent,
     {
+        // SAFETY: the answer borrows from the downstream receiver, which
+        // stays in the parent until every child has arrived (children stop
+        // asking their environment before they arrive).
+        let scheduler = env.scheduler().map(|s| unsafe { s.detach() });
+        // SAFETY: no child runs yet, so nobody else accesses the cell.
+        self.scheduler.with_mut(|s| unsafe { *s = scheduler });
         // SAFETY: the token comes from the downstream receiver's environment,
         // which outlives every use: children stop using it before they
         // arrive, and `forward` is dropped before the receiver is completed.
-        let outer = unsafe { outer.detach() };
+        let outer = unsafe { env.stop_token().detach() };
         // SAFETY: no child runs yet, so nobody else accesses the cell.
         self.outer.with_mut(|o| unsafe { *o = outer });
         if !(self.stoppable && outer.stop_possible()) {
@@ -201,6 +212,15 @@ impl<P> Join<P> {
         // May run the forwarder inline (stop already requested): it holds a
         // reference while no child has arrived, so it cannot complete us.
         callback.register();
+    }
+
+    /// The environment children see.
+    pub(crate) fn child_env(&self) -> ChildEnv<'_> {
+        ChildEnv {
+            token: self.child_token(),
+            // SAFETY: written before any child started; read-only since.
+            scheduler: self.scheduler.with(|s| unsafe { *s }),
+        }
     }
 
     /// The stop token children observe.
@@ -435,30 +455,30 @@ impl<R> Downstream<R> {
     }
 }
 
-/// The environment a child of an n-ary operation sees: the parent's child
-/// stop token. (Other queries answer with their defaults.)
+/// The environment a child of an n-ary operation sees
+/// ([`Join::child_env`]): the parent's child stop token, and the
+/// downstream receiver's scheduler (children run where the parent was
+/// started).
 ///
-/// A query added to [`Env`] must be decided here: most (a scheduler, say)
-/// should answer what the downstream receiver's environment answers, which
-/// the state's `Downstream` can lend while a child has not arrived.
+/// A query added to [`Env`] must be decided here: most should answer what
+/// the downstream receiver's environment answers, captured in
+/// [`Join::start`].
 #[derive(Debug)]
 pub(crate) struct ChildEnv<'a> {
     token: StopToken<'a>,
-}
-
-impl<'a> ChildEnv<'a> {
-    pub(crate) fn new(token: StopToken<'a>) -> Self {
-        ChildEnv { token }
-    }
+    scheduler: Option<SchedulerRef<'a>>,
 }
 
 const _: () = assert!(
-    crate::env::QUERIES == 1,
+    crate::env::QUERIES == 2,
     "decide what n-ary children see for the new Env query in `ChildEnv`"
 );
 
 impl Env for ChildEnv<'_> {
     fn stop_token(&self) -> StopToken<'_> {
         self.token
+    }
+    fn scheduler(&self) -> Option<SchedulerRef<'_>> {
+        self.scheduler
     }
 }

@@ -3,8 +3,10 @@ use core::marker::PhantomPinned;
 use core::pin::Pin;
 
 use super::inplace::{Child, ReceiverSlot};
+use super::write_env::{EnvOverlay, OverlayEnv};
 use crate::{
-    Env, IntoError, OperationState, PanicPayload, ParentRef, Receiver, Scheduler, Sender, SenderTo,
+    Env, IntoError, OperationState, PanicPayload, ParentRef, Receiver, Scheduler, SchedulerRef,
+    Sender, SenderTo,
 };
 
 /// Starts `sender` on `scheduler`'s execution context: the returned sender
@@ -22,6 +24,11 @@ use crate::{
 /// schedule operation and `sender`: a stop request before the scheduler
 /// runs the work typically ends it *stopped* without running `sender`.
 ///
+/// # Environment
+/// `sender` sees `scheduler` as the current scheduler
+/// ([`Env::scheduler`]): its [`erased`](Scheduler::erased) form, or none if
+/// it has none. Every other query is the receiver's.
+///
 /// # Panics
 /// A panic delivered by the schedule operation or by `sender` is forwarded
 /// through [`Receiver::set_panic`].
@@ -35,69 +42,88 @@ use crate::{
 ///
 /// # See also
 /// [`continues_on`](crate::SenderExt::continues_on), [`on`](crate::on).
-pub fn starts_on<Sch, S>(scheduler: Sch, sender: S) -> StartsOn<Sch::Sender, S>
+pub fn starts_on<Sch, S>(scheduler: Sch, sender: S) -> StartsOn<Sch, S>
 where
     Sch: Scheduler,
     S: Sender,
     <Sch::Sender as Sender>::Error: IntoError<S::Error>,
 {
-    StartsOn {
-        schedule: scheduler.schedule(),
-        sender,
-    }
+    StartsOn { scheduler, sender }
 }
 
-/// Sender for the [`starts_on`] function. `Sch` is the scheduler's
-/// `schedule()` sender.
+/// Sender for the [`starts_on`] function.
 #[must_use = "senders do nothing unless connected and started"]
 #[derive(Clone, Debug)]
 pub struct StartsOn<Sch, S> {
-    schedule: Sch,
+    scheduler: Sch,
     sender: S,
 }
 
 impl<Sch, S> Sender for StartsOn<Sch, S>
 where
-    Sch: Sender<Output = ()>,
+    Sch: Scheduler,
     S: Sender,
-    Sch::Error: IntoError<S::Error>,
+    <Sch::Sender as Sender>::Error: IntoError<S::Error>,
 {
     type Output = S::Output;
     type Error = S::Error;
-    const SENDS_STOPPED: bool = Sch::SENDS_STOPPED || S::SENDS_STOPPED;
+    const SENDS_STOPPED: bool = <Sch::Sender as Sender>::SENDS_STOPPED || S::SENDS_STOPPED;
 }
 
-/// What the schedule operation's receiver reaches through its [`ParentRef`];
-/// the work's receiver only reaches `receiver`.
-struct Shared<S, R>
-where
-    S: SenderTo<StartsOnReceiver<R>>,
-{
-    /// Taken by the final completion. Structurally pinned: the work's
-    /// receiver refers to it.
+/// What the work's receiver reaches through its [`ParentRef`]: the
+/// downstream receiver and the scheduler it reports as current.
+struct Downstream<R, Sch> {
+    /// Taken by the final completion.
     receiver: ReceiverSlot<R>,
+    /// Read-only after `connect`.
+    scheduler: AsCurrent<Sch>,
+}
+
+/// Reports a scheduler as the current one ([`Env::scheduler`]).
+struct AsCurrent<Sch>(Sch);
+
+impl<Sch: Scheduler> EnvOverlay for AsCurrent<Sch> {
+    #[inline]
+    fn scheduler(&self) -> Option<Option<SchedulerRef<'_>>> {
+        Some(self.0.erased())
+    }
+}
+
+/// What the schedule operation's receiver reaches through its [`ParentRef`].
+struct Shared<Sch, S, R>
+where
+    S: SenderTo<StartsOnReceiver<R, Sch>>,
+{
+    /// Structurally pinned: the work's receiver refers to it.
+    downstream: Downstream<R, Sch>,
     /// Connected and started by the schedule operation's value completion.
     /// Structurally pinned.
     work: Child<S, S::Operation>,
 }
 
+/// The schedule operation inside [`StartsOnOp`].
+type ScheduleOp<Sch, S, R> =
+    <<Sch as Scheduler>::Sender as SenderTo<StartsOnScheduleReceiver<Sch, S, R>>>::Operation;
+
 /// Operation state of [`StartsOn`].
 pub struct StartsOnOp<Sch, S, R>
 where
-    Sch: SenderTo<StartsOnScheduleReceiver<S, R>>,
-    S: SenderTo<StartsOnReceiver<R>>,
+    Sch: Scheduler,
+    Sch::Sender: SenderTo<StartsOnScheduleReceiver<Sch, S, R>>,
+    S: SenderTo<StartsOnReceiver<R, Sch>>,
 {
     /// Structurally pinned: the schedule operation once started.
-    schedule: Child<Sch, Sch::Operation>,
+    schedule: Child<Sch::Sender, ScheduleOp<Sch, S, R>>,
     /// Structurally pinned: children refer to it through `ParentRef`.
-    shared: Shared<S, R>,
+    shared: Shared<Sch, S, R>,
     _pin: PhantomPinned,
 }
 
 impl<Sch, S, R> fmt::Debug for StartsOnOp<Sch, S, R>
 where
-    Sch: SenderTo<StartsOnScheduleReceiver<S, R>>,
-    S: SenderTo<StartsOnReceiver<R>>,
+    Sch: Scheduler,
+    Sch::Sender: SenderTo<StartsOnScheduleReceiver<Sch, S, R>>,
+    S: SenderTo<StartsOnReceiver<R, Sch>>,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StartsOnOp").finish_non_exhaustive()
@@ -106,17 +132,21 @@ where
 
 impl<Sch, S, R> SenderTo<R> for StartsOn<Sch, S>
 where
-    Sch: SenderTo<StartsOnScheduleReceiver<S, R>, Output = ()>,
-    S: SenderTo<StartsOnReceiver<R>>,
-    Sch::Error: IntoError<S::Error>,
+    Sch: Scheduler,
+    Sch::Sender: SenderTo<StartsOnScheduleReceiver<Sch, S, R>, Output = ()>,
+    S: SenderTo<StartsOnReceiver<R, Sch>>,
+    <Sch::Sender as Sender>::Error: IntoError<S::Error>,
     R: Receiver<S::Output, S::Error>,
 {
     type Operation = StartsOnOp<Sch, S, R>;
     fn connect(self, receiver: R) -> StartsOnOp<Sch, S, R> {
         StartsOnOp {
-            schedule: Child::new(self.schedule),
+            schedule: Child::new(self.scheduler.schedule()),
             shared: Shared {
-                receiver: ReceiverSlot::new(receiver),
+                downstream: Downstream {
+                    receiver: ReceiverSlot::new(receiver),
+                    scheduler: AsCurrent(self.scheduler),
+                },
                 work: Child::new(self.sender),
             },
             _pin: PhantomPinned,
@@ -126,9 +156,10 @@ where
 
 impl<Sch, S, R> OperationState for StartsOnOp<Sch, S, R>
 where
-    Sch: SenderTo<StartsOnScheduleReceiver<S, R>, Output = ()>,
-    S: SenderTo<StartsOnReceiver<R>>,
-    Sch::Error: IntoError<S::Error>,
+    Sch: Scheduler,
+    Sch::Sender: SenderTo<StartsOnScheduleReceiver<Sch, S, R>, Output = ()>,
+    S: SenderTo<StartsOnReceiver<R, Sch>>,
+    <Sch::Sender as Sender>::Error: IntoError<S::Error>,
     R: Receiver<S::Output, S::Error>,
 {
     unsafe fn start(self: Pin<&mut Self>) {
@@ -150,16 +181,16 @@ where
 }
 
 /// The receiver [`StartsOn`] connects the schedule operation to.
-pub struct StartsOnScheduleReceiver<S, R>
+pub struct StartsOnScheduleReceiver<Sch, S, R>
 where
-    S: SenderTo<StartsOnReceiver<R>>,
+    S: SenderTo<StartsOnReceiver<R, Sch>>,
 {
-    parent: ParentRef<Shared<S, R>>,
+    parent: ParentRef<Shared<Sch, S, R>>,
 }
 
-impl<S, R> fmt::Debug for StartsOnScheduleReceiver<S, R>
+impl<Sch, S, R> fmt::Debug for StartsOnScheduleReceiver<Sch, S, R>
 where
-    S: SenderTo<StartsOnReceiver<R>>,
+    S: SenderTo<StartsOnReceiver<R, Sch>>,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StartsOnScheduleReceiver")
@@ -167,9 +198,9 @@ where
     }
 }
 
-impl<S, R> StartsOnScheduleReceiver<S, R>
+impl<Sch, S, R> StartsOnScheduleReceiver<Sch, S, R>
 where
-    S: SenderTo<StartsOnReceiver<R>>,
+    S: SenderTo<StartsOnReceiver<R, Sch>>,
 {
     /// The schedule operation did not produce a value: drop the work unrun
     /// and hand back the downstream receiver to complete.
@@ -180,23 +211,23 @@ where
         // borrow is alive (our receiver is consumed).
         unsafe {
             shared.work.discard();
-            shared.receiver.take()
+            shared.downstream.receiver.take()
         }
     }
 }
 
-impl<S, R, SE> Receiver<(), SE> for StartsOnScheduleReceiver<S, R>
+impl<Sch, S, R, SE> Receiver<(), SE> for StartsOnScheduleReceiver<Sch, S, R>
 where
-    S: SenderTo<StartsOnReceiver<R>>,
+    S: SenderTo<StartsOnReceiver<R, Sch>>,
     SE: IntoError<S::Error>,
     R: Receiver<S::Output, S::Error>,
 {
     fn set_value(self, (): ()) {
         let shared = self.parent.get_pin();
-        // SAFETY: `receiver` is structurally pinned in the pinned shared
+        // SAFETY: `downstream` is structurally pinned in the pinned shared
         // state, which outlives the work (the parent completes only from the
         // work's completion).
-        let parent = unsafe { ParentRef::new(shared.map_unchecked(|s| &s.receiver)) };
+        let parent = unsafe { ParentRef::new(shared.map_unchecked(|s| &s.downstream)) };
         // SAFETY: structurally pinned field of the pinned shared state.
         let work = unsafe { shared.map_unchecked(|s| &s.work) };
         // SAFETY: started once (the schedule op completes once), nothing else
@@ -215,32 +246,33 @@ where
     fn env(&self) -> impl Env + '_ {
         // SAFETY: the receiver is taken only by a completion, which consumes
         // the last child receiver; not while `&self` is borrowed.
-        unsafe { self.parent.get().receiver.get() }.env()
+        unsafe { self.parent.get().downstream.receiver.get() }.env()
     }
 }
 
 /// The receiver [`StartsOn`] connects the started sender to.
-pub struct StartsOnReceiver<R> {
-    parent: ParentRef<ReceiverSlot<R>>,
+pub struct StartsOnReceiver<R, Sch> {
+    parent: ParentRef<Downstream<R, Sch>>,
 }
 
-impl<R> fmt::Debug for StartsOnReceiver<R> {
+impl<R, Sch> fmt::Debug for StartsOnReceiver<R, Sch> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StartsOnReceiver").finish_non_exhaustive()
     }
 }
 
-impl<R> StartsOnReceiver<R> {
+impl<R, Sch> StartsOnReceiver<R, Sch> {
     fn take(self) -> R {
         // SAFETY: the work completes once and is the last child; no `env()`
         // borrow is alive (our receiver is consumed).
-        unsafe { self.parent.get().take() }
+        unsafe { self.parent.get().receiver.take() }
     }
 }
 
-impl<R, T, E> Receiver<T, E> for StartsOnReceiver<R>
+impl<R, Sch, T, E> Receiver<T, E> for StartsOnReceiver<R, Sch>
 where
     R: Receiver<T, E>,
+    Sch: Scheduler,
 {
     fn set_value(self, value: T) {
         self.take().set_value(value)
@@ -255,7 +287,9 @@ where
         self.take().set_panic(payload)
     }
     fn env(&self) -> impl Env + '_ {
+        let downstream = self.parent.get();
         // SAFETY: taken only by this receiver's completion, which consumes it.
-        unsafe { self.parent.get().get() }.env()
+        let base = unsafe { downstream.receiver.get() }.env();
+        OverlayEnv::new(&downstream.scheduler, base)
     }
 }

@@ -1,7 +1,7 @@
 use core::marker::PhantomPinned;
 use core::pin::Pin;
 
-use crate::adaptor::nary::{ChildEnv, ChildOp, Downstream, Join, JoinParent, Slot};
+use crate::adaptor::nary::{ChildOp, Downstream, Join, JoinParent, Slot};
 use crate::{Env, OperationState, PanicPayload, ParentRef, Receiver, Sender, SenderTo};
 
 /// Runs `sender` and races it against `trigger`: when the trigger completes
@@ -183,7 +183,7 @@ impl<T, E, R: Receiver<T, E>> Receiver<T, E> for StopWhenReceiver<StopWhenState<
         self.finish(Done::Panic(payload))
     }
     fn env(&self) -> impl Env + '_ {
-        ChildEnv::new(self.state.get().join.child_token())
+        self.state.get().join.child_env()
     }
 }
 
@@ -217,7 +217,7 @@ where
         self.fire()
     }
     fn env(&self) -> impl Env + '_ {
-        ChildEnv::new(self.state.get().join.child_token())
+        self.state.get().join.child_env()
     }
 }
 
@@ -266,11 +266,7 @@ where
         // SAFETY: `this` is valid; `state` is never moved.
         let state = unsafe { Pin::new_unchecked(&(*this).state) };
         // SAFETY: called once, before any child starts.
-        unsafe {
-            state
-                .receiver
-                .with(|r| state.join.start(state, r.env().stop_token()))
-        };
+        unsafe { state.receiver.with(|r| state.join.start(state, &r.env())) };
         // SAFETY: the op is started and outlives both children (each holds a
         // reference); the trigger has not started, so the op is alive when
         // we connect it. After its `start` we touch nothing.

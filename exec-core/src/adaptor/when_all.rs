@@ -2,7 +2,7 @@ use core::marker::PhantomPinned;
 use core::pin::Pin;
 
 use crate::adaptor::nary::{
-    ChildEnv, ChildOp, Downstream, Failure, Join, JoinParent, Outcome, Slot, Verdict, uninhabited,
+    ChildOp, Downstream, Failure, Join, JoinParent, Outcome, Slot, Verdict, uninhabited,
 };
 use crate::{Env, OperationState, PanicPayload, ParentRef, Receiver, Sender, SenderTo};
 
@@ -247,7 +247,7 @@ where
         unsafe { Join::arrive(self.state) };
     }
     fn env(&self) -> impl Env + '_ {
-        ChildEnv::new(self.state.get().join.child_token())
+        self.state.get().join.child_env()
     }
 }
 
@@ -371,7 +371,7 @@ macro_rules! when_all_tuple {
                 unsafe {
                     state
                         .receiver
-                        .with(|r| state.join.start(state, r.env().stop_token()))
+                        .with(|r| state.join.start(state, &r.env()))
                 };
                 $(
                     // SAFETY: the op is started, so pinned and kept alive

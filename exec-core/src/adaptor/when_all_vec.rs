@@ -3,7 +3,7 @@ use core::marker::PhantomPinned;
 use core::pin::Pin;
 
 use crate::adaptor::nary::{
-    ChildEnv, ChildOp, Downstream, Failure, Join, JoinParent, Outcome, Slot, Verdict, uninhabited,
+    ChildOp, Downstream, Failure, Join, JoinParent, Outcome, Slot, Verdict, uninhabited,
 };
 use crate::{Env, OperationState, PanicPayload, ParentRef, Receiver, Sender, SenderTo};
 
@@ -201,11 +201,7 @@ where
             return;
         }
         // SAFETY: called once, before any child starts.
-        unsafe {
-            state
-                .receiver
-                .with(|r| state.join.start(state, r.env().stop_token()))
-        };
+        unsafe { state.receiver.with(|r| state.join.start(state, &r.env())) };
         for index in 0..n {
             // SAFETY: element `index` is in bounds, pinned in the buffer and
             // kept alive until it completed (it holds a reference). After the
@@ -265,6 +261,6 @@ impl<T, E, R: Receiver<Vec<T>, E>> Receiver<T, E> for WhenAllVecReceiver<WhenAll
         unsafe { Join::arrive(self.state) };
     }
     fn env(&self) -> impl Env + '_ {
-        ChildEnv::new(self.state.get().join.child_token())
+        self.state.get().join.child_env()
     }
 }

@@ -1,7 +1,7 @@
 use core::marker::PhantomPinned;
 use core::pin::Pin;
 
-use crate::adaptor::nary::{ChildEnv, ChildOp, Downstream, Failure, Join, JoinParent, Slot};
+use crate::adaptor::nary::{ChildOp, Downstream, Failure, Join, JoinParent, Slot};
 use crate::loom::sync::atomic::{AtomicBool, Ordering};
 use crate::{Env, OperationState, PanicPayload, ParentRef, Receiver, Sender, SenderTo};
 
@@ -207,7 +207,7 @@ impl<T, E, R: Receiver<T, E>> Receiver<T, E> for WhenAnyReceiver<WhenAnyState<T,
         unsafe { Join::arrive(self.state) };
     }
     fn env(&self) -> impl Env + '_ {
-        ChildEnv::new(self.state.get().join.child_token())
+        self.state.get().join.child_env()
     }
 }
 
@@ -261,7 +261,7 @@ macro_rules! when_any_tuple {
                 unsafe {
                     state
                         .receiver
-                        .with(|r| state.join.start(state, r.env().stop_token()))
+                        .with(|r| state.join.start(state, &r.env()))
                 };
                 $(
                     // SAFETY: the op is started and outlives this child (it

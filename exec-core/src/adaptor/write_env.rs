@@ -1,6 +1,6 @@
 use core::fmt;
 
-use crate::{Env, PanicPayload, Receiver, Sender, SenderTo, StopSource, StopToken};
+use crate::{Env, PanicPayload, Receiver, SchedulerRef, Sender, SenderTo, StopSource, StopToken};
 
 /// Answers some environment queries in place of the receiver's environment;
 /// used with [`write_env`](crate::SenderExt::write_env).
@@ -25,6 +25,12 @@ pub trait EnvOverlay {
     /// The stop token to report, or `None` to forward the query.
     #[inline]
     fn stop_token(&self) -> Option<StopToken<'_>> {
+        None
+    }
+    /// The current scheduler to report (`Some(None)`: report none), or
+    /// `None` to forward the query.
+    #[inline]
+    fn scheduler(&self) -> Option<Option<SchedulerRef<'_>>> {
         None
     }
 }
@@ -77,6 +83,39 @@ impl<O: EnvOverlay + ?Sized> EnvOverlay for &O {
     fn stop_token(&self) -> Option<StopToken<'_>> {
         (**self).stop_token()
     }
+    #[inline]
+    fn scheduler(&self) -> Option<Option<SchedulerRef<'_>>> {
+        (**self).scheduler()
+    }
+}
+
+/// An [`EnvOverlay`] that replaces the current scheduler
+/// ([`Env::scheduler`]) and forwards every other query.
+///
+/// ```
+/// use exec_core::{read_env, sync_wait, InlineScheduler, Scheduler, SenderExt, WithScheduler};
+/// let inline = InlineScheduler.erased().unwrap();
+/// let seen = read_env(move |env| env.scheduler() == Some(inline))
+///     .write_env(WithScheduler::new(Some(inline)));
+/// assert_eq!(sync_wait(seen), Ok(Some(true)));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct WithScheduler<'a> {
+    scheduler: Option<SchedulerRef<'a>>,
+}
+
+impl<'a> WithScheduler<'a> {
+    /// Reports `scheduler` (`None`: no current scheduler).
+    pub fn new(scheduler: Option<SchedulerRef<'a>>) -> Self {
+        WithScheduler { scheduler }
+    }
+}
+
+impl EnvOverlay for WithScheduler<'_> {
+    #[inline]
+    fn scheduler(&self) -> Option<Option<SchedulerRef<'_>>> {
+        Some(self.scheduler)
+    }
 }
 
 /// The environment [`WriteEnv`]'s receiver reports: `overlay` over `base`.
@@ -91,7 +130,7 @@ pub struct OverlayEnv<'a, O: ?Sized, B> {
 }
 
 const _: () = assert!(
-    crate::env::QUERIES == 1,
+    crate::env::QUERIES == 2,
     "forward the new Env query in `OverlayEnv` and add it to `EnvOverlay`"
 );
 
@@ -102,6 +141,20 @@ impl<O: EnvOverlay + ?Sized, B: Env> Env for OverlayEnv<'_, O, B> {
             Some(token) => token,
             None => self.base.stop_token(),
         }
+    }
+    #[inline]
+    fn scheduler(&self) -> Option<SchedulerRef<'_>> {
+        match self.overlay.scheduler() {
+            Some(scheduler) => scheduler,
+            None => self.base.scheduler(),
+        }
+    }
+}
+
+impl<'a, O: ?Sized, B> OverlayEnv<'a, O, B> {
+    /// `overlay` over `base`.
+    pub(crate) fn new(overlay: &'a O, base: B) -> Self {
+        OverlayEnv { overlay, base }
     }
 }
 

@@ -1,8 +1,12 @@
 use core::convert::Infallible;
 use core::marker::PhantomPinned;
 use core::pin::Pin;
+use core::ptr::NonNull;
 
-use crate::{CompletionScheduler, Env, OperationState, Receiver, Scheduler, Sender, SenderTo};
+use crate::{
+    CompletionScheduler, DynScheduler, Env, OperationState, Receiver, Scheduler, SchedulerRef,
+    Sender, SenderTo, TaskNode,
+};
 
 /// A scheduler whose `schedule()` completes at once, on the thread that
 /// starts it.
@@ -33,6 +37,24 @@ impl Scheduler for InlineScheduler {
     type Sender = InlineSender;
     fn schedule(&self) -> InlineSender {
         InlineSender
+    }
+    /// A context that executes a node at once, inside `enqueue`.
+    fn erased(&self) -> Option<SchedulerRef<'_>> {
+        Some(SchedulerRef::new(&INLINE_CONTEXT))
+    }
+}
+
+/// What [`InlineScheduler::erased`] refers to: one byte, so that it has an
+/// address of its own (a context is identified by its address).
+struct InlineContext(#[allow(dead_code)] u8);
+
+static INLINE_CONTEXT: InlineContext = InlineContext(0);
+
+// SAFETY: executes the node once, inline, and touches nothing afterwards.
+unsafe impl DynScheduler for InlineContext {
+    unsafe fn enqueue(_this: NonNull<Self>, node: NonNull<TaskNode>) {
+        // SAFETY: the caller hands over a live node, executed only here.
+        unsafe { TaskNode::execute(node, false) }
     }
 }
 

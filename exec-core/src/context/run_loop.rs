@@ -8,19 +8,28 @@ use core::convert::Infallible;
 use core::fmt;
 use core::marker::PhantomPinned;
 use core::pin::Pin;
-use core::ptr;
+use core::ptr::{self, NonNull};
 
 use crate::context::blocking::NonBlockingGuard;
 use crate::loom::cell::UnsafeCell;
+use crate::loom::sync::atomic::Ordering;
 use crate::loom::sync::{Condvar, Mutex};
-use crate::{CompletionScheduler, Env, OperationState, Receiver, Scheduler, Sender, SenderTo};
+use crate::{
+    CompletionScheduler, DynScheduler, Env, OperationState, Receiver, Scheduler, SchedulerRef,
+    Sender, SenderTo, TaskNode,
+};
 
 /// A queue node: the first field of every operation state queued on a loop.
-struct Task {
-    /// Next node. Guarded by the loop's mutex while queued.
-    next: UnsafeCell<*const Task>,
-    /// Runs the operation this node belongs to.
-    execute: unsafe fn(*const Task),
+/// Its link is guarded by the loop's mutex while queued (so `Relaxed`).
+type Task = TaskNode;
+
+/// `task` as the non-null pointer `TaskNode`'s functions take.
+///
+/// # Safety
+/// `task` is not null.
+unsafe fn node(task: *const Task) -> NonNull<TaskNode> {
+    // SAFETY: per the contract.
+    unsafe { NonNull::new_unchecked(task.cast_mut()) }
 }
 
 struct Queue {
@@ -110,7 +119,7 @@ impl RunLoop {
                         let task = q.head;
                         // SAFETY: queued nodes are alive (their operations
                         // are started and not complete); mutex held.
-                        q.head = unsafe { (*task).next.with(|n| *n) };
+                        q.head = unsafe { TaskNode::next(node(task), Ordering::Relaxed) };
                         if q.head.is_null() {
                             q.tail = ptr::null();
                         }
@@ -126,7 +135,7 @@ impl RunLoop {
             };
             // SAFETY: `task` was queued by a started operation that waits for
             // this call to complete it; it is executed once (popped once).
-            unsafe { ((*task).execute)(task) };
+            unsafe { TaskNode::execute(node(task), false) };
         }
     }
 
@@ -157,7 +166,10 @@ impl RunLoop {
         if q.sleepers > 0 {
             wakeup.notify_all();
         }
-        drop(q);
+        // `q` unlocks as it goes out of scope. Not `drop(q)`: passing the
+        // guard to a function protects the `&Mutex` inside it for the whole
+        // call, past the unlock, while the owner may already free the loop
+        // (miri reports it).
     }
 
     /// # Safety
@@ -166,11 +178,11 @@ impl RunLoop {
         let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
         // SAFETY: caller keeps `task` alive; mutex held for `tail`.
         unsafe {
-            (*task).next.with_mut(|n| *n = ptr::null());
+            TaskNode::set_next(node(task), ptr::null_mut(), Ordering::Relaxed);
             if q.tail.is_null() {
                 q.head = task;
             } else {
-                (*q.tail).next.with_mut(|n| *n = task);
+                TaskNode::set_next(node(q.tail), task.cast_mut(), Ordering::Relaxed);
             }
         }
         q.tail = task;
@@ -222,6 +234,10 @@ impl<'a> Scheduler for RunLoopScheduler<'a> {
             run_loop: self.run_loop,
         }
     }
+    /// The loop itself (it implements [`DynScheduler`]).
+    fn erased(&self) -> Option<SchedulerRef<'_>> {
+        Some(SchedulerRef::new(self.run_loop))
+    }
 }
 
 /// Sender of [`RunLoopScheduler::schedule`].
@@ -254,10 +270,7 @@ impl<'a, R: Receiver<(), Infallible> + Send> SenderTo<R> for RunLoopSender<'a> {
     type Operation = RunLoopScheduleOp<'a, R>;
     fn connect(self, receiver: R) -> RunLoopScheduleOp<'a, R> {
         RunLoopScheduleOp {
-            task: Task {
-                next: UnsafeCell::new(ptr::null()),
-                execute: Self::execute::<R>,
-            },
+            task: Task::new(Self::execute::<R>),
             run_loop: self.run_loop,
             receiver: UnsafeCell::new(Some(receiver)),
             _pin: PhantomPinned,
@@ -268,8 +281,8 @@ impl<'a, R: Receiver<(), Infallible> + Send> SenderTo<R> for RunLoopSender<'a> {
 impl RunLoopSender<'_> {
     /// # Safety
     /// `task` is the `task` field of a live `RunLoopScheduleOp<R>`, executed once.
-    unsafe fn execute<R: Receiver<(), Infallible>>(task: *const Task) {
-        let op = task as *const RunLoopScheduleOp<'_, R>;
+    unsafe fn execute<R: Receiver<(), Infallible>>(task: NonNull<Task>, _stopped: bool) {
+        let op = task.as_ptr() as *const RunLoopScheduleOp<'_, R>;
         // SAFETY: `task` is the first field of a `#[repr(C)]` op; the
         // receiver cell is only touched here once the op is queued.
         let receiver = unsafe { (*op).receiver.with_mut(|r| (*r).take()) };
@@ -311,5 +324,38 @@ impl<R: Receiver<(), Infallible>> OperationState for RunLoopScheduleOp<'_, R> {
         // SAFETY: the op is pinned and, by `start`'s contract, alive until it
         // completes, which happens in `execute` after the loop pops it.
         unsafe { self.run_loop.push(task) };
+    }
+}
+
+// SAFETY: `enqueue` links the node under the mutex and `run` pops and
+// executes it once; the loop is reached only through local borrows that end
+// with the unlock that publishes the node (as in `finish_raw`), after which
+// `run` may execute it and the loop's owner free the loop.
+unsafe impl DynScheduler for RunLoop {
+    unsafe fn enqueue(this: NonNull<Self>, node: NonNull<TaskNode>) {
+        let this = this.as_ptr() as *const Self;
+        // SAFETY: live per the contract; these borrows are locals, not
+        // function arguments, and end with the unlock below.
+        let (queue, wakeup) = unsafe { (&(*this).queue, &(*this).wakeup) };
+        let task: *const Task = node.as_ptr();
+        let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: the caller keeps the node alive until executed; mutex held
+        // for the links.
+        unsafe {
+            TaskNode::set_next(node, ptr::null_mut(), Ordering::Relaxed);
+            if q.tail.is_null() {
+                q.head = task;
+            } else {
+                TaskNode::set_next(self::node(q.tail), node.as_ptr(), Ordering::Relaxed);
+            }
+        }
+        q.tail = task;
+        // Notify while holding the lock: once it is released, the node may
+        // run and the loop's owner free the loop.
+        if q.sleepers > 0 {
+            wakeup.notify_one();
+        }
+        // `q` unlocks as it goes out of scope (not `drop(q)`: see
+        // `finish_raw`).
     }
 }
