@@ -5,7 +5,10 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::pin::pin;
 
-use exec::{OperationState, Receiver, RunLoop, Scheduler, SenderExt, SenderTo, just, sync_wait};
+use exec::{
+    OperationState, Receiver, RunLoop, Scheduler, SenderExt, SenderTo, just, just_error, sync_wait,
+    when_all,
+};
 
 struct Counting;
 
@@ -89,4 +92,38 @@ fn run_loop_scheduled_chain_allocates_nothing() {
     });
     assert_eq!(result.get(), Some(42));
     assert_eq!(n, 0, "allocations on the RunLoop path");
+}
+
+#[test]
+fn when_all_of_then_and_let_value_allocates_nothing() {
+    // The exact case of issue 2: a when_all over a `then` and a `let_value`,
+    // followed by a `then`, run by sync_wait.
+    let (out, n) = allocations_during(|| {
+        sync_wait(
+            when_all(
+                just(1).then(|x| x + 10),
+                just(2).let_value(|y| just(y * 100).then(|z| z + 1)),
+            )
+            .then(|(a, b)| a + b),
+        )
+    });
+    assert_eq!(out, Ok(Some(11 + 201)));
+    assert_eq!(n, 0, "allocations on the when_all/let_value path");
+}
+
+#[test]
+fn when_all_with_stop_machinery_allocates_nothing() {
+    // Children that can fail: when_all carries its stop source and chains it
+    // to the receiver's token; an error stops the sibling. Still no heap.
+    let (out, n) = allocations_during(|| {
+        sync_wait(
+            when_all(
+                just(1).with_error::<u32>().then(|x| x + 10),
+                just_error::<i32, u32>(7).let_value(|y| just(y * 100).with_error::<u32>()),
+            )
+            .then(|(a, b)| a + b),
+        )
+    });
+    assert_eq!(out, Err(7));
+    assert_eq!(n, 0, "allocations on the failing when_all path");
 }

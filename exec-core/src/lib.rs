@@ -1,7 +1,7 @@
 //! The sender/receiver protocol of C++26 `std::execution` (P2300), in Rust.
 //!
 //! Work is described as lazy [`Sender`]s, composed with algorithms
-//! ([`then`](SenderExt::then), [`when_all`], [`let_value`](SenderExt::let_value),
+//! ([`then`](SenderExt::then), [`when_all`](fn@when_all), [`let_value`](SenderExt::let_value),
 //! …) and run by a consumer such as [`sync_wait`]. Nothing runs until an
 //! operation state is started; every started operation completes exactly once,
 //! on one of the channels *value*, *error* or *stopped* (plus the *panic*
@@ -42,7 +42,9 @@ extern crate std;
 
 mod loom;
 
+mod dyn_scheduler;
 mod env;
+mod error;
 mod operation;
 mod panic;
 mod parent;
@@ -56,18 +58,29 @@ mod consumer;
 mod context;
 mod ext;
 mod factory;
+mod scope;
+mod sync;
 
+pub use dyn_scheduler::{DynScheduleOp, DynScheduler, SchedulerRef, SchedulerRefSender, TaskNode};
 pub use env::{EmptyEnv, Env};
+pub use error::IntoError;
 pub use operation::OperationState;
 pub use panic::{PanicPayload, catch_unwind};
-pub use parent::ParentRef;
+pub use parent::{ErasedParentRef, Notify, ParentRef};
 pub use receiver::{Completion, Receiver};
 pub use scheduler::{CompletionScheduler, Scheduler, TimedScheduler};
 pub use sender::{Sender, SenderTo};
-pub use stop::{NeverStopToken, StopCallback, StopSource, StopToken};
+pub use stop::{NeverStopToken, OnStop, StopCallback, StopSource, StopToken};
 
 pub use adaptor::*;
+#[cfg(feature = "std")]
 pub use consumer::*;
 pub use context::*;
 pub use ext::SenderExt;
 pub use factory::*;
+#[cfg(feature = "std")]
+pub use scope::*;
+pub use sync::{
+    AsyncManualResetEvent, AsyncMutex, AsyncMutexGuard, LockOp, LockSender, WaitOp, WaitSender,
+    oneshot,
+};

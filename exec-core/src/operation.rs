@@ -11,9 +11,20 @@ use core::pin::Pin;
 /// the `unsafe` [`start`](Self::start), upheld by the consumers (`sync_wait`,
 /// scopes, the future adapter) and by every algorithm for its children.
 ///
-/// Implementations that are referred to concurrently while started (the
-/// usual case) are `!Unpin` (hold a `PhantomPinned`), which also tells the
-/// compiler and miri that `&mut Self` does not assert uniqueness.
+/// # Every operation state is `!Unpin`
+/// Hold a [`PhantomPinned`](core::marker::PhantomPinned) field (or a field
+/// that is itself `!Unpin`, such as a child operation), even in an operation
+/// that looks trivial like [`just`](crate::just)'s. For an `Unpin` type,
+/// `Pin<&mut Self>` is a plain `&mut Self`, and a `&mut` argument asserts to
+/// the compiler (`noalias`, `dereferenceable`) and to miri (a protected
+/// unique borrow) that the memory stays valid and unaliased until `start`
+/// returns. But an operation may be freed *during* its own `start`: once it
+/// completes its receiver inline, the owner may free the whole tree at once
+/// (a scope frees a spawned operation's frame from the completion), and
+/// operations referred to concurrently are read by other threads through
+/// pointers. For a `!Unpin` type, `&mut Self` makes neither assertion.
+/// `exec-core/tests/op_freed_in_completion.rs` checks this under miri for
+/// every operation in the crate; `tests/auto_traits.rs` asserts `!Unpin`.
 pub trait OperationState {
     /// Starts the operation. It will complete exactly once by calling one
     /// completion method of its receiver, possibly before `start` returns,

@@ -83,3 +83,66 @@ impl<P: ?Sized> fmt::Debug for ParentRef<P> {
         f.debug_tuple("ParentRef").field(&self.ptr).finish()
     }
 }
+
+/// A parent that a type-erased child receiver notifies through an
+/// [`ErasedParentRef`].
+///
+/// `notify` receives the parent as a [`ParentRef`] *by value*, not as
+/// `&self`: notifying usually ends in the parent completing, after which its
+/// owner may free it, and a `&self` argument would still assert that the
+/// memory is live for the whole call.
+pub trait Notify<M>: Sized {
+    /// Delivers `message` to the parent.
+    fn notify(parent: ParentRef<Self>, message: M);
+}
+
+/// A [`ParentRef`] whose parent type is erased: it only knows how to
+/// deliver one message of type `M` to it ([`Notify`]).
+///
+/// Needed by parents that store a child operation whose receiver points
+/// back to them (`let_value`, `repeat_effect_until`, `AnySender`): the
+/// child's receiver type cannot name the parent's type, because that type
+/// contains the child's operation, which contains the receiver.
+///
+/// Not `Send`/`Sync` by itself: the receiver embedding it says when it may
+/// cross threads.
+pub struct ErasedParentRef<M> {
+    ptr: NonNull<()>,
+    notify: unsafe fn(NonNull<()>, M),
+}
+
+impl<M> ErasedParentRef<M> {
+    /// Refers to `parent`, erasing its type.
+    ///
+    /// # Safety
+    /// As [`ParentRef::new`]: `parent` stays alive and in place until the
+    /// returned value has been consumed by [`notify`](Self::notify) (or
+    /// dropped).
+    #[inline]
+    pub unsafe fn new<P: Notify<M>>(parent: Pin<&P>) -> Self {
+        ErasedParentRef {
+            ptr: NonNull::from(parent.get_ref()).cast(),
+            notify: notify_shim::<P, M>,
+        }
+    }
+
+    /// Delivers `message` to the parent ([`Notify::notify`]).
+    #[inline]
+    pub fn notify(self, message: M) {
+        // SAFETY: `ptr` and `notify` were made together from a live `P` in
+        // `new`, whose contract keeps the parent alive until this call.
+        unsafe { (self.notify)(self.ptr, message) }
+    }
+}
+
+/// # Safety
+/// `ptr` points to a live, pinned `P` (made by [`ErasedParentRef::new`]).
+unsafe fn notify_shim<P: Notify<M>, M>(ptr: NonNull<()>, message: M) {
+    P::notify(ParentRef { ptr: ptr.cast() }, message)
+}
+
+impl<M> fmt::Debug for ErasedParentRef<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ErasedParentRef").field(&self.ptr).finish()
+    }
+}

@@ -1,5 +1,6 @@
 //! Schedulers: handles to execution contexts.
 
+use crate::SchedulerRef;
 use crate::sender::Sender;
 
 /// A handle to an execution context: [`schedule`](Self::schedule) returns a
@@ -9,6 +10,19 @@ pub trait Scheduler: Clone + PartialEq {
     type Sender: Sender<Output = ()>;
     /// A sender that completes on this scheduler's execution context.
     fn schedule(&self) -> Self::Sender;
+    /// This scheduler as a type-erased [`SchedulerRef`], if its context
+    /// runs [`TaskNode`](crate::TaskNode)s. Default: `None`.
+    ///
+    /// This is what [`starts_on`](crate::starts_on) reports to the work it
+    /// starts as the current scheduler ([`Env::scheduler`](crate::Env::scheduler)),
+    /// so that [`on`](crate::on) inside it can come back. Answer with a
+    /// reference to the execution context itself (the loop, the pool), not
+    /// to this handle: the handle may live in an operation state that is
+    /// freed while the context still runs.
+    #[inline]
+    fn erased(&self) -> Option<SchedulerRef<'_>> {
+        None
+    }
 }
 
 /// A scheduler that can also wait for a point in time.

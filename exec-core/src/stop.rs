@@ -184,18 +184,21 @@ impl State {
                 break;
             }
             let mut removed = false;
+            // One raw pointer for both the writer (a callback dropping its own
+            // registration) and `Finish`, so neither invalidates the other.
+            let removed_ptr: *mut bool = &mut removed;
             // SAFETY: lock held; `node` was just unlinked and is alive: its
             // owner, to free it, must take the lock and will then find it
             // `running` and wait for `done`.
             unsafe {
-                (*node).removed.with_mut(|r| *r = &mut removed);
+                (*node).removed.with_mut(|r| *r = removed_ptr);
                 self.running.with_mut(|r| *r = node);
             }
             self.unlock();
             let finish = Finish {
                 state: self,
                 node,
-                removed: &removed,
+                removed: removed_ptr,
             };
             // SAFETY: `node` is alive (see above) and its callback has not run:
             // a node is run at most once because it was unlinked by us.
@@ -402,8 +405,8 @@ impl<'a> StopToken<'a> {
     /// environment produced the token: the callback is dropped before the
     /// receiver is completed, and the receiver's environment outlives it.
     pub unsafe fn detach(self) -> StopToken<'static> {
-        // SAFETY: the caller upholds the lifetime contract above.
         StopToken {
+            // SAFETY: the caller upholds the lifetime contract above.
             state: self.state.map(|s| unsafe { &*(s as *const State) }),
         }
     }
@@ -454,6 +457,36 @@ impl NeverStopToken {
     }
 }
 
+/// What a [`StopCallback`] runs when stop is requested.
+///
+/// Every `FnOnce()` closure is one. Operation states implement it on a small
+/// named type when they must store the callback in a field (a closure's type
+/// cannot be named there).
+///
+/// ```
+/// use core::pin::pin;
+/// use exec_core::{OnStop, StopCallback, StopSource};
+/// struct Shout;
+/// impl OnStop for Shout {
+///     fn on_stop(self) { println!("stop!") }
+/// }
+/// let source = StopSource::new();
+/// let mut cb = pin!(StopCallback::new(source.token(), Shout));
+/// cb.as_mut().register();
+/// source.request_stop();
+/// ```
+pub trait OnStop {
+    /// Runs the callback, once.
+    fn on_stop(self);
+}
+
+impl<F: FnOnce()> OnStop for F {
+    #[inline]
+    fn on_stop(self) {
+        self()
+    }
+}
+
 /// A callback run once when stop is requested on the token it is registered
 /// with, or never.
 ///
@@ -476,7 +509,7 @@ impl NeverStopToken {
 /// assert!(fired.load(Ordering::Relaxed));
 /// ```
 #[repr(C)]
-pub struct StopCallback<'a, F: FnOnce()> {
+pub struct StopCallback<'a, F: OnStop> {
     /// First field, so a `*const Node` is a `*const StopCallback`.
     node: Node,
     state: Option<&'a State>,
@@ -490,7 +523,7 @@ pub struct StopCallback<'a, F: FnOnce()> {
     _lt: PhantomData<&'a ()>,
 }
 
-impl<'a, F: FnOnce()> StopCallback<'a, F> {
+impl<'a, F: OnStop> StopCallback<'a, F> {
     /// A callback for `token`, not yet registered.
     pub fn new(token: StopToken<'a>, callback: F) -> Self {
         StopCallback {
@@ -533,7 +566,7 @@ impl<'a, F: FnOnce()> StopCallback<'a, F> {
                 unsafe { (*c).take() }
             });
             if let Some(f) = f {
-                f();
+                f.on_stop();
             }
         }
     }
@@ -551,23 +584,21 @@ impl<'a, F: FnOnce()> StopCallback<'a, F> {
         // SAFETY: per the contract, the callback cell is ours until `done`.
         let f = unsafe { (*this).callback.with_mut(|c| (*c).take()) };
         if let Some(f) = f {
-            f();
+            f.on_stop();
         }
     }
 }
 
-impl<F: FnOnce()> Drop for StopCallback<'_, F> {
+impl<F: OnStop> Drop for StopCallback<'_, F> {
     fn drop(&mut self) {
-        if self.registered {
-            if let Some(state) = self.state {
-                // SAFETY: registered on `state` by `register`.
-                unsafe { state.deregister(&self.node) };
-            }
+        if let (true, Some(state)) = (self.registered, self.state) {
+            // SAFETY: registered on `state` by `register`.
+            unsafe { state.deregister(&self.node) };
         }
     }
 }
 
-impl<F: FnOnce()> fmt::Debug for StopCallback<'_, F> {
+impl<F: OnStop> fmt::Debug for StopCallback<'_, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StopCallback")
             .field("registered", &self.registered)
@@ -577,9 +608,9 @@ impl<F: FnOnce()> fmt::Debug for StopCallback<'_, F> {
 
 // SAFETY: the callback may run on the thread that requests stop, so it must
 // be `Send`; the node fields are guarded by the state's lock.
-unsafe impl<F: FnOnce() + Send> Send for StopCallback<'_, F> {}
+unsafe impl<F: OnStop + Send> Send for StopCallback<'_, F> {}
 // SAFETY: `&StopCallback` exposes nothing but `is_registered`.
-unsafe impl<F: FnOnce() + Send> Sync for StopCallback<'_, F> {}
+unsafe impl<F: OnStop + Send> Sync for StopCallback<'_, F> {}
 
 #[cfg(all(test, loom))]
 mod loom_tests {

@@ -32,10 +32,10 @@ fn error_skips_closure_and_drops_it_before_forwarding() {
 fn stopped_skips_closure() {
     let called = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let c = called.clone();
-    let (op, rec) = start(
-        Fixed::<i32, ()>(Completion::Stopped)
-            .then(move |x| c.store(true, std::sync::atomic::Ordering::SeqCst) == () && x > 0),
-    );
+    let (op, rec) = start(Fixed::<i32, ()>(Completion::Stopped).then(move |x| {
+        c.store(true, std::sync::atomic::Ordering::SeqCst);
+        x > 0
+    }));
     rec.expect_stopped();
     assert!(!called.load(std::sync::atomic::Ordering::SeqCst));
     op.finish();
@@ -66,7 +66,7 @@ fn value_dropped_after_use() {
 
 #[test]
 fn borrows_the_stack() {
-    let data = vec![1, 2, 3];
+    let data = [1, 2, 3];
     let total = sync_wait(just(10).then(|x| x + data.iter().sum::<i32>()));
     assert_eq!(total, Ok(Some(16)));
 }

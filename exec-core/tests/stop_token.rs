@@ -133,8 +133,13 @@ fn callback_may_drop_its_own_registration() {
     // completes from its stop callback does) must not deadlock.
     let s = StopSource::new();
     let slot: std::sync::Mutex<Option<std::pin::Pin<Box<dyn Send>>>> = std::sync::Mutex::new(None);
+    // Heap-allocated so the callback can name it with a `'static` borrow;
+    // freed at the end of the test (miri checks for leaks).
+    let raw = Box::into_raw(Box::new(slot));
+    // SAFETY: `raw` is valid until it is freed at the end, after the last use.
     let slot_ref: &'static std::sync::Mutex<Option<std::pin::Pin<Box<dyn Send>>>> =
-        Box::leak(Box::new(slot));
+        unsafe { &*raw };
+    // SAFETY: the callback is dropped (by itself) before `s` goes away.
     let token = unsafe { s.token().detach() };
     let mut cb = Box::pin(StopCallback::new(token, move || {
         // Drop ourselves.
@@ -145,6 +150,9 @@ fn callback_may_drop_its_own_registration() {
     *slot_ref.lock().unwrap() = Some(cb);
     s.request_stop();
     assert!(slot_ref.lock().unwrap().is_none());
+    // SAFETY: from `Box::into_raw` above; the callback (the only other user
+    // of `slot_ref`) is gone.
+    drop(unsafe { Box::from_raw(raw) });
 }
 
 #[test]

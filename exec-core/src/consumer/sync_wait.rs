@@ -3,7 +3,9 @@ use core::pin::pin;
 
 use crate::context::assert_may_block;
 use crate::loom::cell::UnsafeCell;
-use crate::{Env, PanicPayload, ParentRef, Receiver, RunLoop, Sender, SenderTo, StopToken};
+use crate::{
+    Env, PanicPayload, ParentRef, Receiver, RunLoop, SchedulerRef, Sender, SenderTo, StopToken,
+};
 
 /// Starts `sender` and blocks the calling thread until it completes, running
 /// a [`RunLoop`] meanwhile.
@@ -17,6 +19,10 @@ use crate::{Env, PanicPayload, ParentRef, Receiver, RunLoop, Sender, SenderTo, S
 ///
 /// # Cancellation
 /// The sender sees a stop token on which stop is never requested.
+///
+/// # Environment
+/// The sender's environment reports the run loop as the current scheduler
+/// ([`Env::scheduler`]): [`on`](crate::on) comes back to this thread.
 ///
 /// # Panics
 /// - If the sender delivers a panic ([`Receiver::set_panic`]), `sync_wait`
@@ -32,6 +38,12 @@ use crate::{Env, PanicPayload, ParentRef, Receiver, RunLoop, Sender, SenderTo, S
 /// let sum = sync_wait(just(()).then(|()| data.iter().sum::<i32>()));
 /// assert_eq!(sum, Ok(Some(6)));
 /// ```
+///
+/// # See also
+/// [`RunLoop`] (the loop it drives),
+/// [`stopped_as_optional`](crate::SenderExt::stopped_as_optional) and
+/// [`into_result`](crate::SenderExt::into_result) (the same shapes as a
+/// sender).
 pub fn sync_wait<S>(sender: S) -> Result<Option<S::Output>, S::Error>
 where
     S: Sender + SenderTo<SyncWaitReceiver<<S as Sender>::Output, <S as Sender>::Error>>,
@@ -117,7 +129,10 @@ impl<T, E> SyncWaitReceiver<T, E> {
         // waiter reads only after `finish`.
         state.outcome.with_mut(|o| unsafe { *o = Some(outcome) });
         // Last touch of `state`: afterwards `sync_wait` may return.
-        state.run_loop.finish();
+        let run_loop: *const RunLoop = &state.run_loop;
+        // SAFETY: the loop is alive until `run` returns, which needs this
+        // call's unlock; `finish_raw` keeps no reference past it.
+        unsafe { RunLoop::finish_raw(run_loop) };
     }
 }
 
@@ -135,13 +150,20 @@ impl<T, E> Receiver<T, E> for SyncWaitReceiver<T, E> {
         self.complete(Outcome::Panic(payload));
     }
     fn env(&self) -> impl Env + '_ {
-        SyncWaitEnv
+        SyncWaitEnv {
+            run_loop: &self.state.get().run_loop,
+        }
     }
 }
 
-struct SyncWaitEnv;
-impl Env for SyncWaitEnv {
+struct SyncWaitEnv<'a> {
+    run_loop: &'a RunLoop,
+}
+impl Env for SyncWaitEnv<'_> {
     fn stop_token(&self) -> StopToken<'_> {
         StopToken::never()
+    }
+    fn scheduler(&self) -> Option<SchedulerRef<'_>> {
+        Some(SchedulerRef::new(self.run_loop))
     }
 }

@@ -1,7 +1,12 @@
 use core::convert::Infallible;
+use core::marker::PhantomPinned;
 use core::pin::Pin;
+use core::ptr::NonNull;
 
-use crate::{CompletionScheduler, Env, OperationState, Receiver, Scheduler, Sender, SenderTo};
+use crate::{
+    CompletionScheduler, DynScheduler, Env, OperationState, Receiver, Scheduler, SchedulerRef,
+    Sender, SenderTo, TaskNode,
+};
 
 /// A scheduler whose `schedule()` completes at once, on the thread that
 /// starts it.
@@ -10,11 +15,21 @@ use crate::{CompletionScheduler, Env, OperationState, Receiver, Scheduler, Sende
 /// `schedule()` completes with `()` inline in `start`, or *stopped* if the
 /// receiver's stop token was already triggered.
 ///
+/// # Cancellation
+/// The receiver's stop token is checked once, in `start`.
+///
+/// # Panics
+/// Never.
+///
 /// # Example
 /// ```
 /// use exec_core::{sync_wait, InlineScheduler, Scheduler, SenderExt};
 /// assert_eq!(sync_wait(InlineScheduler.schedule().then(|()| 7)), Ok(Some(7)));
 /// ```
+///
+/// # See also
+/// [`TrampolineScheduler`](crate::TrampolineScheduler) (inline, but with a
+/// bound on stack depth), [`RunLoop`](crate::RunLoop).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct InlineScheduler;
 
@@ -22,6 +37,24 @@ impl Scheduler for InlineScheduler {
     type Sender = InlineSender;
     fn schedule(&self) -> InlineSender {
         InlineSender
+    }
+    /// A context that executes a node at once, inside `enqueue`.
+    fn erased(&self) -> Option<SchedulerRef<'_>> {
+        Some(SchedulerRef::new(&INLINE_CONTEXT))
+    }
+}
+
+/// What [`InlineScheduler::erased`] refers to: one byte, so that it has an
+/// address of its own (a context is identified by its address).
+struct InlineContext(#[allow(dead_code)] u8);
+
+static INLINE_CONTEXT: InlineContext = InlineContext(0);
+
+// SAFETY: executes the node once, inline, and touches nothing afterwards.
+unsafe impl DynScheduler for InlineContext {
+    unsafe fn enqueue(_this: NonNull<Self>, node: NonNull<TaskNode>) {
+        // SAFETY: the caller hands over a live node, executed only here.
+        unsafe { TaskNode::execute(node, false) }
     }
 }
 
@@ -47,6 +80,7 @@ impl<R: Receiver<(), Infallible>> SenderTo<R> for InlineSender {
     fn connect(self, receiver: R) -> InlineOp<R> {
         InlineOp {
             receiver: Some(receiver),
+            _pin: PhantomPinned,
         }
     }
 }
@@ -55,6 +89,8 @@ impl<R: Receiver<(), Infallible>> SenderTo<R> for InlineSender {
 #[derive(Debug)]
 pub struct InlineOp<R> {
     receiver: Option<R>,
+    /// Never `Unpin`: see [`OperationState`]'s rule on `Unpin`.
+    _pin: PhantomPinned,
 }
 
 impl<R: Receiver<(), Infallible>> OperationState for InlineOp<R> {

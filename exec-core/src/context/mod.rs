@@ -6,9 +6,12 @@ mod blocking;
 mod inline;
 #[cfg(feature = "std")]
 mod run_loop;
+pub(crate) mod trampoline;
 
 #[cfg(feature = "std")]
 pub use blocking::{NonBlockingGuard, assert_may_block};
 pub use inline::{InlineScheduler, InlineSender};
 #[cfg(feature = "std")]
 pub use run_loop::{RunLoop, RunLoopScheduleOp, RunLoopScheduler, RunLoopSender};
+#[cfg(feature = "std")]
+pub use trampoline::{TrampolineOp, TrampolineScheduler, TrampolineSender};

@@ -8,19 +8,28 @@ use core::convert::Infallible;
 use core::fmt;
 use core::marker::PhantomPinned;
 use core::pin::Pin;
-use core::ptr;
+use core::ptr::{self, NonNull};
 
 use crate::context::blocking::NonBlockingGuard;
 use crate::loom::cell::UnsafeCell;
+use crate::loom::sync::atomic::Ordering;
 use crate::loom::sync::{Condvar, Mutex};
-use crate::{CompletionScheduler, Env, OperationState, Receiver, Scheduler, Sender, SenderTo};
+use crate::{
+    CompletionScheduler, DynScheduler, Env, OperationState, Receiver, Scheduler, SchedulerRef,
+    Sender, SenderTo, TaskNode,
+};
 
 /// A queue node: the first field of every operation state queued on a loop.
-struct Task {
-    /// Next node. Guarded by the loop's mutex while queued.
-    next: UnsafeCell<*const Task>,
-    /// Runs the operation this node belongs to.
-    execute: unsafe fn(*const Task),
+/// Its link is guarded by the loop's mutex while queued (so `Relaxed`).
+type Task = TaskNode;
+
+/// `task` as the non-null pointer `TaskNode`'s functions take.
+///
+/// # Safety
+/// `task` is not null.
+unsafe fn node(task: *const Task) -> NonNull<TaskNode> {
+    // SAFETY: per the contract.
+    unsafe { NonNull::new_unchecked(task.cast_mut()) }
 }
 
 struct Queue {
@@ -43,6 +52,23 @@ unsafe impl Send for Queue {}
 /// schedule work on it from any thread with [`scheduler`](Self::scheduler),
 /// drive it with `run`, and end `run` with [`finish`](Self::finish).
 ///
+/// # Completion
+/// The scheduler's `schedule()` sender completes with `()` on the thread
+/// running [`run`](Self::run), in the order the operations were started, or
+/// *stopped* if the receiver's stop token has been triggered by the time the
+/// loop gets to it. An operation started after `run` has returned completes
+/// only when `run` is called again.
+///
+/// # Cancellation
+/// The stop token is checked when the loop pops the operation; a queued
+/// operation is not removed from the queue by a stop request.
+///
+/// # Panics
+/// A panic in work run by the loop unwinds out of `run`; work still queued
+/// stays queued. [`sync_wait`](crate::sync_wait) inside `run` panics (it
+/// would deadlock).
+///
+/// # Example
 /// ```
 /// use exec_core::{RunLoop, Scheduler};
 /// let run_loop = RunLoop::new();
@@ -51,6 +77,10 @@ unsafe impl Send for Queue {}
 /// run_loop.finish();
 /// run_loop.run(); // drains what was queued, then returns
 /// ```
+///
+/// # See also
+/// [`sync_wait`](crate::sync_wait) (drives one),
+/// [`InlineScheduler`](crate::InlineScheduler).
 pub struct RunLoop {
     queue: Mutex<Queue>,
     wakeup: Condvar,
@@ -89,7 +119,7 @@ impl RunLoop {
                         let task = q.head;
                         // SAFETY: queued nodes are alive (their operations
                         // are started and not complete); mutex held.
-                        q.head = unsafe { (*task).next.with(|n| *n) };
+                        q.head = unsafe { TaskNode::next(node(task), Ordering::Relaxed) };
                         if q.head.is_null() {
                             q.tail = ptr::null();
                         }
@@ -105,7 +135,7 @@ impl RunLoop {
             };
             // SAFETY: `task` was queued by a started operation that waits for
             // this call to complete it; it is executed once (popped once).
-            unsafe { ((*task).execute)(task) };
+            unsafe { TaskNode::execute(node(task), false) };
         }
     }
 
@@ -113,14 +143,33 @@ impl RunLoop {
     /// call from any thread; work scheduled afterwards still runs if `run`
     /// has not returned yet.
     pub fn finish(&self) {
-        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: `self` is a live reference.
+        unsafe { Self::finish_raw(self) }
+    }
+
+    /// [`finish`](Self::finish) for a loop that may be freed by its owner
+    /// as soon as the lock is released (the `sync_wait` hand-off). Takes a
+    /// pointer so that no reference to the whole loop is held (as a
+    /// protected function argument) while the owner frees it; only the
+    /// mutex and condition variable are borrowed, and only until unlock.
+    ///
+    /// # Safety
+    /// `this` points to a live `RunLoop` when called.
+    pub(crate) unsafe fn finish_raw(this: *const Self) {
+        // SAFETY: live per the contract; these borrows are locals, not
+        // function arguments, and end with the unlock below.
+        let (queue, wakeup) = unsafe { (&(*this).queue, &(*this).wakeup) };
+        let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
         q.finishing = true;
         // Notify while holding the lock: once it is released, the loop's
         // owner may return from `run` and free the loop.
         if q.sleepers > 0 {
-            self.wakeup.notify_all();
+            wakeup.notify_all();
         }
-        drop(q);
+        // `q` unlocks as it goes out of scope. Not `drop(q)`: passing the
+        // guard to a function protects the `&Mutex` inside it for the whole
+        // call, past the unlock, while the owner may already free the loop
+        // (miri reports it).
     }
 
     /// # Safety
@@ -129,11 +178,11 @@ impl RunLoop {
         let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
         // SAFETY: caller keeps `task` alive; mutex held for `tail`.
         unsafe {
-            (*task).next.with_mut(|n| *n = ptr::null());
+            TaskNode::set_next(node(task), ptr::null_mut(), Ordering::Relaxed);
             if q.tail.is_null() {
                 q.head = task;
             } else {
-                (*q.tail).next.with_mut(|n| *n = task);
+                TaskNode::set_next(node(q.tail), task.cast_mut(), Ordering::Relaxed);
             }
         }
         q.tail = task;
@@ -185,6 +234,10 @@ impl<'a> Scheduler for RunLoopScheduler<'a> {
             run_loop: self.run_loop,
         }
     }
+    /// The loop itself (it implements [`DynScheduler`]).
+    fn erased(&self) -> Option<SchedulerRef<'_>> {
+        Some(SchedulerRef::new(self.run_loop))
+    }
 }
 
 /// Sender of [`RunLoopScheduler::schedule`].
@@ -217,10 +270,7 @@ impl<'a, R: Receiver<(), Infallible> + Send> SenderTo<R> for RunLoopSender<'a> {
     type Operation = RunLoopScheduleOp<'a, R>;
     fn connect(self, receiver: R) -> RunLoopScheduleOp<'a, R> {
         RunLoopScheduleOp {
-            task: Task {
-                next: UnsafeCell::new(ptr::null()),
-                execute: Self::execute::<R>,
-            },
+            task: Task::new(Self::execute::<R>),
             run_loop: self.run_loop,
             receiver: UnsafeCell::new(Some(receiver)),
             _pin: PhantomPinned,
@@ -231,8 +281,8 @@ impl<'a, R: Receiver<(), Infallible> + Send> SenderTo<R> for RunLoopSender<'a> {
 impl RunLoopSender<'_> {
     /// # Safety
     /// `task` is the `task` field of a live `RunLoopScheduleOp<R>`, executed once.
-    unsafe fn execute<R: Receiver<(), Infallible>>(task: *const Task) {
-        let op = task as *const RunLoopScheduleOp<'_, R>;
+    unsafe fn execute<R: Receiver<(), Infallible>>(task: NonNull<Task>, _stopped: bool) {
+        let op = task.as_ptr() as *const RunLoopScheduleOp<'_, R>;
         // SAFETY: `task` is the first field of a `#[repr(C)]` op; the
         // receiver cell is only touched here once the op is queued.
         let receiver = unsafe { (*op).receiver.with_mut(|r| (*r).take()) };
@@ -268,9 +318,44 @@ unsafe impl<R: Send> Send for RunLoopScheduleOp<'_, R> {}
 
 impl<R: Receiver<(), Infallible>> OperationState for RunLoopScheduleOp<'_, R> {
     unsafe fn start(self: Pin<&mut Self>) {
-        let task: *const Task = &self.task;
+        // Derived from the whole op (`#[repr(C)]`, `task` first), not from
+        // `&self.task`, so `execute` may reach the receiver field through it.
+        let task: *const Task = (self.as_ref().get_ref() as *const Self).cast::<Task>();
         // SAFETY: the op is pinned and, by `start`'s contract, alive until it
         // completes, which happens in `execute` after the loop pops it.
         unsafe { self.run_loop.push(task) };
+    }
+}
+
+// SAFETY: `enqueue` links the node under the mutex and `run` pops and
+// executes it once; the loop is reached only through local borrows that end
+// with the unlock that publishes the node (as in `finish_raw`), after which
+// `run` may execute it and the loop's owner free the loop.
+unsafe impl DynScheduler for RunLoop {
+    unsafe fn enqueue(this: NonNull<Self>, node: NonNull<TaskNode>) {
+        let this = this.as_ptr() as *const Self;
+        // SAFETY: live per the contract; these borrows are locals, not
+        // function arguments, and end with the unlock below.
+        let (queue, wakeup) = unsafe { (&(*this).queue, &(*this).wakeup) };
+        let task: *const Task = node.as_ptr();
+        let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: the caller keeps the node alive until executed; mutex held
+        // for the links.
+        unsafe {
+            TaskNode::set_next(node, ptr::null_mut(), Ordering::Relaxed);
+            if q.tail.is_null() {
+                q.head = task;
+            } else {
+                TaskNode::set_next(self::node(q.tail), node.as_ptr(), Ordering::Relaxed);
+            }
+        }
+        q.tail = task;
+        // Notify while holding the lock: once it is released, the node may
+        // run and the loop's owner free the loop.
+        if q.sleepers > 0 {
+            wakeup.notify_one();
+        }
+        // `q` unlocks as it goes out of scope (not `drop(q)`: see
+        // `finish_raw`).
     }
 }

@@ -1,4 +1,5 @@
 use core::convert::Infallible;
+use core::marker::PhantomPinned;
 use core::pin::Pin;
 
 use crate::{OperationState, Receiver, Sender, SenderTo};
@@ -46,6 +47,7 @@ impl<T, R: Receiver<T, Infallible>> SenderTo<R> for Just<T> {
     fn connect(self, receiver: R) -> JustOp<T, R> {
         JustOp {
             inner: Some((self.value, receiver)),
+            _pin: PhantomPinned,
         }
     }
 }
@@ -54,6 +56,8 @@ impl<T, R: Receiver<T, Infallible>> SenderTo<R> for Just<T> {
 #[derive(Debug)]
 pub struct JustOp<T, R> {
     inner: Option<(T, R)>,
+    /// Never `Unpin`: see [`OperationState`]'s rule on `Unpin`.
+    _pin: PhantomPinned,
 }
 
 impl<T, R: Receiver<T, Infallible>> OperationState for JustOp<T, R> {

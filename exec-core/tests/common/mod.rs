@@ -141,9 +141,12 @@ impl<T: Debug, E: Debug> Recorder<T, E> {
 
 impl<T, E> RecordingReceiver<T, E> {
     fn record(self, seen: Seen<T, E>) {
+        // Count under the lock: a test that sees the count and then takes
+        // the completion (through the same lock) finds it stored.
+        let mut slot = self.slot.seen.lock().unwrap();
         let n = self.slot.completions.fetch_add(1, Ordering::SeqCst);
         assert_eq!(n, 0, "receiver completed more than once");
-        *self.slot.seen.lock().unwrap() = Some(seen);
+        *slot = Some(seen);
     }
 }
 
@@ -198,19 +201,26 @@ impl<O: OperationState> Started<O> {
 
 impl<O: OperationState> Drop for Started<O> {
     fn drop(&mut self) {
-        if let Some(op) = self.op.take() {
-            if !(self.done)() {
-                std::mem::forget(op);
-                if !std::thread::panicking() {
-                    panic!("a started operation was dropped before it completed");
-                }
+        let Some(op) = self.op.take() else { return };
+        if !(self.done)() {
+            std::mem::forget(op);
+            if !std::thread::panicking() {
+                panic!("a started operation was dropped before it completed");
             }
         }
     }
 }
 
+/// What [`start`] returns: the running op and the recorder of its receiver.
+pub type StartedWith<S> = (
+    Started<
+        <S as SenderTo<RecordingReceiver<<S as Sender>::Output, <S as Sender>::Error>>>::Operation,
+    >,
+    Recorder<<S as Sender>::Output, <S as Sender>::Error>,
+);
+
 /// Connects `sender` to a fresh recorder and starts it.
-pub fn start<S>(sender: S) -> (Started<S::Operation>, Recorder<S::Output, S::Error>)
+pub fn start<S>(sender: S) -> StartedWith<S>
 where
     S: SenderTo<RecordingReceiver<<S as Sender>::Output, <S as Sender>::Error>>,
     S::Output: 'static,
@@ -374,6 +384,7 @@ impl Scheduler for ManualScheduler {
 }
 
 /// Sender of [`ManualScheduler::schedule`].
+#[derive(Clone)]
 pub struct ManualSender {
     queue: Arc<ManualQueue>,
 }
@@ -433,6 +444,7 @@ pub struct ErrorScheduler<E: Clone + PartialEq>(pub E);
 pub struct StoppedScheduler;
 
 /// A sender that completes with exactly `completion`, inline.
+#[derive(Clone)]
 pub struct Fixed<T, E>(pub Completion<T, E>);
 
 impl<T, E> Sender for Fixed<T, E> {
@@ -443,12 +455,13 @@ impl<T, E> Sender for Fixed<T, E> {
 impl<T, E, R: Receiver<T, E>> SenderTo<R> for Fixed<T, E> {
     type Operation = FixedOp<T, E, R>;
     fn connect(self, receiver: R) -> FixedOp<T, E, R> {
-        FixedOp(Some((self.0, receiver)))
+        FixedOp(Some((self.0, receiver)), PhantomPinned)
     }
 }
 
 /// Operation of [`Fixed`].
-pub struct FixedOp<T, E, R>(Option<(Completion<T, E>, R)>);
+/// `!Unpin` like every operation state (see `OperationState`).
+pub struct FixedOp<T, E, R>(Option<(Completion<T, E>, R)>, PhantomPinned);
 
 impl<T, E, R: Receiver<T, E>> OperationState for FixedOp<T, E, R> {
     unsafe fn start(self: Pin<&mut Self>) {
@@ -471,5 +484,69 @@ impl Scheduler for StoppedScheduler {
     type Sender = Fixed<(), Infallible>;
     fn schedule(&self) -> Fixed<(), Infallible> {
         Fixed(Completion::Stopped)
+    }
+}
+
+// ------------------------------------------------- manual erased context
+
+/// A [`DynScheduler`](exec_core::DynScheduler) context stepped by hand: it
+/// queues [`TaskNode`](exec_core::TaskNode)s (no allocation per node beyond
+/// the queue's own storage) and runs them when the test says. Declare it as
+/// a `static` (its `new` is `const`) so handles to it are `'static`.
+pub struct ManualContext {
+    nodes: Mutex<VecDeque<NodePtr>>,
+}
+
+struct NodePtr(std::ptr::NonNull<exec_core::TaskNode>);
+// SAFETY: a queued node belongs to an operation whose receiver is `Send`
+// (required by the senders that enqueue); only the context touches it.
+unsafe impl Send for NodePtr {}
+
+impl ManualContext {
+    pub const fn new() -> Self {
+        ManualContext {
+            nodes: Mutex::new(VecDeque::new()),
+        }
+    }
+    /// A handle to this context.
+    pub fn handle(&'static self) -> exec_core::SchedulerRef<'static> {
+        exec_core::SchedulerRef::new(self)
+    }
+    pub fn pending(&self) -> usize {
+        self.nodes.lock().unwrap().len()
+    }
+    fn pop(&self) -> Option<NodePtr> {
+        self.nodes.lock().unwrap().pop_front()
+    }
+    /// Runs queued nodes until none is left; returns how many ran.
+    pub fn run_all(&self) -> usize {
+        let mut n = 0;
+        while let Some(node) = self.pop() {
+            // SAFETY: popped once, so executed once; alive until executed.
+            unsafe { exec_core::TaskNode::execute(node.0, false) };
+            n += 1;
+        }
+        n
+    }
+    /// Executes every queued node with `stopped = true` (a shutdown).
+    pub fn stop_all(&self) -> usize {
+        let mut n = 0;
+        while let Some(node) = self.pop() {
+            // SAFETY: as in `run_all`.
+            unsafe { exec_core::TaskNode::execute(node.0, true) };
+            n += 1;
+        }
+        n
+    }
+}
+
+// SAFETY: every node is queued once and executed once by `run_all` or
+// `stop_all`; `enqueue` touches the context only until the unlock that
+// publishes the node.
+unsafe impl exec_core::DynScheduler for ManualContext {
+    unsafe fn enqueue(this: std::ptr::NonNull<Self>, node: std::ptr::NonNull<exec_core::TaskNode>) {
+        // SAFETY: `this` is live when called (a static here).
+        let this = unsafe { this.as_ref() };
+        this.nodes.lock().unwrap().push_back(NodePtr(node));
     }
 }

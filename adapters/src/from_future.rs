@@ -1,0 +1,1056 @@
+//! `Future` → sender: [`from_future`], [`from_try_future`].
+//!
+//! # Where the future is polled
+//! The first poll happens inline in `start`. After that, the future is
+//! polled by whichever thread wakes it: `wake()` polls it right there if no
+//! one else is polling, and otherwise marks it notified so that the thread
+//! that is polling polls once more before it lets go. So the future runs
+//! where its wake-up comes from (an I/O driver, a timer thread, the thread
+//! that sent on a channel), with no queue and no extra thread; the
+//! receiver's completion runs on that thread too. To run the future on a
+//! particular context, wrap it (e.g. tokio's `Handle::enter` in
+//! `TokioScheduler::from_future`, with the `tokio` feature) or continue on
+//! a scheduler after it.
+//!
+//! # The state word
+//! One `Arc`-allocated [`WakeCell`] per started operation is what the
+//! wakers point at (wakers may outlive the operation; the cell never
+//! refers to the operation once `DONE` is set). Its state bits:
+//! - `POLLING`: someone holds the exclusive right to touch the operation
+//!   (poll the future, complete the receiver). `start` holds it first.
+//! - `NOTIFIED`: a wake-up arrived while `POLLING` was held; the holder
+//!   polls again before releasing.
+//! - `STOP`: stop was requested; the holder drops the future and completes
+//!   *stopped* instead of polling.
+//! - `DONE`: completed. Set by the holder (which keeps `POLLING` set for
+//!   ever), so no one reaches the operation again.
+//!
+//! A wake-up either takes `POLLING` (from idle, Acquire: it sees what the
+//! previous poller did) and polls, or sets `NOTIFIED` (Release: the poller
+//! that clears it with Acquire sees what the waker did before waking). The
+//! holder releases by swapping exactly `POLLING` for idle (Release), which
+//! fails, and makes it poll again, if `NOTIFIED` or `STOP` arrived.
+
+use core::cell::Cell;
+use core::convert::Infallible;
+use core::fmt;
+use core::future::Future;
+use core::marker::PhantomPinned;
+use core::pin::Pin;
+use core::ptr;
+use core::task::{Context, Poll, Waker};
+use std::sync::Arc;
+use std::task::Wake;
+
+use exec_core::{
+    Env, OnStop, OperationState, PanicPayload, Receiver, Scheduler, Sender, SenderTo, StopCallback,
+    StopToken, catch_unwind,
+};
+
+use crate::loom::cell::UnsafeCell;
+use crate::loom::sync::atomic::{AtomicUsize, Ordering};
+
+const POLLING: usize = 0b0001;
+const NOTIFIED: usize = 0b0010;
+const STOP: usize = 0b0100;
+const DONE: usize = 0b1000;
+
+/// Makes a sender out of a future.
+///
+/// # Completion
+/// - value: the future's output, on the thread that polled it to
+///   completion: inline in `start`, or the thread that woke it (see
+///   *Where the future is polled* below).
+/// - error: never (`Error = Infallible`); see [`from_try_future`] to map a
+///   `Result` onto the error channel.
+/// - stopped: when stop is requested on the receiver's stop token before
+///   the future is ready.
+///
+/// # Where the future is polled
+/// The first poll is inline in `start`; afterwards the future is polled on
+/// the thread that wakes it, right inside `wake()` (a wake-up that arrives
+/// while another thread polls makes that thread poll again instead). No
+/// queue, no extra thread. Wrap the future to give it a context it needs
+/// (`TokioScheduler::from_future` enters a tokio runtime around every
+/// poll), and continue on a scheduler after it to move the continuation.
+///
+/// # Cancellation
+/// A stop request drops the future (on the requesting thread if the future
+/// is not being polled, otherwise right after the current poll) and
+/// completes *stopped*.
+///
+/// # Panics
+/// A panic while polling is caught; the future is dropped and the panic is
+/// delivered through [`Receiver::set_panic`].
+///
+/// # Allocation
+/// One `Arc` per start: the cell the wakers point at, which must outlive
+/// the operation because a waker may be kept (and woken) after it
+/// completed.
+///
+/// # Lifetimes
+/// The future need not be `'static`: it lives inside the operation state,
+/// which its consumer keeps alive until completion. It must be `Send`
+/// because a wake-up may poll it on another thread.
+///
+/// # Example
+/// ```
+/// use exec_adapters::from_future;
+/// use exec_core::{sync_wait, SenderExt};
+///
+/// let data = vec![1, 2, 3];
+/// let sum = sync_wait(from_future(async { data.iter().sum::<i32>() }).then(|s| s * 2));
+/// assert_eq!(sum, Ok(Some(12)));
+/// ```
+///
+/// # See also
+/// [`from_try_future`], [`SenderFutureExt::into_future`](crate::SenderFutureExt::into_future)
+/// for the other direction.
+pub fn from_future<F: Future>(future: F) -> FromFuture<F> {
+    FromFuture { future }
+}
+
+/// Makes a sender out of a future that outputs a `Result`: `Ok(v)` is sent
+/// as a value, `Err(e)` as an error.
+///
+/// # Completion
+/// - value: `v` for `Ok(v)`; error: `e` for `Err(e)`;
+/// - stopped, panics, where it is polled: as [`from_future`].
+///
+/// # Cancellation
+/// As [`from_future`]: a stop request drops the future and completes
+/// *stopped*.
+///
+/// # Panics
+/// A panic while polling is delivered through [`Receiver::set_panic`].
+///
+/// # Example
+/// ```
+/// use exec_adapters::from_try_future;
+/// use exec_core::sync_wait;
+///
+/// assert_eq!(sync_wait(from_try_future(async { "7".parse::<i32>() })), Ok(Some(7)));
+/// assert!(sync_wait(from_try_future(async { "x".parse::<i32>() })).is_err());
+/// ```
+///
+/// # See also
+/// [`from_future`].
+pub fn from_try_future<F, T, E>(future: F) -> FromTryFuture<F>
+where
+    F: Future<Output = Result<T, E>>,
+{
+    FromTryFuture {
+        inner: FromFuture { future },
+    }
+}
+
+/// Sender for the [`from_future`] function.
+#[must_use = "senders do nothing unless connected and started"]
+#[derive(Clone, Debug)]
+pub struct FromFuture<F> {
+    future: F,
+}
+
+impl<F: Future> Sender for FromFuture<F> {
+    type Output = F::Output;
+    type Error = Infallible;
+}
+
+impl<F, R> SenderTo<R> for FromFuture<F>
+where
+    F: Future + Send,
+    R: Receiver<F::Output, Infallible> + Send,
+{
+    type Operation = FromFutureOp<F, R>;
+    fn connect(self, receiver: R) -> FromFutureOp<F, R> {
+        FromFutureOp {
+            future: UnsafeCell::new(Some(self.future)),
+            receiver: UnsafeCell::new(Some(receiver)),
+            stop_cb: UnsafeCell::new(None),
+            cell: None,
+            waker: None,
+            _pin: PhantomPinned,
+        }
+    }
+}
+
+/// Sender for the [`from_try_future`] function.
+#[must_use = "senders do nothing unless connected and started"]
+#[derive(Clone, Debug)]
+pub struct FromTryFuture<F> {
+    inner: FromFuture<F>,
+}
+
+impl<F, T, E> Sender for FromTryFuture<F>
+where
+    F: Future<Output = Result<T, E>>,
+{
+    type Output = T;
+    type Error = E;
+}
+
+impl<F, T, E, R> SenderTo<R> for FromTryFuture<F>
+where
+    F: Future<Output = Result<T, E>> + Send,
+    R: Receiver<T, E> + Send,
+{
+    type Operation = FromFutureOp<F, TryReceiver<R>>;
+    fn connect(self, receiver: R) -> Self::Operation {
+        self.inner.connect(TryReceiver { receiver })
+    }
+}
+
+/// The receiver [`FromTryFuture`] connects its future to: splits the
+/// `Result` onto the value and error channels.
+#[derive(Debug)]
+pub struct TryReceiver<R> {
+    receiver: R,
+}
+
+impl<R, T, E> Receiver<Result<T, E>, Infallible> for TryReceiver<R>
+where
+    R: Receiver<T, E>,
+{
+    fn set_value(self, value: Result<T, E>) {
+        match value {
+            Ok(v) => self.receiver.set_value(v),
+            Err(e) => self.receiver.set_error(e),
+        }
+    }
+    fn set_error(self, error: Infallible) {
+        match error {}
+    }
+    fn set_stopped(self) {
+        self.receiver.set_stopped()
+    }
+    fn set_panic(self, payload: PanicPayload) {
+        self.receiver.set_panic(payload)
+    }
+    fn env(&self) -> impl Env + '_ {
+        self.receiver.env()
+    }
+}
+
+/// The stop callback: a stop request is a wake-up with `STOP` set.
+struct StopNotify(Arc<WakeCell>);
+
+impl OnStop for StopNotify {
+    fn on_stop(self) {
+        self.0.notify(STOP)
+    }
+}
+
+/// Operation state of [`FromFuture`].
+///
+/// The future and the receiver live here; wakers point at a small shared
+/// cell whose state word grants one thread at a time the right to poll the
+/// future or complete the receiver (see [`from_future`] for where polls
+/// happen).
+// Fields marked "holder" are touched only by the thread holding `POLLING`
+// in the `WakeCell`'s state (module docs); the others are written in
+// `start` before any waker or stop callback exists and only read after.
+pub struct FromFutureOp<F, R> {
+    /// Holder. Structurally pinned; `None` once dropped.
+    future: UnsafeCell<Option<F>>,
+    /// Holder. Taken to complete.
+    receiver: UnsafeCell<Option<R>>,
+    /// Holder. Registered in `start`, dropped (deregistered) before
+    /// completing. Structurally pinned.
+    stop_cb: UnsafeCell<Option<StopCallback<'static, StopNotify>>>,
+    /// What wakers point at. Written in `start`.
+    cell: Option<Arc<WakeCell>>,
+    /// A waker for `cell`. Written in `start`.
+    waker: Option<Waker>,
+    _pin: PhantomPinned,
+}
+
+impl<F, R> fmt::Debug for FromFutureOp<F, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FromFutureOp").finish_non_exhaustive()
+    }
+}
+
+// SAFETY: the future and receiver are `Send` (the `SenderTo` impl requires
+// it) and are touched by one thread at a time (the `POLLING` holder); the
+// cell and waker are thread-safe.
+unsafe impl<F: Send, R: Send> Send for FromFutureOp<F, R> {}
+// SAFETY: `&FromFutureOp` exposes nothing.
+unsafe impl<F, R> Sync for FromFutureOp<F, R> {}
+
+impl<F, R> OperationState for FromFutureOp<F, R>
+where
+    F: Future + Send,
+    R: Receiver<F::Output, Infallible> + Send,
+{
+    unsafe fn start(self: Pin<&mut Self>) {
+        // SAFETY: we never move out of the pinned op; from here on it is
+        // reached only through this pointer (and, by wakers, through copies
+        // of it in the cell).
+        let op: *mut Self = unsafe { self.get_unchecked_mut() };
+        // SAFETY: pinned, alive, not shared yet; wake-ups poll inline.
+        unsafe { Self::prepare(op, op as *const (), Self::run) };
+        // SAFETY: we hold `POLLING`; the op is alive (start's contract).
+        unsafe { Self::run(op as *const ()) };
+    }
+}
+
+impl<F, R> FromFutureOp<F, R>
+where
+    F: Future + Send,
+    R: Receiver<F::Output, Infallible> + Send,
+{
+    /// Creates the wake cell (whose wake-ups call `run(cell_op)` when they
+    /// take `POLLING`), the waker, and registers the stop callback. The
+    /// caller holds `POLLING` afterwards (the cell's initial state).
+    ///
+    /// # Safety
+    /// `op` is pinned, alive until it completes, and not yet shared;
+    /// `run(cell_op)` may be called by any thread that takes `POLLING`.
+    unsafe fn prepare(op: *mut Self, cell_op: *const (), run: unsafe fn(*const ())) {
+        let cell = Arc::new(WakeCell {
+            state: AtomicUsize::new(POLLING),
+            op: cell_op,
+            run,
+        });
+        // SAFETY: nothing else refers to the op yet: no waker exists and the
+        // stop callback is not registered. These fields are read-only from
+        // now on.
+        unsafe {
+            (*op).waker = Some(Waker::from(cell.clone()));
+            (*op).cell = Some(cell.clone());
+        }
+        // SAFETY: we hold `POLLING` (the cell's initial state), so the
+        // receiver slot is ours. `detach` (here and below): the callback
+        // holding the token is dropped in `finish` before the receiver, whose
+        // environment gave the token, is completed (PROTOCOL.md rule 6).
+        let token = unsafe {
+            (*op).receiver.with(|r| {
+                (*r).as_ref().map(|r| {
+                    let env = r.env();
+                    env.stop_token().detach()
+                })
+            })
+        };
+        if let Some(token) = token.filter(StopToken::stop_possible) {
+            let cb = StopCallback::new(token, StopNotify(cell.clone()));
+            // SAFETY: holder (we hold `POLLING`); the callback is pinned
+            // inside the pinned op and dropped in place in `finish`. If stop
+            // was already requested, `register` runs it inline: it only sets
+            // `STOP | NOTIFIED`, as we hold `POLLING`.
+            unsafe {
+                (*op).stop_cb.with_mut(|slot| {
+                    *slot = Some(cb);
+                    Pin::new_unchecked((*slot).as_mut().unwrap_unchecked()).register();
+                });
+            }
+        }
+    }
+
+    /// [`finish`](Self::finish) with the op's own cell.
+    ///
+    /// # Safety
+    /// As [`finish`](Self::finish).
+    unsafe fn finish_erased(op: *const Self, done: Done<F::Output>) {
+        // SAFETY: written in `prepare`, read-only since; a clone, because
+        // completing may free the op.
+        let cell = unsafe { (*op).cell.clone().unwrap_unchecked() };
+        // SAFETY: per the caller.
+        unsafe { Self::finish(op, &cell, done) }
+    }
+
+    /// Polls until pending-and-released or complete.
+    ///
+    /// # Safety
+    /// `op` is this type's live, started operation state, and the caller
+    /// holds `POLLING` on its cell (and with it the right to touch the
+    /// holder fields).
+    unsafe fn run(op: *const ()) {
+        let op = op as *const Self;
+        // SAFETY: written in `start`, read-only since; alive per the caller.
+        // A clone, because completing may free the op.
+        let (cell, waker) = unsafe {
+            (
+                (*op).cell.clone().unwrap_unchecked(),
+                (*op).waker.as_ref().unwrap_unchecked().clone(),
+            )
+        };
+        let mut cx = Context::from_waker(&waker);
+        loop {
+            // Acquire: see what a waker did before setting `NOTIFIED`.
+            let prev = cell.state.fetch_and(!NOTIFIED, Ordering::Acquire);
+            if prev & STOP != 0 {
+                // SAFETY: holder.
+                unsafe { Self::finish(op, &cell, Done::Stopped) };
+                return;
+            }
+            // SAFETY: holder; the future is structurally pinned in the
+            // pinned op and present until `finish`.
+            let polled = unsafe {
+                (*op).future.with_mut(|f| {
+                    let fut = Pin::new_unchecked((*f).as_mut().unwrap_unchecked());
+                    catch_unwind(|| fut.poll(&mut cx))
+                })
+            };
+            match polled {
+                Ok(Poll::Ready(v)) => {
+                    // SAFETY: holder.
+                    unsafe { Self::finish(op, &cell, Done::Value(v)) };
+                    return;
+                }
+                Err(payload) => {
+                    // SAFETY: holder.
+                    unsafe { Self::finish(op, &cell, Done::Panic(payload)) };
+                    return;
+                }
+                Ok(Poll::Pending) => {
+                    // Release: the next holder (on another thread) sees our
+                    // writes to the future. Fails if a wake-up or stop came in.
+                    if cell
+                        .state
+                        .compare_exchange(POLLING, 0, Ordering::Release, Ordering::Relaxed)
+                        .is_ok()
+                    {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Drops the future and the stop callback, marks the cell done and
+    /// completes the receiver.
+    ///
+    /// # Safety
+    /// As [`run`](Self::run); `cell` is the op's cell. Called once.
+    unsafe fn finish(op: *const Self, cell: &WakeCell, done: Done<F::Output>) {
+        // SAFETY: holder. Dropping in place honours the pin; a panic in the
+        // future's destructor is caught so the receiver still completes.
+        let receiver = unsafe {
+            let dropped = catch_unwind(|| (*op).future.with_mut(|f| *f = None));
+            (*op).stop_cb.with_mut(|c| *c = None);
+            ((*op).receiver.with_mut(|r| (*r).take()), dropped)
+        };
+        // No one reaches the op through the cell any more.
+        cell.state.fetch_or(DONE, Ordering::Relaxed);
+        let (Some(receiver), dropped) = receiver else {
+            return;
+        };
+        // After this call the op may be freed: touch nothing of it.
+        match (done, dropped) {
+            (Done::Panic(p), _) | (_, Err(p)) => receiver.set_panic(p),
+            (Done::Value(v), Ok(())) => receiver.set_value(v),
+            (Done::Stopped, Ok(())) => receiver.set_stopped(),
+        }
+    }
+}
+
+enum Done<T> {
+    Value(T),
+    Stopped,
+    Panic(PanicPayload),
+}
+
+/// What the wakers of a [`FromFutureOp`] point at. See the module docs for
+/// the state protocol.
+struct WakeCell {
+    /// `POLLING | NOTIFIED | STOP | DONE`.
+    state: AtomicUsize,
+    /// The operation (type-erased). Dereferenced only by the `POLLING`
+    /// holder, never once `DONE` is set.
+    op: *const (),
+    /// `FromFutureOp::<F, R>::run` for the erased op type.
+    run: unsafe fn(*const ()),
+}
+
+// SAFETY: `op` is only dereferenced by the `POLLING` holder while the
+// operation is alive (not `DONE`); the operation's future and receiver are
+// `Send` (required by `FromFuture`'s `SenderTo`), so whichever thread takes
+// `POLLING` may touch them.
+unsafe impl Send for WakeCell {}
+// SAFETY: as above; the state is atomic.
+unsafe impl Sync for WakeCell {}
+
+impl WakeCell {
+    /// A wake-up (`extra == 0`) or a stop request (`extra == STOP`).
+    fn notify(&self, extra: usize) {
+        let mut state = self.state.load(Ordering::Relaxed);
+        loop {
+            if state & DONE != 0 {
+                return;
+            }
+            if state & POLLING != 0 {
+                let next = state | NOTIFIED | extra;
+                if next == state {
+                    return;
+                }
+                // Release: the holder's Acquire when it clears `NOTIFIED`
+                // sees what we did before waking.
+                match self.state.compare_exchange_weak(
+                    state,
+                    next,
+                    Ordering::Release,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => return,
+                    Err(actual) => state = actual,
+                }
+            } else {
+                // Acquire: see what the previous holder did.
+                match self.state.compare_exchange_weak(
+                    state,
+                    state | POLLING | extra,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => {
+                        // SAFETY: we took `POLLING` while not `DONE`, so the
+                        // op has not completed and is alive (start's
+                        // contract); `run` is its own.
+                        unsafe { (self.run)(self.op) };
+                        return;
+                    }
+                    Err(actual) => state = actual,
+                }
+            }
+        }
+    }
+}
+
+impl Wake for WakeCell {
+    fn wake(self: Arc<Self>) {
+        self.notify(0)
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.notify(0)
+    }
+}
+
+/// Makes a sender out of a future that is polled on `scheduler`: every
+/// poll, the first included, runs in the completion of a
+/// `scheduler.schedule()` operation, so the future and the receiver's
+/// completion run on the scheduler's execution context.
+///
+/// This is [`from_future`] with a different answer to "where is it
+/// polled": instead of the thread that wakes it, a wake-up (when the future
+/// is not being polled) schedules one poll on `scheduler`. A wake-up that
+/// arrives during a poll makes that poll loop again, on the scheduler.
+///
+/// # Completion
+/// - value: the future's output, on `scheduler`'s context.
+/// - error: never.
+/// - stopped: on a stop request (handled by the next scheduled poll, which
+///   drops the future instead of polling it), or if a `schedule()`
+///   operation completes *stopped* (say, the context shut down).
+///
+/// # Cancellation
+/// A stop request is a wake-up that asks for stop: the next scheduled run
+/// drops the future and completes *stopped*. The `schedule()` operations
+/// see a never-stop token (stop is handled here).
+///
+/// # Panics
+/// A panic while polling, or one delivered by a `schedule()` operation, is
+/// delivered through [`Receiver::set_panic`].
+///
+/// # Allocation
+/// One `Arc` per start (the wakers' target) and whatever `schedule()`
+/// costs, once per poll that follows an idle period (the schedule
+/// operation is connected in place, in the operation state).
+///
+/// # Example
+/// ```
+/// use exec_adapters::from_future_on;
+/// use exec_core::{sync_wait, RunLoop, Scheduler, SenderExt};
+///
+/// // Poll a future on a run loop driven by another thread.
+/// let run_loop = RunLoop::new();
+/// let here = std::thread::current().id();
+/// let polled_on = std::thread::scope(|s| {
+///     s.spawn(|| run_loop.run());
+///     let r = sync_wait(from_future_on(run_loop.scheduler(), async {
+///         std::thread::current().id()
+///     }));
+///     run_loop.finish();
+///     r
+/// });
+/// assert_ne!(polled_on, Ok(Some(here)));
+/// ```
+///
+/// # See also
+/// [`from_future`] (polled where woken); with the `tokio` feature,
+/// `TokioScheduler::enter` for tokio futures that need the runtime entered.
+pub fn from_future_on<Sch: Scheduler, F: Future>(
+    scheduler: Sch,
+    future: F,
+) -> FromFutureOn<Sch, F> {
+    FromFutureOn { scheduler, future }
+}
+
+/// Sender for the [`from_future_on`] function.
+#[must_use = "senders do nothing unless connected and started"]
+#[derive(Clone, Debug)]
+pub struct FromFutureOn<Sch, F> {
+    scheduler: Sch,
+    future: F,
+}
+
+impl<Sch, F: Future> Sender for FromFutureOn<Sch, F> {
+    type Output = F::Output;
+    type Error = Infallible;
+}
+
+impl<Sch, F, R> SenderTo<R> for FromFutureOn<Sch, F>
+where
+    Sch: Scheduler,
+    Sch::Sender: SenderTo<PollOn> + Sender<Error = Infallible>,
+    F: Future + Send,
+    R: Receiver<F::Output, Infallible> + Send,
+{
+    type Operation = FromFutureOnOp<Sch, F, R>;
+    fn connect(self, receiver: R) -> Self::Operation {
+        FromFutureOnOp {
+            core: from_future(self.future).connect(receiver),
+            scheduler: self.scheduler,
+            scheduled: UnsafeCell::new(None),
+            _pin: PhantomPinned,
+        }
+    }
+}
+
+/// Operation state of [`FromFutureOn`]: a [`FromFutureOp`] whose wake-ups
+/// schedule a poll instead of polling.
+pub struct FromFutureOnOp<Sch, F, R>
+where
+    Sch: Scheduler,
+    Sch::Sender: SenderTo<PollOn>,
+{
+    /// The future, the receiver and the wake cell; its `run` is the poll
+    /// loop, called from `PollOn::set_value`.
+    core: FromFutureOp<F, R>,
+    scheduler: Sch,
+    /// Holder. The `schedule()` operation of the pending (or last) poll;
+    /// replaced, in place, by the holder that schedules the next one (the
+    /// previous one has completed by then: it gave up `POLLING` from inside
+    /// its completion).
+    scheduled: UnsafeCell<Option<<Sch::Sender as SenderTo<PollOn>>::Operation>>,
+    _pin: PhantomPinned,
+}
+
+impl<Sch, F, R> fmt::Debug for FromFutureOnOp<Sch, F, R>
+where
+    Sch: Scheduler,
+    Sch::Sender: SenderTo<PollOn>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FromFutureOnOp").finish_non_exhaustive()
+    }
+}
+
+// SAFETY: as for `FromFutureOp`; the scheduler and the schedule operation
+// are touched by the `POLLING` holder only and must be `Send` themselves.
+unsafe impl<Sch, F, R> Send for FromFutureOnOp<Sch, F, R>
+where
+    Sch: Scheduler + Send,
+    Sch::Sender: SenderTo<PollOn>,
+    <Sch::Sender as SenderTo<PollOn>>::Operation: Send,
+    F: Send,
+    R: Send,
+{
+}
+// SAFETY: `&FromFutureOnOp` exposes nothing.
+unsafe impl<Sch, F, R> Sync for FromFutureOnOp<Sch, F, R>
+where
+    Sch: Scheduler,
+    Sch::Sender: SenderTo<PollOn>,
+{
+}
+
+impl<Sch, F, R> OperationState for FromFutureOnOp<Sch, F, R>
+where
+    Sch: Scheduler,
+    Sch::Sender: SenderTo<PollOn> + Sender<Error = Infallible>,
+    F: Future + Send,
+    R: Receiver<F::Output, Infallible> + Send,
+{
+    unsafe fn start(self: Pin<&mut Self>) {
+        // SAFETY: nothing is moved out of the pinned op; from here on it is
+        // reached through raw pointers only.
+        let op: *mut Self = unsafe { self.get_unchecked_mut() };
+        // SAFETY: `core` is structurally pinned inside the pinned op.
+        let core: *mut FromFutureOp<F, R> = unsafe { ptr::addr_of_mut!((*op).core) };
+        // SAFETY: we hold `POLLING` (the cell's initial state); wake-ups
+        // reach `dispatch` with the outer op.
+        unsafe { FromFutureOp::<F, R>::prepare(core, op as *const (), Self::dispatch) };
+        // SAFETY: holder; the op is alive (start's contract).
+        unsafe { Self::dispatch(op as *const ()) };
+    }
+}
+
+impl<Sch, F, R> FromFutureOnOp<Sch, F, R>
+where
+    Sch: Scheduler,
+    Sch::Sender: SenderTo<PollOn> + Sender<Error = Infallible>,
+    F: Future + Send,
+    R: Receiver<F::Output, Infallible> + Send,
+{
+    /// Schedules one run of the poll loop.
+    ///
+    /// # Safety
+    /// `op` is this type's live, started op; the caller holds `POLLING`.
+    unsafe fn dispatch(op: *const ()) {
+        let op = op as *const Self;
+        let receiver = PollOn {
+            op: op as *const (),
+            run: Self::scheduled_run,
+            stopped: Self::scheduled_stopped,
+            panicked: Self::scheduled_panicked,
+        };
+        // A schedule operation that completes inline, inside its `start`,
+        // parks its completion here and we act on it after `start` returned:
+        // completing may free the op and the schedule operation in it,
+        // which must not happen while its `start` is still running (an
+        // `Unpin` operation's `Pin<&mut Self>` is a protected reference),
+        // and it keeps the stack flat.
+        let mut parked: Option<Deferred> = None;
+        let _dispatching = Dispatching::enter(op as *const (), &mut parked);
+        // SAFETY: holder: the slot is ours; the previous schedule operation
+        // (if any) has completed, so dropping it is allowed. The new one is
+        // pinned in the pinned op and, by the same rule, kept until it
+        // completes (it is replaced only by a later holder, after it ran).
+        unsafe {
+            let sender = (*op).scheduler.schedule();
+            (*op).scheduled.with_mut(|slot| {
+                *slot = Some(sender.connect(receiver));
+                Pin::new_unchecked((*slot).as_mut().unwrap_unchecked()).start();
+            });
+        }
+        drop(_dispatching);
+        // If nothing was parked, the schedule operation completes (or has
+        // completed) elsewhere: do not touch the op. If something was, we
+        // still hold `POLLING` and the op is alive.
+        // SAFETY: as just said.
+        unsafe {
+            match parked {
+                None => {}
+                Some(Deferred::Value) => Self::scheduled_run(op as *const ()),
+                Some(Deferred::Stopped) => Self::scheduled_stopped(op as *const ()),
+                Some(Deferred::Panic(p)) => Self::scheduled_panicked(op as *const (), p),
+            }
+        }
+    }
+
+    /// # Safety
+    /// Called once per dispatch, by the schedule operation's receiver.
+    unsafe fn scheduled_run(op: *const ()) {
+        let op = op as *const Self;
+        // SAFETY: the pending poll holds `POLLING`; the op is alive.
+        unsafe { FromFutureOp::<F, R>::run(ptr::addr_of!((*op).core) as *const ()) }
+    }
+
+    /// # Safety
+    /// As `scheduled_run`.
+    unsafe fn scheduled_stopped(op: *const ()) {
+        let op = op as *const Self;
+        // SAFETY: as `scheduled_run`.
+        unsafe { FromFutureOp::<F, R>::finish_erased(ptr::addr_of!((*op).core), Done::Stopped) }
+    }
+
+    /// # Safety
+    /// As `scheduled_run`.
+    unsafe fn scheduled_panicked(op: *const (), payload: PanicPayload) {
+        let op = op as *const Self;
+        // SAFETY: as `scheduled_run`.
+        unsafe {
+            FromFutureOp::<F, R>::finish_erased(ptr::addr_of!((*op).core), Done::Panic(payload))
+        }
+    }
+}
+
+/// The receiver of the `schedule()` operations of [`FromFutureOn`]: runs
+/// one poll loop of the future on the scheduler's context.
+pub struct PollOn {
+    op: *const (),
+    run: unsafe fn(*const ()),
+    stopped: unsafe fn(*const ()),
+    panicked: unsafe fn(*const (), PanicPayload),
+}
+
+// SAFETY: it only calls back into the op it belongs to, whose future and
+// receiver are `Send` (required by `FromFutureOn`'s `SenderTo`).
+unsafe impl Send for PollOn {}
+
+impl fmt::Debug for PollOn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PollOn").finish_non_exhaustive()
+    }
+}
+
+impl Receiver<(), Infallible> for PollOn {
+    fn set_value(self, (): ()) {
+        if let Some(Deferred::Value) = Dispatching::park(self.op, Deferred::Value) {
+            // SAFETY: the op is alive and we hold its `POLLING` (see `dispatch`).
+            unsafe { (self.run)(self.op) }
+        }
+    }
+    fn set_error(self, error: Infallible) {
+        match error {}
+    }
+    fn set_stopped(self) {
+        if let Some(Deferred::Stopped) = Dispatching::park(self.op, Deferred::Stopped) {
+            // SAFETY: as above.
+            unsafe { (self.stopped)(self.op) }
+        }
+    }
+    fn set_panic(self, payload: PanicPayload) {
+        if let Some(Deferred::Panic(p)) = Dispatching::park(self.op, Deferred::Panic(payload)) {
+            // SAFETY: as above.
+            unsafe { (self.panicked)(self.op, p) }
+        }
+    }
+}
+
+/// A schedule operation's completion, parked while its `start` runs.
+enum Deferred {
+    Value,
+    Stopped,
+    Panic(PanicPayload),
+}
+
+std::thread_local! {
+    /// The op whose schedule operation this thread is starting, and where
+    /// an inline completion of it is parked.
+    static DISPATCHING: Cell<(*const (), *mut Option<Deferred>)> =
+        const { Cell::new((ptr::null(), ptr::null_mut())) };
+}
+
+/// Marks this thread as inside `dispatch(op)` until dropped (restoring an
+/// outer dispatch of another op, if any).
+struct Dispatching {
+    previous: (*const (), *mut Option<Deferred>),
+}
+
+impl Dispatching {
+    fn enter(op: *const (), slot: &mut Option<Deferred>) -> Self {
+        let previous = DISPATCHING.with(|d| d.replace((op, slot as *mut _)));
+        Dispatching { previous }
+    }
+
+    /// Parks `completion` if this thread is inside `dispatch(op)`;
+    /// otherwise hands it back to be acted on now.
+    fn park(op: *const (), completion: Deferred) -> Option<Deferred> {
+        let (current, slot) = DISPATCHING.with(|d| d.get());
+        if current == op && !op.is_null() {
+            // SAFETY: `slot` is the `parked` local of the `dispatch` frame
+            // below us on this very thread, alive until it returns.
+            unsafe { *slot = Some(completion) };
+            None
+        } else {
+            Some(completion)
+        }
+    }
+}
+
+impl Drop for Dispatching {
+    fn drop(&mut self) {
+        DISPATCHING.with(|d| d.set(self.previous));
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use ::loom::sync::atomic::AtomicUsize as LAtomicUsize;
+    use ::loom::sync::{Arc as LArc, Mutex as LMutex};
+    use std::boxed::Box;
+
+    /// A one-shot channel whose receiving future reads the payload without
+    /// a lock once it has been woken: only `from_future`'s hand-off orders
+    /// the producer's write before that read.
+    struct Chan {
+        data: UnsafeCell<u32>,
+        /// (sent, waker)
+        slot: LMutex<(bool, Option<Waker>)>,
+    }
+
+    // SAFETY: `data` is written once by the producer before it publishes
+    // `sent` / wakes, and read only after that (the property under test).
+    unsafe impl Sync for Chan {}
+    // SAFETY: as above.
+    unsafe impl Send for Chan {}
+
+    struct RecvFuture {
+        chan: LArc<Chan>,
+        polls: usize,
+        /// Written by the first poll after it published its waker, read by
+        /// the second: whichever thread polls second must see it.
+        scratch: UnsafeCell<usize>,
+    }
+
+    fn recv(chan: &LArc<Chan>) -> RecvFuture {
+        RecvFuture {
+            chan: chan.clone(),
+            polls: 0,
+            scratch: UnsafeCell::new(0),
+        }
+    }
+
+    impl Future for RecvFuture {
+        type Output = u32;
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<u32> {
+            self.polls += 1;
+            if self.polls == 1 {
+                let mut slot = self.chan.slot.lock().unwrap();
+                if !slot.0 {
+                    slot.1 = Some(cx.waker().clone());
+                    drop(slot);
+                    // SAFETY: the poller owns the future.
+                    self.scratch.with_mut(|s| unsafe { *s = 1 });
+                    return Poll::Pending;
+                }
+            } else {
+                // SAFETY: the poller owns the future (ordered after the
+                // previous poll by `from_future`).
+                assert_eq!(self.scratch.with(|s| unsafe { *s }), 1);
+            }
+            // Sent (seen under the lock), or woken: the only wake-up comes
+            // from the producer after it wrote `data`.
+            // SAFETY: written once by the producer before it woke us.
+            Poll::Ready(self.chan.data.with(|d| unsafe { *d }))
+        }
+    }
+
+    struct Recv {
+        values: LArc<LAtomicUsize>,
+        stopped: LArc<LAtomicUsize>,
+    }
+
+    impl Receiver<u32, Infallible> for Recv {
+        fn set_value(self, value: u32) {
+            assert_eq!(value, 42);
+            self.values.fetch_add(1, Ordering::SeqCst);
+        }
+        fn set_error(self, error: Infallible) {
+            match error {}
+        }
+        fn set_stopped(self) {
+            self.stopped.fetch_add(1, Ordering::SeqCst);
+        }
+        fn set_panic(self, payload: PanicPayload) {
+            std::panic::resume_unwind(payload)
+        }
+    }
+
+    /// The waker register/wake race: the producer's wake-up arrives before,
+    /// during or after the first poll's hand-back. Either the waking thread
+    /// polls (and must see the first poll's writes to the future: Release on
+    /// the hand-back, Acquire on the take-over) or the polling thread polls
+    /// again (and must see the producer's write: Release on `NOTIFIED`,
+    /// Acquire when clearing it). Loom reports a causality violation on the
+    /// cells if either edge is weakened.
+    #[test]
+    fn wake_racing_the_first_poll() {
+        ::loom::model(|| {
+            let chan = LArc::new(Chan {
+                data: UnsafeCell::new(0),
+                slot: LMutex::new((false, None)),
+            });
+            let values = LArc::new(LAtomicUsize::new(0));
+            let stopped = LArc::new(LAtomicUsize::new(0));
+            let mut op = Box::pin(from_future(recv(&chan)).connect(Recv {
+                values: values.clone(),
+                stopped: stopped.clone(),
+            }));
+            let producer = {
+                let chan = chan.clone();
+                ::loom::thread::spawn(move || {
+                    // SAFETY: the consumer reads only after `sent` or a wake.
+                    chan.data.with_mut(|d| unsafe { *d = 42 });
+                    let waker = {
+                        let mut slot = chan.slot.lock().unwrap();
+                        slot.0 = true;
+                        slot.1.take()
+                    };
+                    if let Some(w) = waker {
+                        w.wake();
+                    }
+                })
+            };
+            // SAFETY: `op` stays pinned in its box until after the join and
+            // the completion check below.
+            unsafe { op.as_mut().start() };
+            producer.join().unwrap();
+            assert_eq!(values.load(Ordering::SeqCst), 1);
+            assert_eq!(stopped.load(Ordering::SeqCst), 0);
+            drop(op);
+        });
+    }
+
+    /// A stop request racing a wake-up: exactly one completion, and the
+    /// future is dropped exactly once, before it.
+    #[test]
+    fn stop_racing_a_wake() {
+        ::loom::model(|| {
+            let chan = LArc::new(Chan {
+                data: UnsafeCell::new(0),
+                slot: LMutex::new((false, None)),
+            });
+            let values = LArc::new(LAtomicUsize::new(0));
+            let stopped = LArc::new(LAtomicUsize::new(0));
+            let source = LArc::new(exec_core::StopSource::new());
+            struct WithStop(Recv, LArc<exec_core::StopSource>);
+            impl Receiver<u32, Infallible> for WithStop {
+                fn set_value(self, value: u32) {
+                    self.0.set_value(value)
+                }
+                fn set_error(self, error: Infallible) {
+                    match error {}
+                }
+                fn set_stopped(self) {
+                    self.0.set_stopped()
+                }
+                fn set_panic(self, payload: PanicPayload) {
+                    self.0.set_panic(payload)
+                }
+                fn env(&self) -> impl Env + '_ {
+                    StopEnv(&self.1)
+                }
+            }
+            struct StopEnv<'a>(&'a exec_core::StopSource);
+            impl Env for StopEnv<'_> {
+                fn stop_token(&self) -> StopToken<'_> {
+                    self.0.token()
+                }
+            }
+            let mut op = Box::pin(from_future(recv(&chan)).connect(WithStop(
+                Recv {
+                    values: values.clone(),
+                    stopped: stopped.clone(),
+                },
+                source.clone(),
+            )));
+            // SAFETY: pinned in the box until after the join.
+            unsafe { op.as_mut().start() };
+            let stopper = {
+                let source = source.clone();
+                ::loom::thread::spawn(move || {
+                    source.request_stop();
+                })
+            };
+            // SAFETY: the consumer reads only after `sent` or a wake.
+            chan.data.with_mut(|d| unsafe { *d = 42 });
+            let waker = {
+                let mut slot = chan.slot.lock().unwrap();
+                slot.0 = true;
+                slot.1.take()
+            };
+            if let Some(w) = waker {
+                w.wake();
+            }
+            stopper.join().unwrap();
+            let done = values.load(Ordering::SeqCst) + stopped.load(Ordering::SeqCst);
+            assert_eq!(done, 1);
+            drop(op);
+            // The future (and its channel handle) was dropped at completion.
+            assert_eq!(LArc::strong_count(&chan), 1);
+        });
+    }
+}

@@ -1,0 +1,403 @@
+//! `AnySender<T, E>`: a type-erased sender, one allocation per operation.
+//!
+//! # Layout
+//! [`AnySender::new`] boxes a *slot*: an enum that holds the sender until the
+//! operation starts and the sender's operation state after, so the box is
+//! sized for the larger of the two and is the only allocation. The inner
+//! operation's receiver type ([`AnyReceiver`]) does not depend on the outer
+//! receiver, so the inner operation's type is known when the box is made.
+//! Connecting moves the box into [`AnyOp`] next to the real receiver;
+//! `start` connects the inner operation in place inside the box, with an
+//! [`AnyReceiver`] that refers back to the pinned `AnyOp` through an
+//! [`ErasedParentRef`].
+//!
+//! # Stack depth
+//! Starting the inner operation and delivering its completion both go
+//! through the thread's trampoline (`context::trampoline`): they run inline
+//! unless 16 of them are already nested on this thread, in which case they
+//! are queued and run when the stack has unwound to the outermost one. A
+//! recursion built through `AnySender` (each level a boxed sender whose
+//! continuation boxes the next level) therefore uses bounded stack, both
+//! while starting and while completing. Without the `std` feature there is
+//! no trampoline and such recursion nests on the stack.
+
+use alloc::boxed::Box;
+use core::fmt;
+use core::marker::PhantomPinned;
+use core::pin::Pin;
+
+use crate::context::trampoline::{ANY_SENDER_MAX_DEPTH, Task, submit};
+use crate::env::CapturedEnv;
+use crate::loom::cell::UnsafeCell;
+use crate::loom::sync::atomic::{AtomicU8, Ordering};
+use crate::{
+    Env, ErasedParentRef, Notify, OperationState, PanicPayload, ParentRef, Receiver, Sender,
+    SenderTo,
+};
+
+/// A type-erased sender of `T` or error `E`, `Send`, made with
+/// [`SenderExt::boxed`](crate::SenderExt::boxed) or [`AnySender::new`].
+///
+/// Use it where a sender's type cannot be written or would be infinite:
+/// recursion, collections of different senders, trait objects.
+///
+/// # Cost
+/// Exactly one allocation, made by `new`/`boxed`: a box sized for the
+/// larger of the sender and its operation state, in which the operation is
+/// connected at `start`. Connecting and running allocate nothing more; the
+/// box is freed when the operation state (or the unconnected sender) is
+/// dropped. Frames are not recycled across operations (a per-worker frame
+/// cache is future work).
+///
+/// # Completion
+/// As the erased sender: value, error, or stopped, forwarded unchanged. The
+/// completion may be delivered from the thread's trampoline (see
+/// [`TrampolineScheduler`](crate::TrampolineScheduler)) rather than nested
+/// in the inner completion, when inline completions are nested deeply.
+///
+/// # Cancellation
+/// The receiver's environment (its stop token) is forwarded to the erased
+/// sender, captured when the operation starts.
+///
+/// # Panics
+/// Panics of the erased sender are forwarded through
+/// [`Receiver::set_panic`](crate::Receiver::set_panic).
+///
+/// # Example
+/// ```
+/// use exec_core::{just, sync_wait, AnySender, SenderExt};
+/// use core::convert::Infallible;
+///
+/// // A recursive sender: the type of `count(n)` would otherwise be infinite.
+/// fn count(n: u64) -> AnySender<u64, Infallible> {
+///     if n == 0 {
+///         just(0).boxed()
+///     } else {
+///         just(n).let_value(move |n| count(n - 1).then(move |acc| acc + n)).boxed()
+///     }
+/// }
+/// assert_eq!(sync_wait(count(100)), Ok(Some(5050)));
+/// ```
+///
+/// # See also
+/// [`SenderExt::boxed`](crate::SenderExt::boxed),
+/// [`TrampolineScheduler`](crate::TrampolineScheduler).
+#[must_use = "senders do nothing unless connected and started"]
+pub struct AnySender<T, E> {
+    slot: Pin<Box<dyn ErasedSlot<T, E> + Send>>,
+}
+
+impl<T, E> AnySender<T, E> {
+    /// Erases the type of `sender` (one allocation).
+    pub fn new<S>(sender: S) -> Self
+    where
+        S: Sender<Output = T, Error = E> + SenderTo<AnyReceiver<T, E>> + Send + 'static,
+        S::Operation: Send + 'static,
+        T: 'static,
+        E: 'static,
+    {
+        AnySender {
+            slot: Box::pin(Slot::<S, T, E> {
+                state: SlotState::Sender(sender),
+                _pin: PhantomPinned,
+                _types: core::marker::PhantomData,
+            }),
+        }
+    }
+}
+
+impl<T, E> fmt::Debug for AnySender<T, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AnySender").finish_non_exhaustive()
+    }
+}
+
+impl<T, E> Sender for AnySender<T, E> {
+    type Output = T;
+    type Error = E;
+}
+
+impl<T, E, R> SenderTo<R> for AnySender<T, E>
+where
+    T: Send,
+    E: Send,
+    R: Receiver<T, E> + Send,
+{
+    type Operation = AnyOp<T, E, R>;
+    fn connect(self, receiver: R) -> AnyOp<T, E, R> {
+        AnyOp {
+            inner: AnyInner {
+                phase: AtomicU8::new(IDLE),
+                task: Task::new(),
+                slot: UnsafeCell::new(self.slot),
+                receiver: UnsafeCell::new(Some(receiver)),
+                stash: UnsafeCell::new(None),
+            },
+            _pin: PhantomPinned,
+        }
+    }
+}
+
+/// How the erased operation completed.
+enum Outcome<T, E> {
+    Value(T),
+    Error(E),
+    Stopped,
+    Panic(PanicPayload),
+}
+
+/// The heap slot behind an [`AnySender`].
+trait ErasedSlot<T, E> {
+    /// Connects the sender to `receiver` in place and starts it.
+    ///
+    /// # Safety
+    /// Called once; the slot stays pinned and alive until the operation has
+    /// completed (the contract of [`OperationState::start`]).
+    unsafe fn start(self: Pin<&mut Self>, receiver: AnyReceiver<T, E>);
+
+    /// Drops the operation in place.
+    ///
+    /// # Safety
+    /// The operation has completed (it no longer touches itself).
+    unsafe fn clear(self: Pin<&mut Self>);
+}
+
+enum SlotState<S, O> {
+    Sender(S),
+    Op(O),
+    Empty,
+}
+
+struct Slot<S: SenderTo<AnyReceiver<T, E>>, T, E> {
+    /// The sender, then (structurally pinned) its operation.
+    state: SlotState<S, S::Operation>,
+    _pin: PhantomPinned,
+    _types: core::marker::PhantomData<fn() -> (T, E)>,
+}
+
+impl<S: SenderTo<AnyReceiver<T, E>>, T, E> ErasedSlot<T, E> for Slot<S, T, E> {
+    unsafe fn start(self: Pin<&mut Self>, receiver: AnyReceiver<T, E>) {
+        // SAFETY: the sender is not pinned (moved out below); the operation
+        // is written in place and never moved after.
+        let this = unsafe { self.get_unchecked_mut() };
+        let SlotState::Sender(sender) = core::mem::replace(&mut this.state, SlotState::Empty)
+        else {
+            unreachable!("AnySender started twice")
+        };
+        this.state = SlotState::Op(sender.connect(receiver));
+        let SlotState::Op(op) = &mut this.state else {
+            unreachable!()
+        };
+        // SAFETY: pinned in the box, which lives in the `AnyOp` until that is
+        // dropped, i.e. (by `start`'s contract) after completion.
+        unsafe { OperationState::start(Pin::new_unchecked(op)) }
+    }
+
+    unsafe fn clear(self: Pin<&mut Self>) {
+        // SAFETY: dropping in place, as the pinning contract allows; the
+        // caller guarantees the operation is done with its memory.
+        unsafe { self.get_unchecked_mut().state = SlotState::Empty }
+    }
+}
+
+/// The receiver the erased sender is connected to: refers back to the
+/// [`AnyOp`] that holds the real receiver.
+pub struct AnyReceiver<T, E> {
+    parent: ErasedParentRef<Outcome<T, E>>,
+    /// The real receiver's environment, captured at start.
+    env: CapturedEnv,
+}
+
+impl<T, E> fmt::Debug for AnyReceiver<T, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AnyReceiver").finish_non_exhaustive()
+    }
+}
+
+// SAFETY: an `AnyReceiver` only exists inside an `AnyOp<T, E, R>` with
+// `R: Send` (see the `SenderTo` impl). Completing it on another thread moves
+// the `T`/`E` there and completes `R` there, all `Send`.
+unsafe impl<T: Send, E: Send> Send for AnyReceiver<T, E> {}
+// SAFETY: through `&AnyReceiver` only the captured environment (a `Sync`
+// stop token) is reachable.
+unsafe impl<T, E> Sync for AnyReceiver<T, E> {}
+
+impl<T, E> Receiver<T, E> for AnyReceiver<T, E> {
+    fn set_value(self, value: T) {
+        self.parent.notify(Outcome::Value(value))
+    }
+    fn set_error(self, error: E) {
+        self.parent.notify(Outcome::Error(error))
+    }
+    fn set_stopped(self) {
+        self.parent.notify(Outcome::Stopped)
+    }
+    fn set_panic(self, payload: PanicPayload) {
+        self.parent.notify(Outcome::Panic(payload))
+    }
+    fn env(&self) -> impl Env + '_ {
+        self.env
+    }
+}
+
+/// Operation state of [`AnySender`].
+pub struct AnyOp<T, E, R> {
+    inner: AnyInner<T, E, R>,
+    _pin: PhantomPinned,
+}
+
+impl<T, E, R> fmt::Debug for AnyOp<T, E, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AnyOp").finish_non_exhaustive()
+    }
+}
+
+/// `run_start` is not inside the inner operation's `start`.
+const IDLE: u8 = 0;
+/// `run_start` is inside the inner operation's `start`.
+const IN_START: u8 = 1;
+/// The inner operation completed inside its `start`; `run_start` takes over.
+const DEFERRED: u8 = 2;
+
+struct AnyInner<T, E, R> {
+    /// Who handles the inner completion: `run_start` if it happens inside the
+    /// inner `start` (then the completion only stashes), else the completion
+    /// itself. Same protocol as `let_value`'s (see its module docs). Either
+    /// way the inner operation is dropped *before* the completion is
+    /// forwarded, so nested erased operations are freed level by level, not
+    /// by one recursive drop at the end.
+    phase: AtomicU8,
+    /// Trampoline node, used first to start, then to deliver (never both
+    /// queued at once: delivery follows the inner completion, which follows
+    /// the start).
+    task: Task,
+    /// The box; its contents are pinned. Touched by `run_start`, then by the
+    /// single handler of the inner completion.
+    slot: UnsafeCell<Pin<Box<dyn ErasedSlot<T, E> + Send>>>,
+    /// Taken once, by `run_deliver`.
+    receiver: UnsafeCell<Option<R>>,
+    /// Written by the inner completion, read by its handler and then by
+    /// `run_deliver`.
+    stash: UnsafeCell<Option<Outcome<T, E>>>,
+}
+
+impl<T, E, R: Receiver<T, E>> AnyInner<T, E, R> {
+    /// Connects and starts the inner operation (from the trampoline).
+    ///
+    /// # Safety
+    /// `ctx` is a started, pinned `AnyInner<T, E, R>`; called once.
+    unsafe fn run_start(ctx: *const ()) {
+        // SAFETY: per the contract.
+        let inner: Pin<&Self> = unsafe { Pin::new_unchecked(&*(ctx as *const Self)) };
+        // The real receiver stays in this op until the inner operation has
+        // completed, and that operation drops its stop callbacks before
+        // completing: that is what `detach` asks.
+        // SAFETY: see above; no inner operation exists yet.
+        let env = inner.receiver.with(|r| unsafe {
+            match &*r {
+                Some(r) => CapturedEnv::capture(&r.env()),
+                None => CapturedEnv::empty(),
+            }
+        });
+        // SAFETY: the op is started, hence pinned and alive until it
+        // completes, which happens only after the inner operation has
+        // consumed this receiver.
+        let parent = unsafe { ErasedParentRef::new(inner) };
+        // SAFETY: no inner operation exists yet: the slot is ours.
+        let slot: *mut Pin<Box<dyn ErasedSlot<T, E> + Send>> = inner.slot.with_mut(|s| s);
+        inner.phase.store(IN_START, Ordering::Relaxed);
+        // SAFETY: started once; the box lives as long as this op.
+        unsafe { (*slot).as_mut().start(AnyReceiver { parent, env }) }
+        if inner
+            .phase
+            .compare_exchange(IN_START, IDLE, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            // Completes later; from here on the op may be gone.
+            return;
+        }
+        // SAFETY: completed inside `start`; `phase` handed it to us.
+        unsafe { Self::finish(ctx) }
+    }
+
+    /// The inner operation has completed (its outcome is stashed): drop it
+    /// and deliver the outcome through the trampoline.
+    ///
+    /// # Safety
+    /// `ctx` is a started `AnyInner<T, E, R>` whose inner operation has
+    /// completed; called once, by the single handler of that completion.
+    unsafe fn finish(ctx: *const ()) {
+        let inner = ctx as *const Self;
+        // SAFETY: the handler owns the slot now; the inner operation no
+        // longer touches itself.
+        unsafe {
+            let slot: *mut Pin<Box<dyn ErasedSlot<T, E> + Send>> = (*inner).slot.with_mut(|s| s);
+            (*slot).as_mut().clear();
+        }
+        // SAFETY: the op has not completed, so it stays alive until
+        // `run_deliver` has run; the task node is free (its start has run).
+        unsafe { submit(&(*inner).task, Self::run_deliver, ctx, ANY_SENDER_MAX_DEPTH) }
+    }
+
+    /// Delivers the stashed completion to the real receiver.
+    ///
+    /// # Safety
+    /// `ctx` is a started, pinned `AnyInner<T, E, R>` whose inner operation
+    /// has completed; called once.
+    unsafe fn run_deliver(ctx: *const ()) {
+        let inner = ctx as *const Self;
+        // SAFETY: the inner operation completed (stash written, once); this
+        // runs once; nobody else touches these cells any more.
+        let (outcome, receiver) = unsafe {
+            (
+                (*inner).stash.with_mut(|s| (*s).take()),
+                (*inner).receiver.with_mut(|r| (*r).take()),
+            )
+        };
+        let (Some(outcome), Some(receiver)) = (outcome, receiver) else {
+            unreachable!("AnySender: completed twice")
+        };
+        match outcome {
+            Outcome::Value(v) => receiver.set_value(v),
+            Outcome::Error(e) => receiver.set_error(e),
+            Outcome::Stopped => receiver.set_stopped(),
+            Outcome::Panic(p) => receiver.set_panic(p),
+        }
+    }
+}
+
+impl<T, E, R: Receiver<T, E>> Notify<Outcome<T, E>> for AnyInner<T, E, R> {
+    fn notify(this: ParentRef<Self>, outcome: Outcome<T, E>) {
+        let inner = this.get();
+        // SAFETY: the inner operation completes once; until `phase` hands
+        // over, this is the only access to the stash.
+        inner.stash.with_mut(|s| unsafe { *s = Some(outcome) });
+        if inner
+            .phase
+            .compare_exchange(IN_START, DEFERRED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            return;
+        }
+        let ctx = inner as *const Self as *const ();
+        // SAFETY: `run_start` has returned: we are the single handler.
+        unsafe { Self::finish(ctx) }
+    }
+}
+
+impl<T, E, R: Receiver<T, E>> OperationState for AnyOp<T, E, R> {
+    unsafe fn start(self: Pin<&mut Self>) {
+        let inner: &AnyInner<T, E, R> = &self.into_ref().get_ref().inner;
+        let ctx = inner as *const AnyInner<T, E, R> as *const ();
+        // SAFETY: by `start`'s contract the op stays pinned and alive until
+        // it completes, which happens after `run_start` has run.
+        unsafe {
+            submit(
+                &inner.task,
+                AnyInner::<T, E, R>::run_start,
+                ctx,
+                ANY_SENDER_MAX_DEPTH,
+            )
+        }
+    }
+}

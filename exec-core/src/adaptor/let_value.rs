@@ -1,0 +1,600 @@
+//! `let_value` and the machinery `let_error` and `let_stopped` share: an
+//! operation that runs a first sender, hands one of its completions to a
+//! function returning a second sender, and runs that second sender in the
+//! storage the first one occupied.
+//!
+//! # How the operation is laid out
+//! `LetOp` holds an enum: the first sender before `start`, the first
+//! operation while it runs, the second operation after. The first operation
+//! is connected at `start` (its receiver refers back to the pinned op through
+//! an [`ErasedParentRef`]); when it completes it is dropped in place and the
+//! second sender is connected to the downstream receiver in the same
+//! storage, so the op is as large as the larger of the two, plus a slot for
+//! the first completion.
+//!
+//! # Inline completion
+//! If the first operation completes while its `start` is still running, the
+//! completion is only stashed, and `LetOp::start` takes over once the first
+//! `start` has returned: it never drops or overwrites an operation whose
+//! `start` is still on the stack, and a chain of inline `let_value`s starts
+//! its steps one after another instead of nesting them. `phase` decides who
+//! takes over:
+//! - `start` sets `IN_START` before starting the first operation and, once it
+//!   returned, CASes `IN_START → IDLE`; failure means `DEFERRED`, i.e. the
+//!   completion happened meanwhile and left its outcome in `stash`.
+//! - The completion writes `stash`, then CASes `IN_START → DEFERRED`; success
+//!   hands over to `start`, failure (`IDLE`) means `start` has returned and the
+//!   completion continues by itself.
+//!
+//! Both CASes are `AcqRel`, so the stash write happens-before its read.
+
+use core::fmt;
+use core::marker::{PhantomData, PhantomPinned};
+use core::pin::Pin;
+
+use crate::adaptor::probe::SendProbe;
+use crate::env::CapturedEnv;
+use crate::loom::cell::UnsafeCell;
+use crate::loom::sync::atomic::{AtomicU8, Ordering};
+use crate::{
+    Env, ErasedParentRef, Notify, OperationState, PanicPayload, ParentRef, Receiver, Sender,
+    SenderTo, catch_unwind,
+};
+
+/// Sender for the [`let_value`](crate::SenderExt::let_value) method.
+#[must_use = "senders do nothing unless connected and started"]
+#[derive(Clone, Debug)]
+pub struct LetValue<S, F> {
+    sender: S,
+    f: F,
+}
+
+impl<S, F> LetValue<S, F> {
+    pub(crate) fn new(sender: S, f: F) -> Self {
+        LetValue { sender, f }
+    }
+}
+
+impl<S, F, N> Sender for LetValue<S, F>
+where
+    S: Sender,
+    F: FnOnce(S::Output) -> N,
+    N: Sender,
+    S::Error: Into<N::Error>,
+{
+    type Output = N::Output;
+    type Error = N::Error;
+    const SENDS_STOPPED: bool = S::SENDS_STOPPED || N::SENDS_STOPPED;
+}
+
+impl<S, F, N, R> SenderTo<R> for LetValue<S, F>
+where
+    S: Sender
+        + SenderTo<LetReceiver<<S as Sender>::Output, <S as Sender>::Error, (S, OnValue<F>, R)>>,
+    F: FnOnce(S::Output) -> N,
+    N: SenderTo<R>,
+    S::Error: Into<N::Error>,
+    R: Receiver<N::Output, N::Error>,
+{
+    type Operation = LetOp<S, OnValue<F>, R>;
+    fn connect(self, receiver: R) -> Self::Operation {
+        LetOp::new(self.sender, OnValue(self.f), receiver)
+    }
+}
+
+/// How the first sender of a `let_*` algorithm completed.
+#[derive(Debug)]
+pub enum LetInput<T, E> {
+    /// It sent a value.
+    Value(T),
+    /// It failed.
+    Error(E),
+    /// It was stopped.
+    Stopped,
+    /// Code it ran panicked.
+    Panic(PanicPayload),
+}
+
+impl<T, E> LetInput<T, E> {
+    fn deliver<R: Receiver<T, E>>(self, receiver: R) {
+        match self {
+            LetInput::Value(v) => receiver.set_value(v),
+            LetInput::Error(e) => receiver.set_error(e),
+            LetInput::Stopped => receiver.set_stopped(),
+            LetInput::Panic(p) => receiver.set_panic(p),
+        }
+    }
+}
+
+/// What a `let_*` algorithm does with the first completion.
+#[derive(Debug)]
+pub enum LetStep<N: Sender> {
+    /// Run this sender and complete as it does.
+    Run(N),
+    /// Complete with this, without running anything else.
+    Forward(LetInput<N::Output, N::Error>),
+}
+
+/// The channel a `let_*` algorithm reacts to: turns the first completion
+/// into a [`LetStep`]. Implemented by [`OnValue`] (`let_value`),
+/// [`OnError`](crate::OnError) (`let_error`) and
+/// [`OnStopped`](crate::OnStopped) (`let_stopped`); public only because it
+/// appears in their operation types.
+pub trait LetBranch<T, E> {
+    /// The sender the function returns.
+    type Next: Sender;
+    /// Calls the function (catching a panic) if `input` is on this branch's
+    /// channel, else drops the function and converts `input` for forwarding.
+    fn branch(self, input: LetInput<T, E>) -> LetStep<Self::Next>;
+}
+
+/// The [`LetBranch`] of [`let_value`](crate::SenderExt::let_value): `f`
+/// receives the value.
+#[derive(Clone, Debug)]
+pub struct OnValue<F>(F);
+
+impl<T, E, F, N> LetBranch<T, E> for OnValue<F>
+where
+    F: FnOnce(T) -> N,
+    N: Sender,
+    E: Into<N::Error>,
+{
+    type Next = N;
+    fn branch(self, input: LetInput<T, E>) -> LetStep<N> {
+        let f = self.0;
+        match input {
+            LetInput::Value(v) => match catch_unwind(move || f(v)) {
+                Ok(next) => LetStep::Run(next),
+                Err(p) => LetStep::Forward(LetInput::Panic(p)),
+            },
+            LetInput::Error(e) => {
+                drop(f);
+                LetStep::Forward(LetInput::Error(e.into()))
+            }
+            LetInput::Stopped => {
+                drop(f);
+                LetStep::Forward(LetInput::Stopped)
+            }
+            LetInput::Panic(p) => {
+                drop(f);
+                LetStep::Forward(LetInput::Panic(p))
+            }
+        }
+    }
+}
+
+/// `start` is not running the first operation's `start`.
+const IDLE: u8 = 0;
+/// `start` is inside the first operation's `start`.
+const IN_START: u8 = 1;
+/// The first operation completed inside its `start`; `start` takes over.
+const DEFERRED: u8 = 2;
+
+enum LetState<S, O1, O2> {
+    /// Before `start`: the first sender.
+    Init(S),
+    /// The first operation, running.
+    First(O1),
+    /// The second operation, running (connected to the downstream receiver).
+    Second(O2),
+    /// Between the two, or after a forwarded completion.
+    Empty,
+}
+
+/// The receiver a `let_*` algorithm connects its first sender to.
+///
+/// `M` is `(S, B, R)` — first sender, branch, downstream receiver — and only
+/// decides when the receiver may be sent to another thread.
+///
+/// # Threads
+/// Completing this receiver drops the first operation in place, on the
+/// completing thread. So the receiver is `Send` only if, besides the values,
+/// the function, the second sender and operation and the downstream
+/// receiver, the first sender's *operation* is `Send`. A first sender whose
+/// operation holds thread-bound state but completes on another thread is
+/// rejected (with the `Rc` removed this compiles and prints 1):
+/// ```compile_fail
+/// use std::{convert::Infallible, marker::PhantomPinned, pin::Pin, rc::Rc};
+/// use exec_core::{just, sync_wait, OperationState, Receiver, Sender, SenderExt, SenderTo};
+///
+/// struct OtherThread;
+/// impl Sender for OtherThread {
+///     type Output = i32;
+///     type Error = Infallible;
+/// }
+/// impl<R: Receiver<i32, Infallible> + Send + 'static> SenderTo<R> for OtherThread {
+///     type Operation = OtherThreadOp<R>;
+///     fn connect(self, r: R) -> OtherThreadOp<R> {
+///         OtherThreadOp { r: Some(r), rc: Rc::new(()), _pin: PhantomPinned }
+///     }
+/// }
+/// struct OtherThreadOp<R> {
+///     r: Option<R>,
+///     rc: Rc<()>, // thread-bound: must not be dropped on the other thread
+///     _pin: PhantomPinned,
+/// }
+/// impl<R: Receiver<i32, Infallible> + Send + 'static> OperationState for OtherThreadOp<R> {
+///     unsafe fn start(self: Pin<&mut Self>) {
+///         let r = unsafe { self.get_unchecked_mut() }.r.take().unwrap();
+///         std::thread::spawn(move || r.set_value(1)).join().unwrap();
+///     }
+/// }
+/// let s = OtherThread.let_value(|x| just(x));
+/// println!("{:?}", sync_wait(s));
+/// ```
+pub struct LetReceiver<T, E, M> {
+    parent: ErasedParentRef<LetInput<T, E>>,
+    /// The downstream receiver's environment, captured when the op started.
+    env: CapturedEnv,
+    _marker: PhantomData<M>,
+}
+
+impl<T, E, M> fmt::Debug for LetReceiver<T, E, M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LetReceiver").finish_non_exhaustive()
+    }
+}
+
+// SAFETY: completing this receiver on another thread moves the `T`/`E` sent
+// there, runs the branch (`B`) there, connects and starts the second
+// operation there and completes `R` there, and the op may later be dropped
+// elsewhere: all `Send` by the bounds. It also drops the first operation
+// there, so that operation must be `Send` too. Its type cannot be named in
+// this bound (it contains this receiver: `S: SenderTo<LetReceiver<..>>` needs
+// this very impl, a cycle the trait solver rejects), so the bound asks the
+// same question of the operation `S` makes for a `SendProbe` (a receiver
+// that is always `Send`): an operation type's `Send`-ness can only depend on
+// its receiver's through the receiver's own `Send`-ness, and `SendProbe`
+// cannot be named outside this crate, so no impl can single it out.
+unsafe impl<T, E, S, B, R> Send for LetReceiver<T, E, (S, B, R)>
+where
+    T: Send,
+    E: Send,
+    S: Send + SenderTo<SendProbe<T, E>>,
+    <S as SenderTo<SendProbe<T, E>>>::Operation: Send,
+    B: Send + LetBranch<T, E>,
+    B::Next: Send + SenderTo<R>,
+    <B::Next as SenderTo<R>>::Operation: Send,
+    R: Send,
+{
+}
+
+// SAFETY: through `&LetReceiver` only the captured environment (a `Sync`
+// stop token) can be reached; completing needs ownership.
+unsafe impl<T, E, M> Sync for LetReceiver<T, E, M> {}
+
+impl<T, E, M> Receiver<T, E> for LetReceiver<T, E, M> {
+    fn set_value(self, value: T) {
+        self.parent.notify(LetInput::Value(value))
+    }
+    fn set_error(self, error: E) {
+        self.parent.notify(LetInput::Error(error))
+    }
+    fn set_stopped(self) {
+        self.parent.notify(LetInput::Stopped)
+    }
+    fn set_panic(self, payload: PanicPayload) {
+        self.parent.notify(LetInput::Panic(payload))
+    }
+    fn env(&self) -> impl Env + '_ {
+        self.env
+    }
+}
+
+type Recv<S, B, R> = LetReceiver<<S as Sender>::Output, <S as Sender>::Error, (S, B, R)>;
+type StateOf<S, B, R> = LetState<S, <S as SenderTo<Recv<S, B, R>>>::Operation, NextOp<S, B, R>>;
+type NextOp<S, B, R> =
+    <<B as LetBranch<<S as Sender>::Output, <S as Sender>::Error>>::Next as SenderTo<R>>::Operation;
+
+/// Operation state of [`LetValue`], [`LetError`](crate::LetError) and
+/// [`LetStopped`](crate::LetStopped).
+pub struct LetOp<S, B, R>
+where
+    S: SenderTo<Recv<S, B, R>>,
+    B: LetBranch<S::Output, S::Error>,
+    B::Next: SenderTo<R>,
+{
+    inner: LetInner<S, B, R>,
+    _pin: PhantomPinned,
+}
+
+struct LetInner<S, B, R>
+where
+    S: SenderTo<Recv<S, B, R>>,
+    B: LetBranch<S::Output, S::Error>,
+    B::Next: SenderTo<R>,
+{
+    /// `IDLE`/`IN_START`/`DEFERRED`, see the module docs.
+    phase: AtomicU8,
+    /// Taken once, when the first operation has completed.
+    branch: UnsafeCell<Option<B>>,
+    /// Taken once, when the first operation has completed.
+    receiver: UnsafeCell<Option<R>>,
+    /// Written by an inline completion, read by `start` (handed over by `phase`).
+    stash: UnsafeCell<Option<LetInput<S::Output, S::Error>>>,
+    /// Structurally pinned: the child operations live here. Written by
+    /// `start` before the first op starts, then only by whoever handles the
+    /// first completion (the completion or `start`, never both).
+    state: UnsafeCell<StateOf<S, B, R>>,
+}
+
+impl<S, B, R> fmt::Debug for LetOp<S, B, R>
+where
+    S: SenderTo<Recv<S, B, R>>,
+    B: LetBranch<S::Output, S::Error>,
+    B::Next: SenderTo<R>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LetOp").finish_non_exhaustive()
+    }
+}
+
+impl<S, B, R> LetOp<S, B, R>
+where
+    S: SenderTo<Recv<S, B, R>>,
+    B: LetBranch<S::Output, S::Error>,
+    B::Next: SenderTo<R>,
+    R: Receiver<<B::Next as Sender>::Output, <B::Next as Sender>::Error>,
+{
+    pub(crate) fn new(sender: S, branch: B, receiver: R) -> Self {
+        LetOp {
+            inner: LetInner {
+                phase: AtomicU8::new(IDLE),
+                branch: UnsafeCell::new(Some(branch)),
+                receiver: UnsafeCell::new(Some(receiver)),
+                stash: UnsafeCell::new(None),
+                state: UnsafeCell::new(LetState::Init(sender)),
+            },
+            _pin: PhantomPinned,
+        }
+    }
+}
+
+impl<S, B, R> LetInner<S, B, R>
+where
+    S: SenderTo<Recv<S, B, R>>,
+    B: LetBranch<S::Output, S::Error>,
+    B::Next: SenderTo<R>,
+    R: Receiver<<B::Next as Sender>::Output, <B::Next as Sender>::Error>,
+{
+    /// The first operation has completed with `input`: drop it, then run
+    /// the branch and either start the second operation or forward.
+    ///
+    /// Touches nothing of the op after handing control downstream.
+    fn resume(this: ParentRef<Self>, input: LetInput<S::Output, S::Error>) {
+        let inner = this.get();
+        // SAFETY: only the single handler of the first completion gets here
+        // (see `phase`), and the first operation no longer touches itself
+        // once it has called its receiver, so it may be dropped in place.
+        let (branch, receiver) = unsafe {
+            inner.state.with_mut(|st| *st = LetState::Empty);
+            (
+                inner.branch.with_mut(|b| (*b).take()),
+                inner.receiver.with_mut(|r| (*r).take()),
+            )
+        };
+        let (Some(branch), Some(receiver)) = (branch, receiver) else {
+            unreachable!("let: the first operation completed twice")
+        };
+        match branch.branch(input) {
+            LetStep::Run(next) => {
+                let op = next.connect(receiver);
+                // SAFETY: `state` is structurally pinned and ours alone (as
+                // above); the second operation stays there, pinned, until the
+                // `LetOp` is dropped, which its owner does only after the
+                // downstream receiver — completed by the second operation —
+                // has been completed.
+                unsafe {
+                    let op: *mut NextOp<S, B, R> = inner.state.with_mut(|st| {
+                        *st = LetState::Second(op);
+                        match &mut *st {
+                            LetState::Second(op) => op as *mut _,
+                            _ => unreachable!(),
+                        }
+                    });
+                    OperationState::start(Pin::new_unchecked(&mut *op));
+                }
+            }
+            LetStep::Forward(out) => out.deliver(receiver),
+        }
+    }
+}
+
+impl<S, B, R> Notify<LetInput<S::Output, S::Error>> for LetInner<S, B, R>
+where
+    S: SenderTo<Recv<S, B, R>>,
+    B: LetBranch<S::Output, S::Error>,
+    B::Next: SenderTo<R>,
+    R: Receiver<<B::Next as Sender>::Output, <B::Next as Sender>::Error>,
+{
+    fn notify(this: ParentRef<Self>, input: LetInput<S::Output, S::Error>) {
+        let inner = this.get();
+        // SAFETY: the first operation completes once; until `phase` hands
+        // over, this is the only access to `stash`.
+        inner.stash.with_mut(|s| unsafe { *s = Some(input) });
+        if inner
+            .phase
+            .compare_exchange(IN_START, DEFERRED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            // `start` is still inside the first `start` and takes over.
+            return;
+        }
+        // SAFETY: `start` has returned (phase is IDLE): the stash is ours.
+        let input = inner.stash.with_mut(|s| unsafe { (*s).take() });
+        Self::resume(this, input.expect("let: stash written above"));
+    }
+}
+
+impl<S, B, R> OperationState for LetOp<S, B, R>
+where
+    S: SenderTo<Recv<S, B, R>>,
+    B: LetBranch<S::Output, S::Error>,
+    B::Next: SenderTo<R>,
+    R: Receiver<<B::Next as Sender>::Output, <B::Next as Sender>::Error>,
+{
+    unsafe fn start(self: Pin<&mut Self>) {
+        // SAFETY: projecting to `inner`, which we never move.
+        let inner: Pin<&LetInner<S, B, R>> =
+            unsafe { self.map_unchecked_mut(|op| &mut op.inner) }.into_ref();
+        let inner_ref = inner.get_ref();
+        // The downstream receiver, whose env produced the token, stays in
+        // this op until the first operation has completed, and the first
+        // operation drops its registrations before completing: that is
+        // what `detach` asks.
+        // SAFETY: see above; no child exists yet, so the cell is ours.
+        let env = inner_ref.receiver.with(|r| unsafe {
+            match &*r {
+                Some(r) => CapturedEnv::capture(&r.env()),
+                None => CapturedEnv::empty(),
+            }
+        });
+        // SAFETY: the op is pinned and, by `start`'s contract, alive until it
+        // completes, which it does only after the first operation completed
+        // (consuming the receiver holding this reference).
+        let parent = unsafe { ErasedParentRef::new(inner) };
+        let receiver = LetReceiver {
+            parent,
+            env,
+            _marker: PhantomData,
+        };
+        // SAFETY: no child exists yet: `state` is ours. The first operation
+        // is structurally pinned in `state` and only dropped in `resume`,
+        // after it has completed.
+        let first: *mut S::Operation = unsafe {
+            inner_ref.state.with_mut(|st| {
+                let LetState::Init(sender) = core::mem::replace(&mut *st, LetState::Empty) else {
+                    unreachable!("let: started twice")
+                };
+                *st = LetState::First(sender.connect(receiver));
+                match &mut *st {
+                    LetState::First(op) => op as *mut _,
+                    _ => unreachable!(),
+                }
+            })
+        };
+        inner_ref.phase.store(IN_START, Ordering::Relaxed);
+        // SAFETY: started once; kept alive and pinned as said above.
+        unsafe { OperationState::start(Pin::new_unchecked(&mut *first)) };
+        if inner_ref
+            .phase
+            .compare_exchange(IN_START, IDLE, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            // It completes later; the completion takes over. From here on
+            // the op may already be gone: touch nothing.
+            return;
+        }
+        // Completed inside its `start`: the completion left its outcome.
+        // SAFETY: `phase` handed the stash over to us.
+        let input = inner_ref.stash.with_mut(|s| unsafe { (*s).take() });
+        // SAFETY: as for `parent` above.
+        let this = unsafe { ParentRef::new(inner) };
+        LetInner::resume(this, input.expect("let: deferred without an outcome"));
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    //! The hand-over between `start` and a first operation that completes on
+    //! another thread while `start` is still running (the `phase` CASes).
+    use super::*;
+    use crate::loom::sync::atomic::AtomicUsize;
+    use crate::{SenderExt, just};
+    use ::loom::sync::{Arc, Mutex};
+    use ::loom::thread::JoinHandle;
+    use alloc::boxed::Box;
+    use core::convert::Infallible;
+
+    type Handle = Arc<Mutex<Option<JoinHandle<()>>>>;
+
+    /// Completes with 1 from a thread it spawns in `start`.
+    struct Spawn {
+        handle: Handle,
+    }
+    struct SpawnOp<R> {
+        handle: Handle,
+        receiver: Option<R>,
+        _pin: PhantomPinned,
+    }
+    impl Sender for Spawn {
+        type Output = u32;
+        type Error = Infallible;
+    }
+    impl<R: Receiver<u32, Infallible> + Send + 'static> SenderTo<R> for Spawn {
+        type Operation = SpawnOp<R>;
+        fn connect(self, receiver: R) -> SpawnOp<R> {
+            SpawnOp {
+                handle: self.handle,
+                receiver: Some(receiver),
+                _pin: PhantomPinned,
+            }
+        }
+    }
+    impl<R: Receiver<u32, Infallible> + Send + 'static> OperationState for SpawnOp<R> {
+        unsafe fn start(self: Pin<&mut Self>) {
+            // SAFETY: nothing is structurally pinned.
+            let this = unsafe { self.get_unchecked_mut() };
+            let r = this.receiver.take().unwrap();
+            let handle = this.handle.clone();
+            // Do not touch `this` after the spawn: the completion may
+            // already be freeing it.
+            let h = ::loom::thread::spawn(move || r.set_value(1));
+            *handle.lock().unwrap() = Some(h);
+        }
+    }
+
+    struct Out {
+        seen: Arc<Mutex<Option<u32>>>,
+        completions: Arc<AtomicUsize>,
+    }
+    impl Receiver<u32, Infallible> for Out {
+        fn set_value(self, v: u32) {
+            self.completions.fetch_add(1, Ordering::Relaxed);
+            *self.seen.lock().unwrap() = Some(v);
+        }
+        fn set_error(self, e: Infallible) {
+            match e {}
+        }
+        fn set_stopped(self) {
+            self.completions.fetch_add(1, Ordering::Relaxed);
+        }
+        fn set_panic(self, _: PanicPayload) {
+            self.completions.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The first operation completes on another thread before, during or
+    /// after `start`'s hand-over CAS: the function runs once, the second
+    /// operation once, the result is delivered once.
+    #[test]
+    fn loom_first_completes_while_start_runs() {
+        ::loom::model(|| {
+            let handle: Handle = Arc::new(Mutex::new(None));
+            let seen = Arc::new(Mutex::new(None));
+            let completions = Arc::new(AtomicUsize::new(0));
+            let calls = Arc::new(AtomicUsize::new(0));
+            let c = calls.clone();
+            let s = Spawn {
+                handle: handle.clone(),
+            }
+            .let_value(move |v| {
+                c.fetch_add(1, Ordering::Relaxed);
+                just(v + 1)
+            });
+            let mut op = Box::pin(s.connect(Out {
+                seen: seen.clone(),
+                completions: completions.clone(),
+            }));
+            // SAFETY: `op` is dropped only after the completing thread has
+            // been joined, i.e. after the operation completed.
+            unsafe { op.as_mut().start() };
+            let h = handle.lock().unwrap().take().unwrap();
+            h.join().unwrap();
+            assert_eq!(calls.load(Ordering::Relaxed), 1);
+            assert_eq!(completions.load(Ordering::Relaxed), 1);
+            assert_eq!(seen.lock().unwrap().take(), Some(2));
+            drop(op);
+        });
+    }
+}

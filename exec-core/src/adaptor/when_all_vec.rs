@@ -1,0 +1,266 @@
+use alloc::vec::Vec;
+use core::marker::PhantomPinned;
+use core::pin::Pin;
+
+use crate::adaptor::nary::{
+    ChildOp, Downstream, Failure, Join, JoinParent, Outcome, Slot, Verdict, uninhabited,
+};
+use crate::{Env, OperationState, PanicPayload, ParentRef, Receiver, Sender, SenderTo};
+
+/// Runs every sender of an iterator concurrently and completes with their
+/// values, in the iterator's order, as a `Vec`.
+///
+/// The dynamic form of [`when_all`](fn@crate::when_all), for a number of
+/// children known only at run time; the senders share one type (box or
+/// type-erase them, or use an enum, if they differ). The same result is
+/// available as `iter.collect::<WhenAllVec<_>>()`.
+///
+/// Allocation: the senders are collected into a `Vec` here; `connect`
+/// allocates the children's operation states (one allocation) and their
+/// value slots (one more); the output `Vec` is the third.
+///
+/// # Completion
+/// Once every child has completed, exactly once:
+/// - value: every child's value, in order — even if stop was requested
+///   meanwhile. No children: an empty `Vec`, at once.
+/// - error: otherwise the first error (or panic) wins over stopped.
+/// - stopped: if some child completed stopped and none failed.
+///
+/// Values already received are dropped before an error or stopped is
+/// forwarded.
+///
+/// # Cancellation
+/// As [`when_all`](fn@crate::when_all): the first child that fails or stops
+/// requests stop of its siblings through a stop source in the operation,
+/// which is also chained to the receiver's stop token; skipped (children see
+/// the receiver's token) when the children can neither fail nor stop.
+///
+/// # Panics
+/// A child's panic counts like an error (first failure wins) and is
+/// delivered through [`Receiver::set_panic`] once every child has completed.
+///
+/// # Example
+/// ```
+/// use exec_core::{just, sync_wait, when_all_vec, SenderExt};
+///
+/// let squares = when_all_vec((1..=4).map(|i| just(i).then(|x| x * x)));
+/// assert_eq!(sync_wait(squares), Ok(Some(vec![1, 4, 9, 16])));
+/// ```
+///
+/// # See also
+/// [`when_all`](fn@crate::when_all), [`when_any`](fn@crate::when_any).
+pub fn when_all_vec<I>(senders: I) -> WhenAllVec<I::Item>
+where
+    I: IntoIterator,
+    I::Item: Sender,
+{
+    WhenAllVec {
+        senders: senders.into_iter().collect(),
+    }
+}
+
+/// Sender for the [`when_all_vec`] function.
+#[must_use = "senders do nothing unless connected and started"]
+#[derive(Clone, Debug)]
+pub struct WhenAllVec<S> {
+    senders: Vec<S>,
+}
+
+impl<S: Sender> FromIterator<S> for WhenAllVec<S> {
+    fn from_iter<I: IntoIterator<Item = S>>(iter: I) -> Self {
+        when_all_vec(iter)
+    }
+}
+
+impl<S: Sender> Sender for WhenAllVec<S> {
+    type Output = Vec<S::Output>;
+    type Error = S::Error;
+    const SENDS_STOPPED: bool = S::SENDS_STOPPED;
+}
+
+type StateOf<S, R> = WhenAllVecState<<S as Sender>::Output, <S as Sender>::Error, R>;
+
+impl<S, R> SenderTo<R> for WhenAllVec<S>
+where
+    S: SenderTo<WhenAllVecReceiver<StateOf<S, R>>>,
+    R: Receiver<Vec<S::Output>, S::Error>,
+{
+    type Operation = WhenAllVecOp<
+        StateOf<S, R>,
+        ChildOp<S, <S as SenderTo<WhenAllVecReceiver<StateOf<S, R>>>>::Operation>,
+    >;
+
+    fn connect(self, receiver: R) -> Self::Operation {
+        let n = self.senders.len();
+        let stoppable = S::SENDS_STOPPED || !uninhabited::<S::Error>();
+        WhenAllVecOp {
+            state: WhenAllVecState {
+                join: Join::new(n, stoppable),
+                outcome: Outcome::new(),
+                values: (0..n).map(|_| Slot::new()).collect(),
+                receiver: Downstream::new(receiver),
+            },
+            children: self.senders.into_iter().map(ChildOp::new).collect(),
+            _pin: PhantomPinned,
+        }
+    }
+}
+
+/// What the children of a [`WhenAllVec`] share.
+pub struct WhenAllVecState<T, E, R> {
+    join: Join<Self>,
+    outcome: Outcome<E>,
+    /// Slot `i` is written only by child `i`.
+    values: Vec<Slot<T>>,
+    receiver: Downstream<R>,
+}
+
+impl<T, E, R> core::fmt::Debug for WhenAllVecState<T, E, R> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("WhenAllVecState")
+            .field("join", &self.join)
+            .field("children", &self.values.len())
+            .finish_non_exhaustive()
+    }
+}
+
+// SAFETY: as for `WhenAllState`: atomics, plus cells made exclusive by the
+// join protocol (slot `i` by child `i`, the failure by its claimer, the
+// receiver by the completer); what crosses threads is `Send`.
+unsafe impl<T: Send, E: Send, R: Send> Sync for WhenAllVecState<T, E, R> {}
+
+impl<T, E, R: Receiver<Vec<T>, E>> JoinParent for WhenAllVecState<T, E, R> {
+    fn join(&self) -> &Join<Self> {
+        &self.join
+    }
+
+    unsafe fn complete(this: ParentRef<Self>) {
+        let state = this.get();
+        // SAFETY: we are the completer: every child has arrived.
+        let (receiver, verdict) = unsafe { (state.receiver.take(), state.outcome.take()) };
+        match verdict {
+            Verdict::Values => {
+                let values: Vec<T> = state
+                    .values
+                    .iter()
+                    // SAFETY: completer; every child sent its value.
+                    .map(|s| unsafe { s.take() }.expect("exec: when_all child sent no value"))
+                    .collect();
+                receiver.set_value(values)
+            }
+            Verdict::Stopped => {
+                // SAFETY: completer.
+                state.values.iter().for_each(|s| drop(unsafe { s.take() }));
+                receiver.set_stopped()
+            }
+            Verdict::Failed(failure) => {
+                // SAFETY: completer.
+                state.values.iter().for_each(|s| drop(unsafe { s.take() }));
+                failure.deliver(receiver)
+            }
+        }
+    }
+}
+
+/// Operation state of [`WhenAllVec`]: the shared state, and the children's
+/// operation states in one heap buffer that never moves or grows.
+pub struct WhenAllVecOp<P, C> {
+    state: P,
+    children: Vec<C>,
+    _pin: PhantomPinned,
+}
+
+impl<P, C> core::fmt::Debug for WhenAllVecOp<P, C> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("WhenAllVecOp")
+            .field("children", &self.children.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, O, T, E, R> OperationState for WhenAllVecOp<WhenAllVecState<T, E, R>, ChildOp<S, O>>
+where
+    S: SenderTo<WhenAllVecReceiver<WhenAllVecState<T, E, R>>, Operation = O>,
+    O: OperationState,
+    R: Receiver<Vec<T>, E>,
+{
+    unsafe fn start(self: Pin<&mut Self>) {
+        // SAFETY: we never move out of the op; the children's buffer is
+        // never reallocated once started.
+        let this: *mut Self = unsafe { self.get_unchecked_mut() };
+        // SAFETY: `this` is valid; `state` is never moved.
+        let state = unsafe { Pin::new_unchecked(&(*this).state) };
+        // SAFETY: `this` is valid; no child runs yet. `as_mut_ptr` creates
+        // no reference to the elements, so later children can be borrowed
+        // while earlier ones run.
+        let (base, n) = unsafe { ((*this).children.as_mut_ptr(), (*this).children.len()) };
+        if n == 0 {
+            // SAFETY: no children: we are the completer.
+            let receiver = unsafe { state.receiver.take() };
+            receiver.set_value(Vec::new());
+            return;
+        }
+        // SAFETY: called once, before any child starts.
+        unsafe { state.receiver.with(|r| state.join.start(state, &r.env())) };
+        for index in 0..n {
+            // SAFETY: element `index` is in bounds, pinned in the buffer and
+            // kept alive until it completed (it holds a reference). After the
+            // last `start` we touch nothing of ours.
+            unsafe {
+                let receiver = WhenAllVecReceiver {
+                    state: ParentRef::new(state),
+                    index,
+                };
+                Pin::new_unchecked(&mut *base.add(index)).start(receiver);
+            }
+        }
+    }
+}
+
+/// The receiver each child of a [`WhenAllVec`] is connected to.
+pub struct WhenAllVecReceiver<P> {
+    state: ParentRef<P>,
+    index: usize,
+}
+
+impl<P> core::fmt::Debug for WhenAllVecReceiver<P> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("WhenAllVecReceiver")
+            .field("index", &self.index)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T, E, R: Receiver<Vec<T>, E>> Receiver<T, E> for WhenAllVecReceiver<WhenAllVecState<T, E, R>> {
+    fn set_value(self, value: T) {
+        // SAFETY: slot `index` belongs to this child, written once, before
+        // it arrives.
+        unsafe { self.state.get().values[self.index].put(value) };
+        // SAFETY: this child holds a reference until now.
+        unsafe { Join::arrive(self.state) };
+    }
+    fn set_error(self, error: E) {
+        let state = self.state.get();
+        state.outcome.fail(Failure::Error(error));
+        state.join.stop_siblings();
+        // SAFETY: this child holds a reference until now.
+        unsafe { Join::arrive(self.state) };
+    }
+    fn set_stopped(self) {
+        let state = self.state.get();
+        state.outcome.stopped();
+        state.join.stop_siblings();
+        // SAFETY: this child holds a reference until now.
+        unsafe { Join::arrive(self.state) };
+    }
+    fn set_panic(self, payload: PanicPayload) {
+        let state = self.state.get();
+        state.outcome.fail(Failure::Panic(payload));
+        state.join.stop_siblings();
+        // SAFETY: this child holds a reference until now.
+        unsafe { Join::arrive(self.state) };
+    }
+    fn env(&self) -> impl Env + '_ {
+        self.state.get().join.child_env()
+    }
+}

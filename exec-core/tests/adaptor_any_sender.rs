@@ -1,0 +1,153 @@
+//! `AnySender`: all channels, panics, drops, cancellation, exactly one
+//! allocation, and a 100,000-deep recursive `let_value` chain on small stacks.
+mod common;
+
+use common::*;
+use exec_core::{AnySender, Completion, Scheduler, SenderExt, StopSource, just, sync_wait};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+struct CountingAlloc;
+thread_local! {
+    static ALLOCS: Cell<usize> = const { Cell::new(0) };
+}
+// SAFETY: forwards to `System`; only counts.
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCS.try_with(|a| a.set(a.get() + 1));
+        // SAFETY: forwarded.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+#[global_allocator]
+static GLOBAL: CountingAlloc = CountingAlloc;
+
+fn allocations_in(f: impl FnOnce()) -> usize {
+    let before = ALLOCS.with(|a| a.get());
+    f();
+    ALLOCS.with(|a| a.get()) - before
+}
+
+#[test]
+fn forwards_every_channel() {
+    assert_eq!(sync_wait(just(4).then(|x| x + 1).boxed()), Ok(Some(5)));
+    let (op, rec) = start(Fixed::<i32, &str>(Completion::Error("e")).boxed());
+    assert_eq!(rec.expect_error(), "e");
+    op.finish();
+    let (op, rec) = start(Fixed::<i32, &str>(Completion::Stopped).boxed());
+    rec.expect_stopped();
+    op.finish();
+    let (op, rec) = start(just(1).then(|_: i32| -> i32 { panic!("erased") }).boxed());
+    assert_eq!(rec.expect_panic(), "erased");
+    op.finish();
+}
+
+#[test]
+fn asynchronous_inner_completion() {
+    let sch = ManualScheduler::new();
+    let (op, rec) = start(sch.schedule().then(|()| 8).boxed());
+    assert!(!rec.is_complete());
+    sch.run_all();
+    assert_eq!(rec.expect_value(), 8);
+    op.finish();
+}
+
+#[test]
+fn cancellation_is_forwarded() {
+    let source = Arc::new(StopSource::new());
+    let sch = ManualScheduler::new();
+    let (r, rec) = recorder_with_stop::<(), Infallible>(source.clone());
+    let op = start_with(sch.schedule().boxed(), r, &rec);
+    source.request_stop();
+    sch.run_all();
+    rec.expect_stopped();
+    op.finish();
+}
+
+#[test]
+fn drops_the_sender_if_never_connected_and_values_after_completion() {
+    let drops = DropCounter::new();
+    let s = just(drops.track(1)).boxed();
+    drop(s);
+    assert_eq!(drops.alive(), 0);
+    let t = drops.track(2);
+    let (op, rec) = start(
+        just(())
+            .then(move |()| {
+                let t = t;
+                t.value
+            })
+            .boxed(),
+    );
+    assert_eq!(rec.expect_value(), 2);
+    assert_eq!(
+        drops.alive(),
+        0,
+        "closure state dropped when the inner op completed"
+    );
+    op.finish();
+}
+
+#[test]
+fn exactly_one_allocation_per_any_sender() {
+    assert_eq!(
+        allocations_in(|| drop(Box::new(1u64))),
+        1,
+        "the counter counts"
+    );
+    let _ = sync_wait(just(0));
+    let n = allocations_in(|| {
+        assert_eq!(sync_wait(just(20).then(|x| x + 1).boxed()), Ok(Some(21)));
+    });
+    assert_eq!(n, 1);
+    let n = allocations_in(|| {
+        let s = just(1)
+            .boxed()
+            .let_value(|x| just(x + 1).boxed())
+            .then(|x| x * 2)
+            .boxed();
+        assert_eq!(sync_wait(s), Ok(Some(4)));
+    });
+    assert_eq!(n, 3, "three AnySenders, three allocations");
+}
+
+fn count(n: u64) -> AnySender<u64, Infallible> {
+    if n == 0 {
+        just(0).boxed()
+    } else {
+        just(n)
+            .let_value(move |n| count(n - 1).then(move |acc| acc + n))
+            .boxed()
+    }
+}
+
+fn deep_chain_on(stack: usize) {
+    let n: u64 = if cfg!(miri) { 200 } else { 100_000 };
+    let h = std::thread::Builder::new()
+        .stack_size(stack)
+        .spawn(move || sync_wait(count(n)))
+        .unwrap();
+    assert_eq!(h.join().unwrap(), Ok(Some(n * (n + 1) / 2)));
+}
+
+#[test]
+fn recursive_let_value_chain_on_an_8_mib_stack() {
+    deep_chain_on(8 << 20);
+}
+
+#[test]
+fn recursive_let_value_chain_on_a_2_mib_stack() {
+    deep_chain_on(2 << 20);
+}
+
+#[test]
+fn is_send() {
+    fn send<T: Send>(_: &T) {}
+    send(&just(1).boxed());
+}

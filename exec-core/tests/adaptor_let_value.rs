@@ -1,0 +1,239 @@
+//! `let_value`: all channels, panics, eager drops, async first/second
+//! operations, cancellation, and no allocation.
+mod common;
+
+use common::*;
+use exec_core::{Completion, Scheduler, SenderExt, StopSource, just, sync_wait};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+struct CountingAlloc;
+thread_local! {
+    static ALLOCS: Cell<usize> = const { Cell::new(0) };
+}
+// SAFETY: forwards to `System`; only counts.
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCS.try_with(|a| a.set(a.get() + 1));
+        // SAFETY: forwarded.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+#[global_allocator]
+static GLOBAL: CountingAlloc = CountingAlloc;
+
+fn allocations_in(f: impl FnOnce()) -> usize {
+    let before = ALLOCS.with(|a| a.get());
+    f();
+    ALLOCS.with(|a| a.get()) - before
+}
+
+#[test]
+fn value_runs_the_next_sender() {
+    assert_eq!(sync_wait(just(2).let_value(|x| just(x * 21))), Ok(Some(42)));
+    let (op, rec) = start(just("abc").let_value(|s| just(s.len())));
+    assert_eq!(rec.expect_value(), 3);
+    op.finish();
+}
+
+#[test]
+fn second_sender_error_and_stopped_are_forwarded() {
+    let (op, rec) = start(
+        Fixed::<i32, &str>(Completion::Value(1))
+            .let_value(|_| Fixed::<i32, &str>(Completion::Error("second"))),
+    );
+    assert_eq!(rec.expect_error(), "second");
+    op.finish();
+    let (op, rec) = start(
+        Fixed::<i32, &str>(Completion::Value(1))
+            .let_value(|_| Fixed::<i32, &str>(Completion::Stopped)),
+    );
+    rec.expect_stopped();
+    op.finish();
+}
+
+#[test]
+fn error_skips_f_and_drops_it_before_forwarding() {
+    let drops = DropCounter::new();
+    let held = drops.track(());
+    let called = Arc::new(AtomicBool::new(false));
+    let c = called.clone();
+    let (op, rec) = start(
+        Fixed::<i32, &str>(Completion::Error("boom")).let_value(move |x| {
+            let _keep = &held;
+            c.store(true, Ordering::SeqCst);
+            Fixed::<i32, &str>(Completion::Value(x))
+        }),
+    );
+    assert_eq!(rec.expect_error(), "boom");
+    assert!(!called.load(Ordering::SeqCst));
+    assert_eq!(drops.alive(), 0, "f dropped");
+    op.finish();
+}
+
+#[test]
+fn error_is_converted_with_into() {
+    #[derive(Debug, PartialEq)]
+    struct Wide(String);
+    impl From<&'static str> for Wide {
+        fn from(s: &'static str) -> Self {
+            Wide(s.into())
+        }
+    }
+    let (op, rec) = start(
+        Fixed::<i32, &'static str>(Completion::Error("narrow"))
+            .let_value(|x| Fixed::<i32, Wide>(Completion::Value(x))),
+    );
+    assert_eq!(rec.expect_error(), Wide("narrow".into()));
+    op.finish();
+}
+
+#[test]
+fn stopped_skips_f() {
+    let drops = DropCounter::new();
+    let held = drops.track(());
+    let (op, rec) = start(Fixed::<i32, ()>(Completion::Stopped).let_value(move |x| {
+        let _keep = &held;
+        Fixed::<i32, ()>(Completion::Value(x))
+    }));
+    rec.expect_stopped();
+    assert_eq!(drops.alive(), 0);
+    op.finish();
+}
+
+#[test]
+fn panic_in_f_is_delivered() {
+    let (op, rec) =
+        start(just(1).let_value(|_: i32| -> exec_core::Just<i32> { panic!("f panicked") }));
+    assert_eq!(rec.expect_panic(), "f panicked");
+    op.finish();
+    let r = std::panic::catch_unwind(|| {
+        sync_wait(just(1).let_value(|_: i32| -> exec_core::Just<i32> { panic!("in sync_wait") }))
+    });
+    assert_eq!(payload_message(r.unwrap_err().as_ref()), "in sync_wait");
+}
+
+#[test]
+fn panic_of_the_first_sender_is_forwarded_without_calling_f() {
+    let called = Arc::new(AtomicBool::new(false));
+    let c = called.clone();
+    let (op, rec) = start(
+        just(1)
+            .then(|_: i32| -> i32 { panic!("first") })
+            .let_value(move |x| {
+                c.store(true, Ordering::SeqCst);
+                just(x)
+            }),
+    );
+    assert_eq!(rec.expect_panic(), "first");
+    assert!(!called.load(Ordering::SeqCst));
+    op.finish();
+}
+
+#[test]
+fn value_lives_until_the_second_sender_completes_then_is_dropped() {
+    let drops = DropCounter::new();
+    let sch = ManualScheduler::new();
+    let s2 = sch.clone();
+    let (op, rec) = start(just(drops.track(7)).let_value(move |t| {
+        s2.schedule().then(move |()| {
+            let t = t;
+            t.value * 6
+        })
+    }));
+    assert!(!rec.is_complete());
+    assert_eq!(drops.alive(), 1, "the value is kept by the second sender");
+    assert_eq!(sch.run_all(), 1);
+    assert_eq!(rec.expect_value(), 42);
+    assert_eq!(drops.alive(), 0, "dropped once used");
+    op.finish();
+}
+
+#[test]
+fn first_operation_completing_later_and_its_state_dropped_before_f() {
+    let drops = DropCounter::new();
+    let sch = ManualScheduler::new();
+    let held = drops.track(());
+    let d2 = drops.clone();
+    let first = sch.schedule().then(move |()| {
+        let _keep = &held;
+        5
+    });
+    let (op, rec) = start(first.let_value(move |x| {
+        // The first operation (which held `held`) is gone by now.
+        assert_eq!(d2.alive(), 0);
+        just(x + 1)
+    }));
+    assert!(!rec.is_complete());
+    sch.run_all();
+    assert_eq!(rec.expect_value(), 6);
+    op.finish();
+}
+
+#[test]
+fn stop_request_reaches_both_operations() {
+    let source = Arc::new(StopSource::new());
+    let sch = ManualScheduler::new();
+    let called = Arc::new(AtomicBool::new(false));
+    let c = called.clone();
+    let (r, rec) = recorder_with_stop::<(), std::convert::Infallible>(source.clone());
+    let op = start_with(
+        sch.schedule().let_value(move |()| {
+            c.store(true, Ordering::SeqCst);
+            just(())
+        }),
+        r,
+        &rec,
+    );
+    source.request_stop();
+    sch.run_all();
+    rec.expect_stopped();
+    assert!(!called.load(Ordering::SeqCst), "f not called when stopped");
+    op.finish();
+
+    // Stop requested while the second operation waits.
+    let source = Arc::new(StopSource::new());
+    let s2 = sch.clone();
+    let (r, rec) = recorder_with_stop::<(), std::convert::Infallible>(source.clone());
+    let op = start_with(just(()).let_value(move |()| s2.schedule()), r, &rec);
+    source.request_stop();
+    sch.run_all();
+    rec.expect_stopped();
+    op.finish();
+}
+
+#[test]
+fn nested_and_chained_inline_let_values() {
+    let s = just(1)
+        .let_value(|x| just(x + 1).let_value(|y| just(y * 10)))
+        .let_value(|z| just(z + 2))
+        .then(|v| v + 1);
+    assert_eq!(sync_wait(s), Ok(Some(23)));
+}
+
+#[test]
+fn a_let_value_chain_allocates_nothing() {
+    assert_eq!(
+        allocations_in(|| drop(Box::new(1u64))),
+        1,
+        "the counter counts"
+    );
+    // Warm up the run loop's lazily initialised parts.
+    let _ = sync_wait(just(0));
+    let n = allocations_in(|| {
+        let r = sync_wait(
+            just(1)
+                .let_value(|x| just(x + 1))
+                .let_value(|x| just(x * 2).let_value(|y| just(y + 1)))
+                .then(|v| v * 10),
+        );
+        assert_eq!(r, Ok(Some(50)));
+    });
+    assert_eq!(n, 0, "let_value chain allocated");
+}

@@ -1,0 +1,357 @@
+//! The state the workers share, how work is submitted, and the worker loop.
+
+use core::cell::Cell;
+
+use crossbeam_utils::CachePadded;
+
+use crate::idle::Idle;
+use crate::job::{JobRef, Mode};
+use crate::loom::sync::Arc;
+use crate::loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use crate::queue::{Injector, LifoSlot, LocalQueue};
+
+/// How many times in a row a worker runs its LIFO slot before it gives the
+/// rest of its queue a turn (tokio uses 3).
+const MAX_LIFO_STREAK: u32 = 3;
+/// Every this many jobs a worker looks at the injector first (fairness).
+const INJECTOR_INTERVAL: u32 = 61;
+/// How long an idle worker keeps searching before it announces it will
+/// sleep: about the cost of the futex wake it saves (10–20 µs here), a few
+/// times over. (No spinning under loom.)
+#[cfg(not(loom))]
+const SPIN_TIME: std::time::Duration = std::time::Duration::from_micros(50);
+
+/// One worker's queues, visible to the others (for stealing).
+pub(crate) struct WorkerQueues {
+    pub(crate) queue: LocalQueue,
+    pub(crate) lifo: CachePadded<LifoSlot>,
+}
+
+/// Hooks run on every worker thread.
+pub(crate) type Hook = std::sync::Arc<dyn Fn() + Send + Sync>;
+
+/// Everything the pool's threads and its scheduler handles share.
+pub(crate) struct Shared {
+    pub(crate) workers: Box<[WorkerQueues]>,
+    pub(crate) injector: Injector,
+    pub(crate) idle: Idle,
+    /// Set once by shutdown (Release); workers stop running jobs and cancel
+    /// what is left.
+    pub(crate) shutdown: AtomicBool,
+    /// Panics that escaped a job (a receiver's completion panicked) and were
+    /// contained by the worker.
+    pub(crate) escaped_panics: AtomicUsize,
+    pub(crate) on_start: Option<Hook>,
+    pub(crate) on_stop: Option<Hook>,
+    #[cfg(not(loom))]
+    pub(crate) blocking: crate::blocking::BlockingPool,
+}
+
+#[cfg(not(loom))]
+std::thread_local! {
+    /// The pool and index of the worker running on this thread, if any.
+    static CURRENT: Cell<(*const Shared, usize)> = const { Cell::new((core::ptr::null(), 0)) };
+}
+#[cfg(loom)]
+::loom::thread_local! {
+    static CURRENT: Cell<(*const Shared, usize)> = Cell::new((core::ptr::null(), 0));
+}
+
+impl Shared {
+    pub(crate) fn new(
+        threads: usize,
+        on_start: Option<Hook>,
+        on_stop: Option<Hook>,
+        #[cfg(not(loom))] blocking: crate::blocking::BlockingPool,
+    ) -> Self {
+        Shared {
+            workers: (0..threads)
+                .map(|_| WorkerQueues {
+                    queue: LocalQueue::new(),
+                    lifo: CachePadded::new(LifoSlot::new()),
+                })
+                .collect(),
+            injector: Injector::new(),
+            idle: Idle::new(threads),
+            shutdown: AtomicBool::new(false),
+            escaped_panics: AtomicUsize::new(0),
+            on_start,
+            on_stop,
+            #[cfg(not(loom))]
+            blocking,
+        }
+    }
+
+    /// The index of the calling thread if it is one of this pool's workers.
+    #[inline]
+    pub(crate) fn current_worker(&self) -> Option<usize> {
+        let (pool, index) = CURRENT.with(|c| c.get());
+        core::ptr::eq(pool, self).then_some(index)
+    }
+
+    /// Queues `job`: on a worker of this pool into its LIFO slot (displacing
+    /// the previous occupant into its local queue), from anywhere else into
+    /// the injector; then wakes a sleeping worker if there is one. On a
+    /// shut-down pool the job is cancelled at once.
+    ///
+    /// The job may have run (and its operation been freed) by the time this
+    /// returns; the caller must keep `self` alive across the call by other
+    /// means than that operation.
+    pub(crate) fn submit(&self, job: JobRef) {
+        match self.current_worker() {
+            Some(index) => self.submit_local(index, job, true),
+            None => self.submit_remote(job),
+        }
+    }
+
+    /// Queues `job` on worker `index` (the calling thread): into the LIFO
+    /// slot if `lifo`, else at the back of the local queue.
+    pub(crate) fn submit_local(&self, index: usize, job: JobRef, lifo: bool) {
+        let w = &self.workers[index];
+        let to_queue = if lifo { w.lifo.put(job) } else { Some(job) };
+        if let Some(job) = to_queue
+            && let Err(rejected) = w.queue.push(job, &self.injector)
+        {
+            // Overflow into a closed injector: the pool is shutting down.
+            for job in rejected {
+                run_contained(self, job, Mode::Cancel);
+            }
+        }
+        self.idle.notify_one();
+    }
+
+    /// Queues `job` into the injector (from outside the pool).
+    pub(crate) fn submit_remote(&self, job: JobRef) {
+        match self.injector.push(job) {
+            Ok(()) => self.idle.notify_one(),
+            Err(job) => job.execute(Mode::Cancel),
+        }
+    }
+
+    /// Whether any queue looked non-empty (racy; used after the fence of
+    /// `Idle::prepare_sleep`).
+    fn has_work(&self) -> bool {
+        !self.injector.is_empty()
+            || self
+                .workers
+                .iter()
+                .any(|w| !w.queue.is_empty() || !w.lifo.is_empty())
+    }
+
+    /// Begins shutdown: refuses new work, cancels what is in the injector,
+    /// wakes every worker (they cancel what is in their own queues and exit).
+    pub(crate) fn begin_shutdown(&self) {
+        self.shutdown.store(true, Ordering::Release);
+        for job in self.injector.close() {
+            run_contained(self, job, Mode::Cancel);
+        }
+        self.idle.notify_all();
+    }
+
+    /// Cancels everything left in every local queue (after the workers
+    /// exited; only then may anyone but the owners pop from them).
+    pub(crate) fn drain_all(&self) {
+        for w in self.workers.iter() {
+            while let Some(job) = w.lifo.take() {
+                run_contained(self, job, Mode::Cancel);
+            }
+            while let Some(job) = w.queue.pop() {
+                run_contained(self, job, Mode::Cancel);
+            }
+        }
+    }
+}
+
+/// Executes `job`, containing a panic that escapes it (a receiver's
+/// completion method panicked): the worker survives, the job has completed
+/// (its receiver was consumed), and the panic is counted.
+#[inline]
+pub(crate) fn run_contained(shared: &Shared, job: JobRef, mode: Mode) {
+    if exec_core::catch_unwind(move || job.execute(mode)).is_err() {
+        shared.escaped_panics.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What a spell of spinning found.
+#[cfg(not(loom))]
+enum Spin {
+    Found(JobRef),
+    Nothing,
+    Shutdown,
+}
+
+/// A worker's private state.
+struct Worker<'a> {
+    shared: &'a Shared,
+    index: usize,
+    tick: u32,
+    lifo_streak: u32,
+    rng: u32,
+}
+
+impl Worker<'_> {
+    /// Finds the next job: the injector now and then, the LIFO slot (a few
+    /// times in a row at most), the local queue, the injector, other
+    /// workers' queues. `last_resort` also takes other workers' LIFO slots.
+    fn find_work(&mut self, last_resort: bool) -> Option<JobRef> {
+        let shared = self.shared;
+        self.tick = self.tick.wrapping_add(1);
+        if self.tick.is_multiple_of(INJECTOR_INTERVAL)
+            && let Some(job) = shared.injector.pop()
+        {
+            return Some(job);
+        }
+        let me = &shared.workers[self.index];
+        if self.lifo_streak < MAX_LIFO_STREAK {
+            if let Some(job) = me.lifo.take() {
+                self.lifo_streak += 1;
+                return Some(job);
+            }
+        } else if let Some(job) = me.lifo.take() {
+            // Give the queue a turn: the LIFO job goes to its back.
+            self.lifo_streak = 0;
+            if let Err(rejected) = me.queue.push(job, &shared.injector) {
+                for job in rejected {
+                    run_contained(shared, job, Mode::Cancel);
+                }
+            }
+        }
+        self.lifo_streak = 0;
+        if let Some(job) = me.queue.pop() {
+            return Some(job);
+        }
+        if let Some(job) = shared
+            .injector
+            .pop_batch_into(&me.queue, crate::queue::CAP / 2)
+        {
+            return Some(job);
+        }
+        self.steal(last_resort)
+    }
+
+    fn steal(&mut self, last_resort: bool) -> Option<JobRef> {
+        let n = self.shared.workers.len();
+        if n <= 1 {
+            return None;
+        }
+        // xorshift: a cheap random starting victim.
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 17;
+        self.rng ^= self.rng << 5;
+        let start = self.rng as usize % n;
+        let me = &self.shared.workers[self.index];
+        for i in 0..n {
+            let victim = (start + i) % n;
+            if victim == self.index {
+                continue;
+            }
+            let v = &self.shared.workers[victim];
+            if let Some(job) = v.queue.steal_into(&me.queue) {
+                return Some(job);
+            }
+            if last_resort && let Some(job) = v.lifo.take() {
+                return Some(job);
+            }
+        }
+        None
+    }
+
+    /// Searches for work for up to [`SPIN_TIME`], backing off (pause, then
+    /// yield) between attempts.
+    #[cfg(not(loom))]
+    fn spin_for_work(&mut self) -> Spin {
+        let started = std::time::Instant::now();
+        let mut round = 0u32;
+        loop {
+            if round < 6 {
+                for _ in 0..(1u32 << round) {
+                    crate::loom::spin();
+                }
+            } else {
+                // Let other threads (the submitter) run on a busy machine.
+                std::thread::yield_now();
+            }
+            round += 1;
+            if self.shared.shutdown.load(Ordering::Acquire) {
+                return Spin::Shutdown;
+            }
+            let last = started.elapsed() >= SPIN_TIME;
+            if let Some(job) = self.find_work(last) {
+                return Spin::Found(job);
+            }
+            if last {
+                return Spin::Nothing;
+            }
+        }
+    }
+
+    fn run(&mut self) {
+        let shared = self.shared;
+        loop {
+            if shared.shutdown.load(Ordering::Acquire) {
+                return;
+            }
+            if let Some(job) = self.find_work(false) {
+                run_contained(shared, job, Mode::Run);
+                continue;
+            }
+            // Spin a little: waking a parked thread costs far more.
+            #[cfg(not(loom))]
+            let found = match self.spin_for_work() {
+                Spin::Found(job) => Some(job),
+                Spin::Nothing => None,
+                Spin::Shutdown => return,
+            };
+            #[cfg(loom)]
+            let found: Option<JobRef> = None;
+            if let Some(job) = found {
+                run_contained(shared, job, Mode::Run);
+                continue;
+            }
+            shared.idle.prepare_sleep(self.index);
+            // Re-check after announcing (idle.md): work pushed before the
+            // announcement is visible now; later pushes will wake us.
+            if shared.shutdown.load(Ordering::Acquire) {
+                shared.idle.cancel_sleep(self.index);
+                return;
+            }
+            if shared.has_work() {
+                shared.idle.cancel_sleep(self.index);
+                if let Some(job) = self.find_work(true) {
+                    run_contained(shared, job, Mode::Run);
+                }
+                continue;
+            }
+            shared.idle.park(self.index);
+        }
+    }
+}
+
+/// The body of worker thread `index`.
+pub(crate) fn main(shared: Arc<Shared>, index: usize) {
+    let shared_ref: &Shared = &shared;
+    CURRENT.with(|c| c.set((shared_ref as *const Shared, index)));
+    let guard = exec_core::NonBlockingGuard::enter("an exec-pool worker");
+    if let Some(hook) = &shared.on_start {
+        let _ = exec_core::catch_unwind(|| hook());
+    }
+    let mut worker = Worker {
+        shared: shared_ref,
+        index,
+        tick: 0,
+        lifo_streak: 0,
+        rng: (index as u32).wrapping_mul(0x9E37_79B9) | 1,
+    };
+    worker.run();
+    // Shutdown: cancel what is left in our own queues. Jobs pushed by a job
+    // we ran are in them; nobody pushes to them any more.
+    let me = &shared.workers[index];
+    while let Some(job) = me.lifo.take().or_else(|| me.queue.pop()) {
+        run_contained(shared_ref, job, Mode::Cancel);
+    }
+    if let Some(hook) = &shared.on_stop {
+        let _ = exec_core::catch_unwind(|| hook());
+    }
+    drop(guard);
+    CURRENT.with(|c| c.set((core::ptr::null(), 0)));
+}
