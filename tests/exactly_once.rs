@@ -254,7 +254,7 @@ impl<T, E, R: Receiver<T, E>> Receiver<T, E> for ProbeReceiver<R> {
     fn set_panic(self, payload: PanicPayload) {
         self.count().set_panic(payload)
     }
-    fn env(&self) -> impl Env + '_ {
+    fn env(&self) -> impl Env<'_> {
         self.inner.env()
     }
 }

@@ -226,7 +226,7 @@ where
     fn set_panic(self, payload: PanicPayload) {
         self.receiver.set_panic(payload)
     }
-    fn env(&self) -> impl Env + '_ {
+    fn env(&self) -> impl Env<'_> {
         self.receiver.env()
     }
 }
@@ -1010,13 +1010,13 @@ mod loom_tests {
                 fn set_panic(self, payload: PanicPayload) {
                     self.0.set_panic(payload)
                 }
-                fn env(&self) -> impl Env + '_ {
+                fn env(&self) -> impl Env<'_> {
                     StopEnv(&self.1)
                 }
             }
             struct StopEnv<'a>(&'a exec_core::StopSource);
-            impl Env for StopEnv<'_> {
-                fn stop_token(&self) -> StopToken<'_> {
+            impl<'a> Env<'a> for StopEnv<'a> {
+                fn stop_token(&self) -> StopToken<'a> {
                     self.0.token()
                 }
             }

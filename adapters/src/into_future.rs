@@ -583,7 +583,7 @@ impl<T, E> Receiver<T, E> for FutureReceiver<T, E> {
     fn set_panic(self, payload: PanicPayload) {
         self.complete(Outcome::Panic(payload))
     }
-    fn env(&self) -> impl Env + '_ {
+    fn env(&self) -> impl Env<'_> {
         // SAFETY: the block outlives the receiver (it holds a reference).
         let shared = unsafe { self.shared.as_ref() };
         FutureEnv { stop: &shared.stop }
@@ -594,8 +594,8 @@ struct FutureEnv<'a> {
     stop: &'a StopSource,
 }
 
-impl Env for FutureEnv<'_> {
-    fn stop_token(&self) -> StopToken<'_> {
+impl<'a> Env<'a> for FutureEnv<'a> {
+    fn stop_token(&self) -> StopToken<'a> {
         self.stop.token()
     }
 }

@@ -9,15 +9,30 @@ use crate::stop::StopToken;
 /// existing environment. An environment is obtained with
 /// [`Receiver::env`](crate::Receiver::env) and usually borrows the receiver.
 ///
-/// Answers that borrow (the stop token, the scheduler) must borrow from the
-/// receiver or from something that outlives it — not from the environment
-/// value itself: operations keep the answers after the environment value
-/// is gone, for as long as the receiver is alive.
-pub trait Env {
+/// The lifetime `'a` is how long the answers stay valid: a receiver's
+/// [`env`](crate::Receiver::env) returns an `impl Env<'_>` whose answers
+/// borrow the receiver (or something that outlives it), never the
+/// environment value itself — the compiler checks it, because an answer of
+/// type `StopToken<'a>` cannot borrow from `&self`. Operations rely on this
+/// to keep the answers (a stop callback, a scheduler to hop back to) for as
+/// long as the receiver is alive.
+///
+/// ```compile_fail
+/// use exec_core::{Env, StopSource, StopToken};
+/// // An environment that owns its stop source cannot hand out tokens that
+/// // outlive it.
+/// struct Owning(StopSource);
+/// impl<'a> Env<'a> for Owning {
+///     fn stop_token(&self) -> StopToken<'a> {
+///         self.0.token()
+///     }
+/// }
+/// ```
+pub trait Env<'a> {
     /// The stop token operations should observe. Default: one on which stop
     /// is never requested.
     #[inline]
-    fn stop_token(&self) -> StopToken<'_> {
+    fn stop_token(&self) -> StopToken<'a> {
         StopToken::never()
     }
 
@@ -41,7 +56,7 @@ pub trait Env {
     /// assert_eq!(sync_wait(seen), Ok(Some(true)));
     /// ```
     #[inline]
-    fn scheduler(&self) -> Option<SchedulerRef<'_>> {
+    fn scheduler(&self) -> Option<SchedulerRef<'a>> {
         None
     }
 }
@@ -50,15 +65,15 @@ pub trait Env {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EmptyEnv;
 
-impl Env for EmptyEnv {}
+impl Env<'_> for EmptyEnv {}
 
-impl<E: Env + ?Sized> Env for &E {
+impl<'a, E: Env<'a> + ?Sized> Env<'a> for &E {
     #[inline]
-    fn stop_token(&self) -> StopToken<'_> {
+    fn stop_token(&self) -> StopToken<'a> {
         (**self).stop_token()
     }
     #[inline]
-    fn scheduler(&self) -> Option<SchedulerRef<'_>> {
+    fn scheduler(&self) -> Option<SchedulerRef<'a>> {
         (**self).scheduler()
     }
 }
@@ -110,7 +125,7 @@ impl CapturedEnv {
     /// whose environment `env` is stays in the parent until every child
     /// holding the result has completed, and children drop their stop
     /// callbacks before completing (the [`StopToken::detach`] contract).
-    pub(crate) unsafe fn capture(env: &impl Env) -> Self {
+    pub(crate) unsafe fn capture<'a>(env: &impl Env<'a>) -> Self {
         CapturedEnv {
             // SAFETY: per the caller.
             token: unsafe { env.stop_token().detach() },
@@ -120,13 +135,13 @@ impl CapturedEnv {
     }
 }
 
-impl Env for CapturedEnv {
+impl<'a> Env<'a> for CapturedEnv {
     #[inline]
-    fn stop_token(&self) -> StopToken<'_> {
+    fn stop_token(&self) -> StopToken<'a> {
         self.token
     }
     #[inline]
-    fn scheduler(&self) -> Option<SchedulerRef<'_>> {
+    fn scheduler(&self) -> Option<SchedulerRef<'a>> {
         self.scheduler
     }
 }

@@ -55,7 +55,7 @@ pub trait Receiver<T, E>: Sized {
         crate::panic::resume(payload)
     }
     /// The environment queries go to. Default: [`EmptyEnv`].
-    fn env(&self) -> impl Env + '_ {
+    fn env(&self) -> impl Env<'_> {
         EmptyEnv
     }
 }

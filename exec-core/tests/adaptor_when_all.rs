@@ -467,7 +467,7 @@ impl<R: Receiver<T, E>, T, E> Receiver<T, Infallible> for InfallibleRx<R, E> {
     fn set_panic(self, p: PanicPayload) {
         self.0.set_panic(p)
     }
-    fn env(&self) -> impl Env + '_ {
+    fn env(&self) -> impl Env<'_> {
         self.0.env()
     }
 }

@@ -9,7 +9,7 @@ use exec_core::{
 };
 use std::sync::Arc;
 
-fn stop_state(env: &dyn Env) -> (bool, bool) {
+fn stop_state(env: &dyn Env<'_>) -> (bool, bool) {
     let t = env.stop_token();
     (t.stop_possible(), t.stop_requested())
 }

@@ -122,7 +122,7 @@ assert_impl!(AnySender<i32, String>: Send, Unpin);
 assert_not_impl!(op!(Just<i32>, Rx<i32>): Unpin);
 assert_not_impl!(op!(JustError<i32, Infallible>, Rx<i32>): Unpin);
 assert_not_impl!(op!(JustStopped<i32, Infallible>, Rx<i32>): Unpin);
-assert_not_impl!(op!(ReadEnv<fn(&dyn Env) -> i32>, Rx<i32>): Unpin);
+assert_not_impl!(op!(ReadEnv<fn(&dyn Env<'_>) -> i32>, Rx<i32>): Unpin);
 assert_not_impl!(op!(InlineSender, Rx<()>): Unpin);
 assert_not_impl!(op!(TrampolineSender, Rx<()>): Unpin);
 assert_not_impl!(op!(RunLoopSender<'static>, Rx<()>): Unpin);

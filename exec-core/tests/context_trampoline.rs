@@ -84,14 +84,14 @@ impl Receiver<(), Infallible> for Chain {
     fn set_stopped(self) {
         panic!("unexpected stop")
     }
-    fn env(&self) -> impl Env + '_ {
+    fn env(&self) -> impl Env<'_> {
         NoStop
     }
 }
 
 struct NoStop;
-impl Env for NoStop {
-    fn stop_token(&self) -> StopToken<'_> {
+impl<'a> Env<'a> for NoStop {
+    fn stop_token(&self) -> StopToken<'a> {
         StopToken::never()
     }
 }

@@ -1095,7 +1095,7 @@ impl<T, E> Receiver<T, E> for UntilReceiver<T, E> {
     fn set_panic(self, payload: PanicPayload) {
         self.complete(Outcome::Panic(payload));
     }
-    fn env(&self) -> impl Env + '_ {
+    fn env(&self) -> impl Env<'_> {
         UntilEnv {
             stop: &self.state.get().stop,
         }
@@ -1105,8 +1105,8 @@ impl<T, E> Receiver<T, E> for UntilReceiver<T, E> {
 struct UntilEnv<'a> {
     stop: &'a StopSource,
 }
-impl Env for UntilEnv<'_> {
-    fn stop_token(&self) -> StopToken<'_> {
+impl<'a> Env<'a> for UntilEnv<'a> {
+    fn stop_token(&self) -> StopToken<'a> {
         self.stop.token()
     }
 }

@@ -219,14 +219,14 @@ impl<T, E: From<TimedOut>, R: Receiver<T, E>> Receiver<T, E> for TimeoutReceiver
     fn set_panic(self, payload: PanicPayload) {
         self.complete(Outcome::Panic(payload));
     }
-    fn env(&self) -> impl Env + '_ {
+    fn env(&self) -> impl Env<'_> {
         StopEnv(&self.shared.get().stops.child)
     }
 }
 
 struct StopEnv<'a>(&'a StopSource);
-impl Env for StopEnv<'_> {
-    fn stop_token(&self) -> StopToken<'_> {
+impl<'a> Env<'a> for StopEnv<'a> {
+    fn stop_token(&self) -> StopToken<'a> {
         self.0.token()
     }
 }
@@ -264,7 +264,7 @@ impl<T, E: From<TimedOut>, R: Receiver<T, E>> Receiver<(), core::convert::Infall
         // SAFETY: as in `set_value`.
         unsafe { Shared::child_done(self.shared.get()) };
     }
-    fn env(&self) -> impl Env + '_ {
+    fn env(&self) -> impl Env<'_> {
         StopEnv(&self.shared.get().stops.timer)
     }
 }

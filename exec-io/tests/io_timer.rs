@@ -354,7 +354,7 @@ mod io_err {
         fn set_panic(self, p: PanicPayload) {
             self.0.set_panic(p)
         }
-        fn env(&self) -> impl Env + '_ {
+        fn env(&self) -> impl Env<'_> {
             self.0.env()
         }
     }

@@ -591,7 +591,7 @@ where
     fn set_panic(self, payload: PanicPayload) {
         BulkShared::forward(self.parent, |r| r.set_panic(payload));
     }
-    fn env(&self) -> impl Env + '_ {
+    fn env(&self) -> impl Env<'_> {
         // SAFETY: the receiver is taken only at completion, after which the
         // input no longer asks for its environment.
         let r = unsafe { self.parent.get().receiver.with(|r| (*r).as_ref()) };
@@ -602,13 +602,13 @@ where
 /// The input's environment: the downstream receiver's.
 struct InputEnv<V>(Option<V>);
 
-impl<V: Env> Env for InputEnv<V> {
-    fn stop_token(&self) -> StopToken<'_> {
+impl<'a, V: Env<'a>> Env<'a> for InputEnv<V> {
+    fn stop_token(&self) -> StopToken<'a> {
         self.0
             .as_ref()
             .map_or(StopToken::never(), |e| e.stop_token())
     }
-    fn scheduler(&self) -> Option<exec_core::SchedulerRef<'_>> {
+    fn scheduler(&self) -> Option<exec_core::SchedulerRef<'a>> {
         self.0.as_ref().and_then(|e| e.scheduler())
     }
 }

@@ -181,14 +181,14 @@ impl<T, E> Receiver<T, E> for Sink<T, E> {
     fn set_panic(self, payload: PanicPayload) {
         self.record(Out::Panic(payload_message(&*payload)))
     }
-    fn env(&self) -> impl Env + '_ {
+    fn env(&self) -> impl Env<'_> {
         SinkEnv(&self.shared.stop)
     }
 }
 
 struct SinkEnv<'a>(&'a StopSource);
-impl Env for SinkEnv<'_> {
-    fn stop_token(&self) -> StopToken<'_> {
+impl<'a> Env<'a> for SinkEnv<'a> {
+    fn stop_token(&self) -> StopToken<'a> {
         self.0.token()
     }
 }

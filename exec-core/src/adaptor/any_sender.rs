@@ -235,7 +235,7 @@ impl<T, E> Receiver<T, E> for AnyReceiver<T, E> {
     fn set_panic(self, payload: PanicPayload) {
         self.parent.notify(Outcome::Panic(payload))
     }
-    fn env(&self) -> impl Env + '_ {
+    fn env(&self) -> impl Env<'_> {
         self.env
     }
 }

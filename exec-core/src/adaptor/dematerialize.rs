@@ -63,7 +63,7 @@ where
     fn set_panic(self, payload: PanicPayload) {
         self.receiver.set_panic(payload)
     }
-    fn env(&self) -> impl Env + '_ {
+    fn env(&self) -> impl Env<'_> {
         self.receiver.env()
     }
 }

@@ -277,7 +277,7 @@ impl<T, E, H: Hooks> Receiver<T, E> for EnsureStartedReceiver<T, E, H> {
     fn set_panic(self, payload: PanicPayload) {
         self.complete(Outcome::Panic(payload))
     }
-    fn env(&self) -> impl Env + '_ {
+    fn env(&self) -> impl Env<'_> {
         EagerEnv {
             stop: &self.shared.header().stop,
         }
@@ -288,8 +288,8 @@ struct EagerEnv<'a> {
     stop: &'a StopSource,
 }
 
-impl Env for EagerEnv<'_> {
-    fn stop_token(&self) -> StopToken<'_> {
+impl<'a> Env<'a> for EagerEnv<'a> {
+    fn stop_token(&self) -> StopToken<'a> {
         self.stop.token()
     }
 }

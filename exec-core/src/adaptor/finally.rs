@@ -214,7 +214,7 @@ where
     fn set_panic(self, payload: PanicPayload) {
         self.store_and_run_second(Stored::Panic(payload))
     }
-    fn env(&self) -> impl Env + '_ {
+    fn env(&self) -> impl Env<'_> {
         // SAFETY: the receiver is taken only by the second child's completion,
         // which cannot happen while the first child still holds this receiver.
         unsafe { self.parent.get().tail.receiver.get() }.env()
@@ -271,7 +271,7 @@ where
         drop(stored);
         receiver.set_panic(payload)
     }
-    fn env(&self) -> impl Env + '_ {
+    fn env(&self) -> impl Env<'_> {
         // SAFETY: the receiver is taken only by this receiver's completion,
         // which consumes `self`, so not while `&self` is borrowed.
         unsafe { self.parent.get().receiver.get() }.env()

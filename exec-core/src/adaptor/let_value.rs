@@ -276,7 +276,7 @@ impl<T, E, M> Receiver<T, E> for LetReceiver<T, E, M> {
     fn set_panic(self, payload: PanicPayload) {
         self.parent.notify(LetInput::Panic(payload))
     }
-    fn env(&self) -> impl Env + '_ {
+    fn env(&self) -> impl Env<'_> {
         self.env
     }
 }

@@ -90,7 +90,7 @@ where
         drop(f);
         receiver.set_panic(payload)
     }
-    fn env(&self) -> impl Env + '_ {
+    fn env(&self) -> impl Env<'_> {
         self.receiver.env()
     }
 }

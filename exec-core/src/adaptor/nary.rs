@@ -169,7 +169,7 @@ impl<P> Join<P> {
     /// Called once, from the parent's `start`, before any child is started.
     /// `parent` is the started (pinned) parent owning `self`, and `env` is
     /// the environment of the receiver the parent will complete.
-    pub(crate) unsafe fn start(&self, parent: Pin<&P>, env: &impl Env)
+    pub(crate) unsafe fn start<'e>(&self, parent: Pin<&P>, env: &impl Env<'e>)
     where
         P: JoinParent,
     {
@@ -474,11 +474,11 @@ const _: () = assert!(
     "decide what n-ary children see for the new Env query in `ChildEnv`"
 );
 
-impl Env for ChildEnv<'_> {
-    fn stop_token(&self) -> StopToken<'_> {
+impl<'a> Env<'a> for ChildEnv<'a> {
+    fn stop_token(&self) -> StopToken<'a> {
         self.token
     }
-    fn scheduler(&self) -> Option<SchedulerRef<'_>> {
+    fn scheduler(&self) -> Option<SchedulerRef<'a>> {
         self.scheduler
     }
 }

@@ -150,7 +150,7 @@ impl<T, E, M> Receiver<T, E> for RepeatReceiver<T, E, M> {
     fn set_panic(self, payload: PanicPayload) {
         self.parent.notify(Iteration::Panic(payload))
     }
-    fn env(&self) -> impl Env + '_ {
+    fn env(&self) -> impl Env<'_> {
         self.env
     }
 }

@@ -308,7 +308,7 @@ impl<T, E> Receiver<T, E> for SplitReceiver<T, E> {
         let message = panic_message(&payload);
         self.complete(Outcome::Panic(message), Some(payload))
     }
-    fn env(&self) -> impl Env + '_ {
+    fn env(&self) -> impl Env<'_> {
         SplitEnv {
             stop: &self.shared.header().stop,
         }
@@ -330,8 +330,8 @@ struct SplitEnv<'a> {
     stop: &'a StopSource,
 }
 
-impl Env for SplitEnv<'_> {
-    fn stop_token(&self) -> StopToken<'_> {
+impl<'a> Env<'a> for SplitEnv<'a> {
+    fn stop_token(&self) -> StopToken<'a> {
         self.stop.token()
     }
 }
@@ -709,7 +709,7 @@ mod loom_tests {
             fn set_panic(self, _: PanicPayload) {
                 self.record(3)
             }
-            fn env(&self) -> impl Env + '_ {
+            fn env(&self) -> impl Env<'_> {
                 SplitEnv { stop: &self.source }
             }
         }

@@ -243,7 +243,7 @@ where
     fn set_panic(self, payload: PanicPayload) {
         self.abandon().set_panic(payload)
     }
-    fn env(&self) -> impl Env + '_ {
+    fn env(&self) -> impl Env<'_> {
         // SAFETY: the receiver is taken only by a completion, which consumes
         // the last child receiver; not while `&self` is borrowed.
         unsafe { self.parent.get().downstream.receiver.get() }.env()
@@ -286,7 +286,7 @@ where
     fn set_panic(self, payload: PanicPayload) {
         self.take().set_panic(payload)
     }
-    fn env(&self) -> impl Env + '_ {
+    fn env(&self) -> impl Env<'_> {
         let downstream = self.parent.get();
         // SAFETY: taken only by this receiver's completion, which consumes it.
         let base = unsafe { downstream.receiver.get() }.env();

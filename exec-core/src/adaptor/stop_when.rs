@@ -182,7 +182,7 @@ impl<T, E, R: Receiver<T, E>> Receiver<T, E> for StopWhenReceiver<StopWhenState<
     fn set_panic(self, payload: PanicPayload) {
         self.finish(Done::Panic(payload))
     }
-    fn env(&self) -> impl Env + '_ {
+    fn env(&self) -> impl Env<'_> {
         self.state.get().join.child_env()
     }
 }
@@ -216,7 +216,7 @@ where
         unsafe { self.state.get().trigger_panic.put(payload) };
         self.fire()
     }
-    fn env(&self) -> impl Env + '_ {
+    fn env(&self) -> impl Env<'_> {
         self.state.get().join.child_env()
     }
 }

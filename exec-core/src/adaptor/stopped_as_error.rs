@@ -67,7 +67,7 @@ where
         drop(error);
         receiver.set_panic(payload)
     }
-    fn env(&self) -> impl Env + '_ {
+    fn env(&self) -> impl Env<'_> {
         self.receiver.env()
     }
 }

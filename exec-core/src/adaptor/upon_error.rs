@@ -91,7 +91,7 @@ where
         drop(f);
         receiver.set_panic(payload)
     }
-    fn env(&self) -> impl Env + '_ {
+    fn env(&self) -> impl Env<'_> {
         self.receiver.env()
     }
 }

@@ -246,7 +246,7 @@ where
         // SAFETY: this child holds a reference until now.
         unsafe { Join::arrive(self.state) };
     }
-    fn env(&self) -> impl Env + '_ {
+    fn env(&self) -> impl Env<'_> {
         self.state.get().join.child_env()
     }
 }
@@ -469,8 +469,8 @@ mod loom_tests {
         completions: Arc<AtomicUsize>,
     }
     struct OuterEnv<'a>(&'a StopSource);
-    impl Env for OuterEnv<'_> {
-        fn stop_token(&self) -> StopToken<'_> {
+    impl<'a> Env<'a> for OuterEnv<'a> {
+        fn stop_token(&self) -> StopToken<'a> {
             self.0.token()
         }
     }
@@ -494,7 +494,7 @@ mod loom_tests {
         fn set_panic(self, _: PanicPayload) {
             self.record(Seen::Other)
         }
-        fn env(&self) -> impl Env + '_ {
+        fn env(&self) -> impl Env<'_> {
             OuterEnv(&self.source)
         }
     }

@@ -260,7 +260,7 @@ impl<T, E, R: Receiver<Vec<T>, E>> Receiver<T, E> for WhenAllVecReceiver<WhenAll
         // SAFETY: this child holds a reference until now.
         unsafe { Join::arrive(self.state) };
     }
-    fn env(&self) -> impl Env + '_ {
+    fn env(&self) -> impl Env<'_> {
         self.state.get().join.child_env()
     }
 }

@@ -206,7 +206,7 @@ impl<T, E, R: Receiver<T, E>> Receiver<T, E> for WhenAnyReceiver<WhenAnyState<T,
         // SAFETY: this child holds a reference until now.
         unsafe { Join::arrive(self.state) };
     }
-    fn env(&self) -> impl Env + '_ {
+    fn env(&self) -> impl Env<'_> {
         self.state.get().join.child_env()
     }
 }

@@ -134,16 +134,16 @@ const _: () = assert!(
     "forward the new Env query in `OverlayEnv` and add it to `EnvOverlay`"
 );
 
-impl<O: EnvOverlay + ?Sized, B: Env> Env for OverlayEnv<'_, O, B> {
+impl<'a, O: EnvOverlay + ?Sized, B: Env<'a>> Env<'a> for OverlayEnv<'a, O, B> {
     #[inline]
-    fn stop_token(&self) -> StopToken<'_> {
+    fn stop_token(&self) -> StopToken<'a> {
         match self.overlay.stop_token() {
             Some(token) => token,
             None => self.base.stop_token(),
         }
     }
     #[inline]
-    fn scheduler(&self) -> Option<SchedulerRef<'_>> {
+    fn scheduler(&self) -> Option<SchedulerRef<'a>> {
         match self.overlay.scheduler() {
             Some(scheduler) => scheduler,
             None => self.base.scheduler(),
@@ -232,7 +232,7 @@ where
         drop(overlay);
         receiver.set_panic(payload)
     }
-    fn env(&self) -> impl Env + '_ {
+    fn env(&self) -> impl Env<'_> {
         OverlayEnv {
             overlay: &self.overlay,
             base: self.receiver.env(),

@@ -149,7 +149,7 @@ impl<T, E> Receiver<T, E> for SyncWaitReceiver<T, E> {
     fn set_panic(self, payload: PanicPayload) {
         self.complete(Outcome::Panic(payload));
     }
-    fn env(&self) -> impl Env + '_ {
+    fn env(&self) -> impl Env<'_> {
         SyncWaitEnv {
             run_loop: &self.state.get().run_loop,
         }
@@ -159,11 +159,11 @@ impl<T, E> Receiver<T, E> for SyncWaitReceiver<T, E> {
 struct SyncWaitEnv<'a> {
     run_loop: &'a RunLoop,
 }
-impl Env for SyncWaitEnv<'_> {
-    fn stop_token(&self) -> StopToken<'_> {
+impl<'a> Env<'a> for SyncWaitEnv<'a> {
+    fn stop_token(&self) -> StopToken<'a> {
         StopToken::never()
     }
-    fn scheduler(&self) -> Option<SchedulerRef<'_>> {
+    fn scheduler(&self) -> Option<SchedulerRef<'a>> {
         Some(SchedulerRef::new(self.run_loop))
     }
 }

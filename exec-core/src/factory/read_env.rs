@@ -44,7 +44,7 @@ use crate::{Env, OperationState, Receiver, Sender, SenderTo, catch_unwind};
 /// [`write_env`](crate::SenderExt::write_env), [`Env`].
 pub fn read_env<F, T>(f: F) -> ReadEnv<F>
 where
-    F: FnOnce(&dyn Env) -> T,
+    F: FnOnce(&dyn Env<'_>) -> T,
 {
     ReadEnv { f }
 }
@@ -64,7 +64,7 @@ impl<F> fmt::Debug for ReadEnv<F> {
 
 impl<F, T> Sender for ReadEnv<F>
 where
-    F: FnOnce(&dyn Env) -> T,
+    F: FnOnce(&dyn Env<'_>) -> T,
 {
     type Output = T;
     type Error = Infallible;
@@ -73,7 +73,7 @@ where
 
 impl<F, T, R> SenderTo<R> for ReadEnv<F>
 where
-    F: FnOnce(&dyn Env) -> T,
+    F: FnOnce(&dyn Env<'_>) -> T,
     R: Receiver<T, Infallible>,
 {
     type Operation = ReadEnvOp<F, R>;
@@ -102,7 +102,7 @@ impl<F, R> fmt::Debug for ReadEnvOp<F, R> {
 
 impl<F, T, R> OperationState for ReadEnvOp<F, R>
 where
-    F: FnOnce(&dyn Env) -> T,
+    F: FnOnce(&dyn Env<'_>) -> T,
     R: Receiver<T, Infallible>,
 {
     unsafe fn start(self: Pin<&mut Self>) {

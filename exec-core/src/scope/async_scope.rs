@@ -638,7 +638,7 @@ impl<T> Receiver<T, Infallible> for SpawnReceiver {
     fn set_panic(self, payload: PanicPayload) {
         self.finish(Some(payload))
     }
-    fn env(&self) -> impl Env + '_ {
+    fn env(&self) -> impl Env<'_> {
         ScopeEnv {
             stop: &self.assoc.inner.stop,
         }
@@ -649,8 +649,8 @@ struct ScopeEnv<'a> {
     stop: &'a StopSource,
 }
 
-impl Env for ScopeEnv<'_> {
-    fn stop_token(&self) -> StopToken<'_> {
+impl<'a> Env<'a> for ScopeEnv<'a> {
+    fn stop_token(&self) -> StopToken<'a> {
         self.stop.token()
     }
 }
@@ -833,7 +833,7 @@ impl<T, E, R: Receiver<T, E>> Receiver<T, E> for AssociateReceiver<R> {
         receiver.set_panic(payload);
         drop(assoc);
     }
-    fn env(&self) -> impl Env + '_ {
+    fn env(&self) -> impl Env<'_> {
         self.receiver.env()
     }
 }

@@ -163,7 +163,7 @@ impl<T, E> Receiver<T, E> for RecordingReceiver<T, E> {
     fn set_panic(self, payload: PanicPayload) {
         self.record(Seen::Panic(payload))
     }
-    fn env(&self) -> impl Env + '_ {
+    fn env(&self) -> impl Env<'_> {
         RecEnv {
             stop: self.slot.stop.as_deref(),
         }
@@ -173,8 +173,8 @@ impl<T, E> Receiver<T, E> for RecordingReceiver<T, E> {
 struct RecEnv<'a> {
     stop: Option<&'a StopSource>,
 }
-impl Env for RecEnv<'_> {
-    fn stop_token(&self) -> StopToken<'_> {
+impl<'a> Env<'a> for RecEnv<'a> {
+    fn stop_token(&self) -> StopToken<'a> {
         match self.stop {
             Some(s) => s.token(),
             None => StopToken::never(),

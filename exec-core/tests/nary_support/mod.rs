@@ -244,4 +244,4 @@ impl Rng {
 
 /// An `Env` with no stop token (for receivers written in tests).
 pub struct NoEnv;
-impl Env for NoEnv {}
+impl<'a> Env<'a> for NoEnv {}

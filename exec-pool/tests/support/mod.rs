@@ -53,8 +53,8 @@ pub struct SpawnReceiver<F> {
 }
 
 struct SpawnEnv<'a>(Option<&'a StopSource>);
-impl Env for SpawnEnv<'_> {
-    fn stop_token(&self) -> StopToken<'_> {
+impl<'a> Env<'a> for SpawnEnv<'a> {
+    fn stop_token(&self) -> StopToken<'a> {
         self.0.map_or(StopToken::never(), |s| s.token())
     }
 }
@@ -98,7 +98,7 @@ impl<F: FnOnce() + Send + 'static> Receiver<(), Infallible> for SpawnReceiver<F>
     fn set_panic(self, _payload: PanicPayload) {
         unreachable!("schedule never delivers a panic")
     }
-    fn env(&self) -> impl Env + '_ {
+    fn env(&self) -> impl Env<'_> {
         SpawnEnv(self.stop.as_deref())
     }
 }
