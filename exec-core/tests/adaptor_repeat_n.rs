@@ -23,8 +23,6 @@ fn runs_exactly_n_times() {
 fn many_inline_iterations() {
     let n = if cfg!(miri) {
         1_000
-    } else if cfg!(debug_assertions) {
-        1_000_000
     } else {
         10_000_000
     };
