@@ -31,10 +31,18 @@ pub(crate) struct WorkerQueues {
 pub(crate) type Hook = std::sync::Arc<dyn Fn() + Send + Sync>;
 
 /// Everything the pool's threads and its scheduler handles share.
+///
+/// Aligned to a cache-line pair so that the `Arc`'s reference counts,
+/// which every `schedule()` sender bumps from every worker, sit on a line of
+/// their own instead of the one holding `workers` and `shutdown` (read by
+/// every submission and every turn of the worker loop). The injector and
+/// the idle set, written by submissions and by workers going to sleep, get
+/// lines of their own for the same reason.
+#[repr(align(128))]
 pub(crate) struct Shared {
     pub(crate) workers: Box<[WorkerQueues]>,
-    pub(crate) injector: Injector,
-    pub(crate) idle: Idle,
+    pub(crate) injector: CachePadded<Injector>,
+    pub(crate) idle: CachePadded<Idle>,
     /// Set once by shutdown (Release); workers stop running jobs and cancel
     /// what is left.
     pub(crate) shutdown: AtomicBool,
@@ -71,8 +79,8 @@ impl Shared {
                     lifo: CachePadded::new(LifoSlot::new()),
                 })
                 .collect(),
-            injector: Injector::new(),
-            idle: Idle::new(threads),
+            injector: CachePadded::new(Injector::new()),
+            idle: CachePadded::new(Idle::new(threads)),
             shutdown: AtomicBool::new(false),
             escaped_panics: AtomicUsize::new(0),
             on_start,

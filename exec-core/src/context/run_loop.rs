@@ -88,9 +88,13 @@ pub struct RunLoop {
 }
 
 /// How long `run` spins on `ready` before it sleeps on the condition
-/// variable: a few times the cost of the futex wake-up it saves.
+/// variable: several pool round trips (about 1 µs each), but short, because
+/// on a 2-core machine a spinning waiter takes a core from the two workers
+/// doing the work it waits for (50 µs made a 1,000-task `when_all_vec`
+/// fan-out through the pool ~1.8x slower; 10 µs costs it nothing measurable
+/// and still catches the round trips).
 #[cfg(not(loom))]
-const SPIN_TIME: std::time::Duration = std::time::Duration::from_micros(50);
+const SPIN_TIME: std::time::Duration = std::time::Duration::from_micros(10);
 
 /// Spins (CPU pause hints, the clock read every 64 of them) until `ready`
 /// is set or [`SPIN_TIME`] passed.
@@ -99,7 +103,7 @@ const SPIN_TIME: std::time::Duration = std::time::Duration::from_micros(50);
 /// work), yielding made the median `sync_wait` round trip through the pool
 /// 7.9 µs, pausing only 0.8 µs — a yield hands the core to a spinning
 /// worker for a whole slice. The bound keeps the cost to one core for
-/// 50 µs per idle spell.
+/// `SPIN_TIME` per idle spell.
 #[cfg(not(loom))]
 #[cold]
 fn spin_until_ready(ready: &AtomicBool) {
