@@ -23,8 +23,11 @@
 //! are queued and run when the stack has unwound to the outermost one. A
 //! recursion built through `AnySender` (each level a boxed sender whose
 //! continuation boxes the next level) therefore uses bounded stack, both
-//! while starting and while completing. Without the `std` feature there is
-//! no trampoline and such recursion nests on the stack.
+//! while starting and while completing. (A completion that arrives while
+//! the inner `start` is still running is delivered from the trampoline entry
+//! of that start, once it has returned, rather than from a second entry.)
+//! Without the `std` feature there is no trampoline and such recursion
+//! nests on the stack.
 
 use core::alloc::Layout;
 use core::fmt;
@@ -361,8 +364,35 @@ impl<T, E, R: Receiver<T, E>> AnyInner<T, E, R> {
             // Completes later; from here on the op may be gone.
             return;
         }
+        // Completed inside `start`: `run_start` is itself running from the
+        // trampoline, one level deeper than its caller, and its `start` has
+        // returned, so the completion is delivered from here, at this level,
+        // instead of through a second trampoline entry. (Completions that
+        // arrive later go through `finish`, which uses the trampoline; a
+        // chain of erased senders completing inline still enters the
+        // trampoline once per level, through each one's `run_start`, so the
+        // stack stays bounded.)
         // SAFETY: completed inside `start`; `phase` handed it to us.
-        unsafe { Self::finish(ctx) }
+        unsafe {
+            Self::release_frame(ctx);
+            Self::run_deliver(ctx)
+        }
+    }
+
+    /// Frees the frame of the completed inner operation (back to this
+    /// thread's frame cache, for the next erased sender made here).
+    ///
+    /// # Safety
+    /// `ctx` is a started `AnyInner<T, E, R>` whose inner operation has
+    /// completed; called once, by the single handler of that completion.
+    unsafe fn release_frame(ctx: *const ()) {
+        let inner = ctx as *const Self;
+        // SAFETY: the handler owns the slot now; the inner operation no
+        // longer touches itself.
+        unsafe {
+            let slot: *mut Option<Frame<T, E>> = (*inner).slot.with_mut(|s| s);
+            drop((*slot).take());
+        }
     }
 
     /// The inner operation has completed (its outcome is stashed): drop it
@@ -373,14 +403,8 @@ impl<T, E, R: Receiver<T, E>> AnyInner<T, E, R> {
     /// completed; called once, by the single handler of that completion.
     unsafe fn finish(ctx: *const ()) {
         let inner = ctx as *const Self;
-        // SAFETY: the handler owns the slot now; the inner operation no
-        // longer touches itself.
-        unsafe {
-            let slot: *mut Option<Frame<T, E>> = (*inner).slot.with_mut(|s| s);
-            // Frees the frame now (not when the `AnyOp` is dropped), so the
-            // next erased sender made on this thread can reuse it.
-            drop((*slot).take());
-        }
+        // SAFETY: per the contract.
+        unsafe { Self::release_frame(ctx) };
         // SAFETY: the op has not completed, so it stays alive until
         // `run_deliver` has run; the task node is free (its start has run).
         unsafe { submit(&(*inner).task, Self::run_deliver, ctx, ANY_SENDER_MAX_DEPTH) }
