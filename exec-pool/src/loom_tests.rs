@@ -230,3 +230,28 @@ fn shutdown_completes_in_flight_work_once() {
         drop(op);
     });
 }
+
+/// `PoolRef` shards: a reference cloned into a worker's shard and dropped
+/// there while the last references of the outside shard are dropped on two
+/// threads. The state is freed exactly once, after the last reference
+/// (loom reports a leaked or doubly released `Arc`).
+#[test]
+fn pool_ref_shards_free_once() {
+    use crate::handle::PoolRef;
+    use crate::worker::Shared;
+    loom::model(|| {
+        let shared = Arc::new(Shared::new(1, None, None));
+        let a = PoolRef::new(&shared);
+        drop(shared);
+        let b = a.clone();
+        let t = thread::spawn(move || {
+            b.pretend_worker(Some(0));
+            let c = b.clone();
+            drop(b);
+            c.pretend_worker(None);
+            drop(c);
+        });
+        drop(a);
+        t.join().unwrap();
+    });
+}

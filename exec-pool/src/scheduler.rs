@@ -7,9 +7,8 @@ use core::pin::Pin;
 
 use exec_core::{CompletionScheduler, Env, OperationState, Receiver, Scheduler, Sender, SenderTo};
 
+use crate::handle::PoolRef;
 use crate::job::{Job, Mode, Payload};
-use crate::loom::sync::Arc;
-use crate::worker::Shared;
 
 /// A handle to a [`ThreadPool`](crate::ThreadPool): its
 /// [`schedule`](Scheduler::schedule) sender completes on one of the pool's
@@ -33,7 +32,7 @@ use crate::worker::Shared;
 /// ```
 #[derive(Clone)]
 pub struct PoolScheduler {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) shared: PoolRef,
 }
 
 impl PoolScheduler {
@@ -64,7 +63,7 @@ impl PoolScheduler {
 
 impl PartialEq for PoolScheduler {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.shared, &other.shared)
+        self.shared.ptr_eq(&other.shared)
     }
 }
 impl Eq for PoolScheduler {}
@@ -72,7 +71,7 @@ impl Eq for PoolScheduler {}
 impl fmt::Debug for PoolScheduler {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PoolScheduler")
-            .field("pool", &Arc::as_ptr(&self.shared))
+            .field("pool", &self.shared.as_ptr())
             .finish()
     }
 }
@@ -120,7 +119,7 @@ impl Scheduler for PoolScheduler {
 #[must_use = "senders do nothing unless connected and started"]
 #[derive(Clone)]
 pub struct ScheduleSender {
-    shared: Arc<Shared>,
+    shared: PoolRef,
 }
 
 impl fmt::Debug for ScheduleSender {
@@ -175,7 +174,7 @@ pub struct ScheduleOp<R> {
     job: Job<Complete<R>>,
     /// The pool; moved out at `start` (the queued job does not need it: the
     /// pool outlives every queued job, see `ThreadPool`'s drop).
-    shared: Option<Arc<Shared>>,
+    shared: Option<PoolRef>,
 }
 
 impl<R> fmt::Debug for ScheduleOp<R> {

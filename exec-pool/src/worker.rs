@@ -41,6 +41,9 @@ pub(crate) type Hook = std::sync::Arc<dyn Fn() + Send + Sync>;
 #[repr(align(128))]
 pub(crate) struct Shared {
     pub(crate) workers: Box<[WorkerQueues]>,
+    /// Reference counts of the `PoolRef`s (see `handle.rs`): one per
+    /// worker (up to `handle::SHARDS - 1`), then one for every other thread.
+    pub(crate) shards: Box<[CachePadded<AtomicUsize>]>,
     pub(crate) injector: CachePadded<Injector>,
     pub(crate) idle: CachePadded<Idle>,
     /// Set once by shutdown (Release); workers stop running jobs and cancel
@@ -79,6 +82,9 @@ impl Shared {
                     lifo: CachePadded::new(LifoSlot::new()),
                 })
                 .collect(),
+            shards: (0..(threads + 1).min(crate::handle::SHARDS))
+                .map(|_| CachePadded::new(AtomicUsize::new(0)))
+                .collect(),
             injector: CachePadded::new(Injector::new()),
             idle: CachePadded::new(Idle::new(threads)),
             shutdown: AtomicBool::new(false),
@@ -95,6 +101,30 @@ impl Shared {
     pub(crate) fn current_worker(&self) -> Option<usize> {
         let (pool, index) = CURRENT.with(|c| c.get());
         core::ptr::eq(pool, self).then_some(index)
+    }
+
+    /// Makes the calling thread count as worker `index` of this pool (loom
+    /// models of `PoolRef` shards), or as no worker with `None`.
+    #[cfg(all(test, loom))]
+    pub(crate) fn pretend_worker(&self, index: Option<usize>) {
+        let v = match index {
+            Some(i) => (self as *const Shared, i),
+            None => (core::ptr::null(), 0),
+        };
+        CURRENT.with(|c| c.set(v));
+    }
+
+    /// The `PoolRef` shard of the calling thread: its worker index, or the
+    /// last shard for threads that are not workers of this pool.
+    #[inline]
+    pub(crate) fn current_shard(&self) -> usize {
+        let outside = self.shards.len() - 1;
+        match self.current_worker() {
+            // Surplus workers of a very large pool share the last worker
+            // shard (or, with one shard per worker short, the outside one).
+            Some(index) => index.min(outside.saturating_sub(1)),
+            None => outside,
+        }
     }
 
     /// Queues `job`: on a worker of this pool into its LIFO slot (displacing
