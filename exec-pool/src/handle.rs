@@ -60,7 +60,12 @@ impl PoolRef {
     /// A reference to the state `arc` owns, counted in the calling thread's
     /// shard.
     pub(crate) fn new(arc: &Arc<Shared>) -> Self {
-        let ptr = NonNull::from(&**arc);
+        // `Arc::as_ptr`, not `&**arc`: the pointer must carry the provenance
+        // of the whole allocation, counts included, for the strong-count
+        // calls below.
+        let ptr = Arc::as_ptr(arc) as *mut Shared;
+        // SAFETY: an `Arc`'s pointer is never null.
+        let ptr = unsafe { NonNull::new_unchecked(ptr) };
         // SAFETY: `arc` keeps the state alive during the call.
         unsafe { Self::acquire(ptr) }
     }

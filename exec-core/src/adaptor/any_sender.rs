@@ -227,12 +227,25 @@ impl<S: SenderTo<AnyReceiver<T, E>>, T, E> ErasedSlot<T, E> for Slot<S, T, E> {
         // SAFETY: the sender is not pinned (moved out below); the operation
         // is written in place and never moved after.
         let this = unsafe { self.get_unchecked_mut() };
-        let SlotState::Sender(sender) = core::mem::replace(&mut this.state, SlotState::Empty)
-        else {
-            unreachable!("AnySender started twice")
+        let state: *mut SlotState<S, S::Operation> = &mut this.state;
+        // Moves only the sender out (not the whole state, which is sized for
+        // the operation) and writes the operation straight into the state,
+        // so no copy of the whole slot is made on the way.
+        // SAFETY: `state` is valid; the sender is read out once and the
+        // state is overwritten with `Empty` (nothing dropped) before
+        // anything can unwind, so it is never dropped twice.
+        let sender = unsafe {
+            let SlotState::Sender(sender) = &*state else {
+                unreachable!("AnySender started twice")
+            };
+            let sender = core::ptr::read(sender);
+            core::ptr::write(state, SlotState::Empty);
+            sender
         };
-        this.state = SlotState::Op(sender.connect(receiver));
-        let SlotState::Op(op) = &mut this.state else {
+        // SAFETY: the state is `Empty` (nothing to drop); written in place.
+        unsafe { core::ptr::write(state, SlotState::Op(sender.connect(receiver))) };
+        // SAFETY: just written.
+        let SlotState::Op(op) = (unsafe { &mut *state }) else {
             unreachable!()
         };
         // SAFETY: pinned in the frame, which the `AnyOp` frees only after
@@ -349,7 +362,7 @@ impl<T, E, R: Receiver<T, E>> AnyInner<T, E, R> {
         // SAFETY: no inner operation exists yet: the slot is ours.
         let slot: *mut Option<Frame<T, E>> = inner.slot.with_mut(|s| s);
         inner.phase.store(IN_START, Ordering::Relaxed);
-        // SAFETY: started once; the box lives as long as this op.
+        // SAFETY: started once; the frame lives as long as this op.
         unsafe {
             let Some(frame) = &mut *slot else {
                 unreachable!("AnySender: started twice")
