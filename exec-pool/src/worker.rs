@@ -22,8 +22,12 @@ const INJECTOR_INTERVAL: u32 = 61;
 const SPIN_TIME: std::time::Duration = std::time::Duration::from_micros(50);
 /// How much of [`SPIN_TIME`] is spent with pause hints only, before the
 /// worker starts yielding its core between attempts (see `spin_for_work`).
+/// Short: when the thread that submits the next job shares this core (the
+/// other one busy elsewhere), every microsecond paused here is added to its
+/// round trip (10 µs → ~25 µs per `sync_wait` round trip, 2 µs → ~9 µs,
+/// about what tokio takes; with a free core the round trip is ~0.25 µs).
 #[cfg(not(loom))]
-const PAUSE_TIME: std::time::Duration = std::time::Duration::from_micros(10);
+const PAUSE_TIME: std::time::Duration = std::time::Duration::from_micros(2);
 
 /// One worker's queues, visible to the others (for stealing).
 pub(crate) struct WorkerQueues {
@@ -347,12 +351,28 @@ impl Worker<'_> {
                 run_contained(shared, job, Mode::Run);
                 continue;
             }
-            // Spin a little: waking a parked thread costs far more.
+            // Spin a little: waking a parked thread costs far more. While
+            // we spin, submitters wake nobody (idle.md, "Spinning workers").
             #[cfg(not(loom))]
-            let found = match self.spin_for_work() {
-                Spin::Found(job) => Some(job),
-                Spin::Nothing => None,
-                Spin::Shutdown => return,
+            let found = {
+                shared.idle.start_spinning();
+                let spin = self.spin_for_work();
+                let last = shared.idle.stop_spinning();
+                match spin {
+                    Spin::Found(job) => {
+                        // We may have silenced a submitter whose job is
+                        // still queued: as the last spinner, wake a sleeper
+                        // for it.
+                        if last {
+                            shared.idle.notify_one();
+                        }
+                        Some(job)
+                    }
+                    // Announcing sleep and re-checking every queue (below)
+                    // follows the decrement: that covers silenced jobs.
+                    Spin::Nothing => None,
+                    Spin::Shutdown => return,
+                }
             };
             #[cfg(loom)]
             let found: Option<JobRef> = None;

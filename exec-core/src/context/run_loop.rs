@@ -87,36 +87,50 @@ pub struct RunLoop {
     ready: AtomicBool,
 }
 
-/// How long `run` spins on `ready` before it sleeps on the condition
-/// variable: several pool round trips (about 1 µs each), but short, because
-/// on a 2-core machine a spinning waiter takes a core from the two workers
-/// doing the work it waits for (50 µs made a 1,000-task `when_all_vec`
-/// fan-out through the pool ~1.8x slower; 10 µs costs it nothing measurable
-/// and still catches the round trips).
+/// How long `run` spins on `ready` with CPU pause hints only: a few pool
+/// round trips (about 1 µs each when a worker is free on another core).
 #[cfg(not(loom))]
-const SPIN_TIME: std::time::Duration = std::time::Duration::from_micros(10);
+const PAUSE_TIME: std::time::Duration = std::time::Duration::from_micros(2);
+/// How long `run` keeps looking (yielding its core between looks) before it
+/// sleeps on the condition variable: a few times a futex wake-up.
+#[cfg(not(loom))]
+const SPIN_TIME: std::time::Duration = std::time::Duration::from_micros(50);
 
-/// Spins (CPU pause hints, the clock read every 64 of them) until `ready`
-/// is set or [`SPIN_TIME`] passed.
+/// Waits for `ready` to be set, up to [`SPIN_TIME`]: first with pause hints
+/// (for [`PAUSE_TIME`]), then yielding the core between looks.
 ///
-/// No `yield_now`: measured here (2-core VM, 2 pool workers spinning for
-/// work), yielding made the median `sync_wait` round trip through the pool
-/// 7.9 µs, pausing only 0.8 µs — a yield hands the core to a spinning
-/// worker for a whole slice. The bound keeps the cost to one core for
-/// `SPIN_TIME` per idle spell.
+/// Both phases matter on a 2-core machine shared with other processes
+/// (measured on the machine these benchmarks run on):
+/// - when a worker is free on the other core, the round trip takes about
+///   1 µs and pausing catches it; yielding from the start made the median
+///   `sync_wait` round trip 7.9 µs (a yield costs ~0.7 µs and may hand the
+///   core to a spinning worker for a slice);
+/// - when the worker that runs the job shares this core (the other one busy
+///   with other work), only giving the core away lets it run: pausing for
+///   the whole spell made round trips ~25 µs (the pause, then a futex sleep
+///   and wake-up), and pausing 50 µs made a 1,000-task fan-out 1.8× slower
+///   by taking a core from the workers.
 #[cfg(not(loom))]
 #[cold]
 fn spin_until_ready(ready: &AtomicBool) {
     let started = std::time::Instant::now();
     loop {
-        for _ in 0..64 {
+        let elapsed = started.elapsed();
+        if elapsed < PAUSE_TIME {
+            for _ in 0..16 {
+                if ready.load(Ordering::Relaxed) {
+                    return;
+                }
+                core::hint::spin_loop();
+            }
+        } else {
+            if elapsed >= SPIN_TIME {
+                return;
+            }
+            std::thread::yield_now();
             if ready.load(Ordering::Relaxed) {
                 return;
             }
-            core::hint::spin_loop();
-        }
-        if started.elapsed() >= SPIN_TIME {
-            return;
         }
     }
 }
