@@ -1,7 +1,9 @@
 //! Side-by-side: exec-pool vs tokio vs rayon, 2 workers each, same
 //! scenarios, one process. Prints ns/op for each and the ratios.
 //!
-//! Run: `cargo bench --bench pool_vs` (add `-- --quick` for fewer rounds).
+//! Run: `cargo bench --bench pool_vs` (add `-- --quick` for fewer rounds;
+//! `-- fib_join when_all` runs only the scenarios whose names contain one of
+//! the words given).
 //!
 //! The spawn scenarios spawn into an exec-core `AsyncScope` (one allocation
 //! per task); `spawn_many (raw)` repeats spawn_many with a minimal detached
@@ -524,7 +526,22 @@ fn when_all_fanout(
     const N: u64 = 1_000;
     let expect: u64 = (0..N).map(|i| i * 2).sum();
     let sched = pool.scheduler();
+    // Started on the pool, as rayon's `install` runs its `par_iter` on the
+    // pool and tokio's `block_on` spawns from its runtime's context: the
+    // children are scheduled from a worker (local queue, stealable).
     let ours = measure(rounds, N as usize, || {
+        let s = sched.clone();
+        let all = sched.schedule().let_value(move |()| {
+            when_all_vec(
+                (0..N).map(move |i| s.schedule().then(move |()| std::hint::black_box(i) * 2)),
+            )
+        });
+        let sum: u64 = sync_wait(all).unwrap().unwrap().iter().sum();
+        assert_eq!(sum, expect);
+    });
+    // The same fan-out started from outside the pool: every child goes
+    // through the injection queue.
+    let outside = measure(rounds, N as usize, || {
         let all = when_all_vec(
             (0..N).map(|i| sched.schedule().then(move |()| std::hint::black_box(i) * 2)),
         );
@@ -560,6 +577,7 @@ fn when_all_fanout(
         assert_eq!(sum, expect);
     });
     report("when_all_fanout", ours, tokio, rayon);
+    report("  (from outside)", outside, tokio, rayon);
     println!(
         "{:<16} per op, for reference: the same when_all_vec on one thread, no pool {inline:.1} ns",
         ""
@@ -736,14 +754,37 @@ fn main() {
         .build()
         .unwrap();
     println!("exec-pool vs tokio vs rayon, {THREADS} workers each, median of {rounds} rounds");
-    spawn_many(rounds, &pool, &rt, &rp);
-    chained_spawn(rounds, &pool, &rt, &rp);
-    ping_pong(rounds, &pool, &rt);
-    yield_many(rounds, &pool, &rt, &rp);
-    pool_roundtrip(rounds, &pool, &rt, &rp);
-    fib_join(rounds, &pool, &rt, &rp);
-    when_all_fanout(rounds, &pool, &rt, &rp);
-    idle_task_memory(&pool, &rt);
-    bulk_sum(rounds, &pool, &rp);
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let on = |name: &str| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()));
+    if on("spawn_many") {
+        spawn_many(rounds, &pool, &rt, &rp);
+    }
+    if on("chained_spawn") {
+        chained_spawn(rounds, &pool, &rt, &rp);
+    }
+    if on("ping_pong") {
+        ping_pong(rounds, &pool, &rt);
+    }
+    if on("yield_many") {
+        yield_many(rounds, &pool, &rt, &rp);
+    }
+    if on("pool_roundtrip") {
+        pool_roundtrip(rounds, &pool, &rt, &rp);
+    }
+    if on("fib_join") {
+        fib_join(rounds, &pool, &rt, &rp);
+    }
+    if on("when_all_fanout") {
+        when_all_fanout(rounds, &pool, &rt, &rp);
+    }
+    if on("idle_task_memory") {
+        idle_task_memory(&pool, &rt);
+    }
+    if on("bulk_sum") {
+        bulk_sum(rounds, &pool, &rp);
+    }
     let _ = Duration::ZERO;
 }

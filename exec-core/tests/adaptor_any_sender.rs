@@ -95,7 +95,7 @@ fn drops_the_sender_if_never_connected_and_values_after_completion() {
 }
 
 #[test]
-fn exactly_one_allocation_per_any_sender() {
+fn at_most_one_allocation_per_any_sender_and_frames_are_recycled() {
     assert_eq!(
         allocations_in(|| drop(Box::new(1u64))),
         1,
@@ -114,7 +114,20 @@ fn exactly_one_allocation_per_any_sender() {
             .boxed();
         assert_eq!(sync_wait(s), Ok(Some(4)));
     });
-    assert_eq!(n, 3, "three AnySenders, three allocations");
+    assert!(n <= 3, "three AnySenders, at most three allocations: {n}");
+    // The frames freed by the runs above are reused by the next ones on
+    // this thread: steady use allocates nothing.
+    let n = allocations_in(|| {
+        for _ in 0..100 {
+            let s = just(1)
+                .boxed()
+                .let_value(|x| just(x + 1).boxed())
+                .then(|x| x * 2)
+                .boxed();
+            assert_eq!(sync_wait(s), Ok(Some(4)));
+        }
+    });
+    assert_eq!(n, 0, "frames recycled");
 }
 
 fn count(n: u64) -> AnySender<u64, Infallible> {

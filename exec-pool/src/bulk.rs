@@ -24,10 +24,8 @@ use exec_core::{
 
 use crate::job::{Job, JobRef, Mode, Payload};
 use crate::loom::cell::UnsafeCell;
-use crate::loom::sync::Arc;
 use crate::loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use crate::scheduler::PoolScheduler;
-use crate::worker::Shared;
 
 /// The most helper jobs one bulk operation uses (they live inline in its
 /// operation state).
@@ -320,7 +318,7 @@ where
 /// What the input's receiver and the helper jobs share, inside the pinned
 /// operation state.
 pub(crate) struct BulkShared<T, E, B, R> {
-    pool: Arc<Shared>,
+    pool: crate::handle::PoolRef,
     n: usize,
     /// `Some` until the operation completes; read (shared) by the helpers
     /// while they run, taken by whoever completes the operation.

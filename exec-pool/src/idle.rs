@@ -39,6 +39,12 @@ impl Parker {
 
 /// The set of sleeping workers and how to wake them.
 pub(crate) struct Idle {
+    /// How many workers are spinning for work (between `start_spinning`
+    /// and `stop_spinning`). While one is, a submitter wakes nobody: the
+    /// spinner finds the work, or re-checks every queue before it sleeps,
+    /// or — if it found other work and was the last spinner — notifies in
+    /// the submitter's place (idle.md, "Spinning workers").
+    num_spinning: AtomicUsize,
     /// How many workers are in `sleepers`. Changed only with the `sleepers`
     /// lock held; read without it by `notify_one`'s fast path.
     num_sleeping: AtomicUsize,
@@ -51,6 +57,7 @@ pub(crate) struct Idle {
 impl Idle {
     pub(crate) fn new(workers: usize) -> Self {
         Idle {
+            num_spinning: AtomicUsize::new(0),
             num_sleeping: AtomicUsize::new(0),
             sleepers: Mutex::new(Vec::with_capacity(workers)),
             parkers: (0..workers).map(|_| Parker::new()).collect(),
@@ -68,10 +75,27 @@ impl Idle {
         // The fence pairs with the one in `prepare_sleep` (see idle.md):
         // either we see the sleeper's announcement, or it sees our work.
         fence(Ordering::SeqCst);
-        if self.num_sleeping.load(Ordering::Relaxed) == 0 {
+        if self.num_spinning.load(Ordering::Relaxed) != 0
+            || self.num_sleeping.load(Ordering::Relaxed) == 0
+        {
             return;
         }
         self.wake_one();
+    }
+
+    /// The calling worker starts spinning for work.
+    #[inline]
+    pub(crate) fn start_spinning(&self) {
+        self.num_spinning.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The calling worker stops spinning (it found work, or it is going to
+    /// announce that it sleeps). Returns whether it was the last spinner:
+    /// if it found work, it must then call [`notify_one`](Self::notify_one)
+    /// in place of the submitters it silenced.
+    #[inline]
+    pub(crate) fn stop_spinning(&self) -> bool {
+        self.num_spinning.fetch_sub(1, Ordering::Relaxed) == 1
     }
 
     #[cold]

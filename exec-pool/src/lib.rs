@@ -38,6 +38,7 @@
 
 mod loom;
 
+mod handle;
 mod idle;
 mod job;
 mod queue;

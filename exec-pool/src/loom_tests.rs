@@ -230,3 +230,82 @@ fn shutdown_completes_in_flight_work_once() {
         drop(op);
     });
 }
+
+/// `PoolRef` shards: a reference cloned into a worker's shard and dropped
+/// there while the last references of the outside shard are dropped on two
+/// threads. The state is freed exactly once, after the last reference
+/// (loom reports a leaked or doubly released `Arc`).
+#[test]
+fn pool_ref_shards_free_once() {
+    use crate::handle::PoolRef;
+    use crate::worker::Shared;
+    loom::model(|| {
+        let shared = Arc::new(Shared::new(1, None, None));
+        let a = PoolRef::new(&shared);
+        drop(shared);
+        let b = a.clone();
+        let t = thread::spawn(move || {
+            b.pretend_worker(Some(0));
+            let c = b.clone();
+            drop(b);
+            c.pretend_worker(None);
+            drop(c);
+        });
+        drop(a);
+        t.join().unwrap();
+    });
+}
+
+/// Spinning: a submitter that sees a spinner wakes nobody. The spinner
+/// (worker 0) may find the *other* job (J1, queued before) and leave J2 to
+/// the parked worker 1 — then, as the last spinner, it must wake worker 1
+/// itself. Each worker runs one job and exits, so a stranded job is a
+/// deadlock at the join.
+#[test]
+fn spinner_silences_a_submitter_without_losing_its_job() {
+    ::loom::model(|| {
+        let (jobs, counters) = jobs(2);
+        let idle = Arc::new(Idle::new(2));
+        let injector = Arc::new(Injector::new());
+        injector.push(arm(&jobs, &counters, 0)).unwrap();
+        let worker = |me: usize, spins: bool| {
+            let (idle, q) = (idle.clone(), injector.clone());
+            thread::spawn(move || {
+                let mut spins = spins;
+                loop {
+                    if spins {
+                        // One spin round: count ourselves, look once.
+                        spins = false;
+                        idle.start_spinning();
+                        let found = q.pop();
+                        let last = idle.stop_spinning();
+                        if let Some(job) = found {
+                            if last {
+                                idle.notify_one();
+                            }
+                            job.execute(Mode::Run);
+                            return;
+                        }
+                    } else if let Some(job) = q.pop() {
+                        job.execute(Mode::Run);
+                        return;
+                    }
+                    idle.prepare_sleep(me);
+                    if !q.is_empty() {
+                        idle.cancel_sleep(me);
+                        continue;
+                    }
+                    idle.park(me);
+                }
+            })
+        };
+        let w0 = worker(0, true);
+        let w1 = worker(1, false);
+        injector.push(arm(&jobs, &counters, 1)).unwrap();
+        idle.notify_one();
+        w0.join().unwrap();
+        w1.join().unwrap();
+        assert_each_ran_once(&counters);
+        drop(jobs);
+    });
+}

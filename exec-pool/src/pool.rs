@@ -81,7 +81,7 @@ impl ThreadPool {
     /// ```
     pub fn scheduler(&self) -> PoolScheduler {
         PoolScheduler {
-            shared: self.shared.clone(),
+            shared: crate::handle::PoolRef::new(&self.shared),
         }
     }
 

@@ -9,11 +9,12 @@ use exec_core::{CompletionScheduler, Env, OperationState, Receiver, Scheduler, S
 #[cfg(not(loom))]
 use exec_core::{DynScheduler, SchedulerRef, TaskNode};
 
+use crate::handle::PoolRef;
 use crate::job::{Job, Mode, Payload};
 #[cfg(not(loom))]
 use crate::job::{JobHeader, JobRef};
+#[cfg(not(loom))]
 use crate::loom::sync::Arc;
-use crate::worker::Shared;
 
 /// A handle to a [`ThreadPool`](crate::ThreadPool): its
 /// [`schedule`](Scheduler::schedule) sender completes on one of the pool's
@@ -37,7 +38,7 @@ use crate::worker::Shared;
 /// ```
 #[derive(Clone)]
 pub struct PoolScheduler {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) shared: PoolRef,
 }
 
 impl PoolScheduler {
@@ -68,7 +69,7 @@ impl PoolScheduler {
 
 impl PartialEq for PoolScheduler {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.shared, &other.shared)
+        self.shared.ptr_eq(&other.shared)
     }
 }
 impl Eq for PoolScheduler {}
@@ -76,7 +77,7 @@ impl Eq for PoolScheduler {}
 impl fmt::Debug for PoolScheduler {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PoolScheduler")
-            .field("pool", &Arc::as_ptr(&self.shared))
+            .field("pool", &self.shared.as_ptr())
             .finish()
     }
 }
@@ -94,10 +95,10 @@ impl Scheduler for PoolScheduler {
     /// through a node queued like any job (no allocation).
     #[cfg(not(loom))]
     fn erased(&self) -> Option<SchedulerRef<'_>> {
-        // From `Arc::as_ptr`, not `&*self.shared`: `enqueue` takes a
-        // reference count through it, which needs the whole `Arc`
-        // allocation's provenance.
-        let ptr = core::ptr::NonNull::new(Arc::as_ptr(&self.shared).cast_mut())?;
+        // `PoolRef::as_ptr` carries the provenance of the whole `Arc`
+        // allocation (it comes from `Arc::as_ptr`): `enqueue` takes a
+        // reference count through it.
+        let ptr = core::ptr::NonNull::new(self.shared.as_ptr().cast_mut())?;
         // SAFETY: the `Arc` in `self` keeps the pool state alive for the
         // borrow of `self`.
         Some(unsafe { SchedulerRef::from_ptr(ptr) })
@@ -164,7 +165,7 @@ unsafe impl DynScheduler for crate::worker::Shared {
 #[must_use = "senders do nothing unless connected and started"]
 #[derive(Clone)]
 pub struct ScheduleSender {
-    shared: Arc<Shared>,
+    shared: PoolRef,
 }
 
 impl fmt::Debug for ScheduleSender {
@@ -219,7 +220,7 @@ pub struct ScheduleOp<R> {
     job: Job<Complete<R>>,
     /// The pool; moved out at `start` (the queued job does not need it: the
     /// pool outlives every queued job, see `ThreadPool`'s drop).
-    shared: Option<Arc<Shared>>,
+    shared: Option<PoolRef>,
 }
 
 impl<R> fmt::Debug for ScheduleOp<R> {

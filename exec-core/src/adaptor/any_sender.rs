@@ -1,15 +1,20 @@
 //! `AnySender<T, E>`: a type-erased sender, one allocation per operation.
 //!
 //! # Layout
-//! [`AnySender::new`] boxes a *slot*: an enum that holds the sender until the
-//! operation starts and the sender's operation state after, so the box is
-//! sized for the larger of the two and is the only allocation. The inner
-//! operation's receiver type ([`AnyReceiver`]) does not depend on the outer
-//! receiver, so the inner operation's type is known when the box is made.
-//! Connecting moves the box into [`AnyOp`] next to the real receiver;
-//! `start` connects the inner operation in place inside the box, with an
-//! [`AnyReceiver`] that refers back to the pinned `AnyOp` through an
-//! [`ErasedParentRef`].
+//! [`AnySender::new`] puts a *slot* in a frame: an enum that holds the
+//! sender until the operation starts and the sender's operation state after,
+//! so the frame is sized for the larger of the two and is the only
+//! allocation. Frames come from a per-thread cache of size classes
+//! (`frame_cache`), so a thread that keeps making and finishing erased
+//! senders (a recursive fork-join) reuses the same few blocks instead of
+//! calling the global allocator. The inner operation's receiver type
+//! ([`AnyReceiver`]) does not depend on the outer receiver, so the inner
+//! operation's type is known when the frame is made. Connecting moves the
+//! frame pointer into [`AnyOp`] next to the real receiver; `start` connects
+//! the inner operation in place inside the frame, with an [`AnyReceiver`]
+//! that refers back to the pinned `AnyOp` through an [`ErasedParentRef`].
+//! When the inner operation completes, the frame is freed (back to the
+//! completing thread's cache) before the completion is forwarded.
 //!
 //! # Stack depth
 //! Starting the inner operation and delivering its completion both go
@@ -18,13 +23,17 @@
 //! are queued and run when the stack has unwound to the outermost one. A
 //! recursion built through `AnySender` (each level a boxed sender whose
 //! continuation boxes the next level) therefore uses bounded stack, both
-//! while starting and while completing. Without the `std` feature there is
-//! no trampoline and such recursion nests on the stack.
+//! while starting and while completing. (A completion that arrives while
+//! the inner `start` is still running is delivered from the trampoline entry
+//! of that start, once it has returned, rather than from a second entry.)
+//! Without the `std` feature there is no trampoline and such recursion
+//! nests on the stack.
 
-use alloc::boxed::Box;
+use core::alloc::Layout;
 use core::fmt;
 use core::marker::PhantomPinned;
 use core::pin::Pin;
+use core::ptr::NonNull;
 
 use crate::context::trampoline::{ANY_SENDER_MAX_DEPTH, Task, submit};
 use crate::env::CapturedEnv;
@@ -42,12 +51,13 @@ use crate::{
 /// recursion, collections of different senders, trait objects.
 ///
 /// # Cost
-/// Exactly one allocation, made by `new`/`boxed`: a box sized for the
+/// At most one allocation, made by `new`/`boxed`: a frame sized for the
 /// larger of the sender and its operation state, in which the operation is
 /// connected at `start`. Connecting and running allocate nothing more; the
-/// box is freed when the operation state (or the unconnected sender) is
-/// dropped. Frames are not recycled across operations (a per-worker frame
-/// cache is future work).
+/// frame is released when the erased operation completes (or when the
+/// unconnected sender is dropped). Released frames up to 1 KiB are kept in
+/// a per-thread cache and handed to the next `AnySender` of a similar size
+/// made on that thread, so steady recursion allocates nothing.
 ///
 /// # Completion
 /// As the erased sender: value, error, or stopped, forwarded unchanged. The
@@ -84,7 +94,7 @@ use crate::{
 /// [`TrampolineScheduler`](crate::TrampolineScheduler).
 #[must_use = "senders do nothing unless connected and started"]
 pub struct AnySender<T, E> {
-    slot: Pin<Box<dyn ErasedSlot<T, E> + Send>>,
+    slot: Frame<T, E>,
 }
 
 impl<T, E> AnySender<T, E> {
@@ -97,11 +107,54 @@ impl<T, E> AnySender<T, E> {
         E: 'static,
     {
         AnySender {
-            slot: Box::pin(Slot::<S, T, E> {
+            slot: Frame::new(Slot::<S, T, E> {
                 state: SlotState::Sender(sender),
                 _pin: PhantomPinned,
                 _types: core::marker::PhantomData,
             }),
+        }
+    }
+}
+
+/// The one allocation behind an [`AnySender`]: a pinned, type-erased
+/// [`Slot`] in a frame from [`frame_cache`](super::frame_cache) (a
+/// `Pin<Box<dyn ErasedSlot>>` whose memory is recycled per thread).
+struct Frame<T, E> {
+    /// Owned; allocated by `frame_cache::alloc` with the pointee's layout,
+    /// initialized, never moved until dropped in place by `Drop`.
+    ptr: NonNull<dyn ErasedSlot<T, E> + Send>,
+}
+
+// SAFETY: `Frame` owns its pointee like a `Box` does, and the pointee is
+// `Send` (the trait object says so).
+unsafe impl<T, E> Send for Frame<T, E> {}
+
+impl<T, E> Frame<T, E> {
+    fn new<X: ErasedSlot<T, E> + Send + 'static>(slot: X) -> Self {
+        let raw = super::frame_cache::alloc(Layout::new::<X>()).cast::<X>();
+        // SAFETY: freshly allocated for an `X`: valid and aligned.
+        unsafe { raw.as_ptr().write(slot) };
+        let ptr: NonNull<dyn ErasedSlot<T, E> + Send> = raw;
+        Frame { ptr }
+    }
+
+    /// The slot, pinned (it never moves until dropped).
+    fn pin_mut(&mut self) -> Pin<&mut (dyn ErasedSlot<T, E> + Send)> {
+        // SAFETY: owned and initialized (field invariant); `&mut self` makes
+        // the borrow unique; the pointee is never moved.
+        unsafe { Pin::new_unchecked(self.ptr.as_mut()) }
+    }
+}
+
+impl<T, E> Drop for Frame<T, E> {
+    fn drop(&mut self) {
+        // SAFETY: the pointee is initialized and owned (field invariant);
+        // the layout is read before it is dropped, and the memory is freed
+        // with the layout it was allocated with.
+        unsafe {
+            let layout = Layout::for_value(self.ptr.as_ref());
+            core::ptr::drop_in_place(self.ptr.as_ptr());
+            super::frame_cache::dealloc(self.ptr.cast(), layout);
         }
     }
 }
@@ -129,7 +182,7 @@ where
             inner: AnyInner {
                 phase: AtomicU8::new(IDLE),
                 task: Task::new(),
-                slot: UnsafeCell::new(self.slot),
+                slot: UnsafeCell::new(Some(self.slot)),
                 receiver: UnsafeCell::new(Some(receiver)),
                 stash: UnsafeCell::new(None),
             },
@@ -154,12 +207,6 @@ trait ErasedSlot<T, E> {
     /// Called once; the slot stays pinned and alive until the operation has
     /// completed (the contract of [`OperationState::start`]).
     unsafe fn start(self: Pin<&mut Self>, receiver: AnyReceiver<T, E>);
-
-    /// Drops the operation in place.
-    ///
-    /// # Safety
-    /// The operation has completed (it no longer touches itself).
-    unsafe fn clear(self: Pin<&mut Self>);
 }
 
 enum SlotState<S, O> {
@@ -180,23 +227,31 @@ impl<S: SenderTo<AnyReceiver<T, E>>, T, E> ErasedSlot<T, E> for Slot<S, T, E> {
         // SAFETY: the sender is not pinned (moved out below); the operation
         // is written in place and never moved after.
         let this = unsafe { self.get_unchecked_mut() };
-        let SlotState::Sender(sender) = core::mem::replace(&mut this.state, SlotState::Empty)
-        else {
-            unreachable!("AnySender started twice")
+        let state: *mut SlotState<S, S::Operation> = &mut this.state;
+        // Moves only the sender out (not the whole state, which is sized for
+        // the operation) and writes the operation straight into the state,
+        // so no copy of the whole slot is made on the way.
+        // SAFETY: `state` is valid; the sender is read out once and the
+        // state is overwritten with `Empty` (nothing dropped) before
+        // anything can unwind, so it is never dropped twice.
+        let sender = unsafe {
+            let SlotState::Sender(sender) = &*state else {
+                unreachable!("AnySender started twice")
+            };
+            let sender = core::ptr::read(sender);
+            core::ptr::write(state, SlotState::Empty);
+            sender
         };
-        this.state = SlotState::Op(sender.connect(receiver));
-        let SlotState::Op(op) = &mut this.state else {
+        // SAFETY: the state is `Empty` (nothing to drop); written in place.
+        unsafe { core::ptr::write(state, SlotState::Op(sender.connect(receiver))) };
+        // SAFETY: just written.
+        let SlotState::Op(op) = (unsafe { &mut *state }) else {
             unreachable!()
         };
-        // SAFETY: pinned in the box, which lives in the `AnyOp` until that is
-        // dropped, i.e. (by `start`'s contract) after completion.
+        // SAFETY: pinned in the frame, which the `AnyOp` frees only after
+        // the operation has completed (and keeps alive until then by
+        // `start`'s contract).
         unsafe { OperationState::start(Pin::new_unchecked(op)) }
-    }
-
-    unsafe fn clear(self: Pin<&mut Self>) {
-        // SAFETY: dropping in place, as the pinning contract allows; the
-        // caller guarantees the operation is done with its memory.
-        unsafe { self.get_unchecked_mut().state = SlotState::Empty }
     }
 }
 
@@ -273,7 +328,8 @@ struct AnyInner<T, E, R> {
     task: Task,
     /// The box; its contents are pinned. Touched by `run_start`, then by the
     /// single handler of the inner completion.
-    slot: UnsafeCell<Pin<Box<dyn ErasedSlot<T, E> + Send>>>,
+    /// `None` once the inner operation has completed and been freed.
+    slot: UnsafeCell<Option<Frame<T, E>>>,
     /// Taken once, by `run_deliver`.
     receiver: UnsafeCell<Option<R>>,
     /// Written by the inner completion, read by its handler and then by
@@ -304,10 +360,15 @@ impl<T, E, R: Receiver<T, E>> AnyInner<T, E, R> {
         // consumed this receiver.
         let parent = unsafe { ErasedParentRef::new(inner) };
         // SAFETY: no inner operation exists yet: the slot is ours.
-        let slot: *mut Pin<Box<dyn ErasedSlot<T, E> + Send>> = inner.slot.with_mut(|s| s);
+        let slot: *mut Option<Frame<T, E>> = inner.slot.with_mut(|s| s);
         inner.phase.store(IN_START, Ordering::Relaxed);
-        // SAFETY: started once; the box lives as long as this op.
-        unsafe { (*slot).as_mut().start(AnyReceiver { parent, env }) }
+        // SAFETY: started once; the frame lives as long as this op.
+        unsafe {
+            let Some(frame) = &mut *slot else {
+                unreachable!("AnySender: started twice")
+            };
+            frame.pin_mut().start(AnyReceiver { parent, env })
+        }
         if inner
             .phase
             .compare_exchange(IN_START, IDLE, Ordering::AcqRel, Ordering::Acquire)
@@ -316,8 +377,35 @@ impl<T, E, R: Receiver<T, E>> AnyInner<T, E, R> {
             // Completes later; from here on the op may be gone.
             return;
         }
+        // Completed inside `start`: `run_start` is itself running from the
+        // trampoline, one level deeper than its caller, and its `start` has
+        // returned, so the completion is delivered from here, at this level,
+        // instead of through a second trampoline entry. (Completions that
+        // arrive later go through `finish`, which uses the trampoline; a
+        // chain of erased senders completing inline still enters the
+        // trampoline once per level, through each one's `run_start`, so the
+        // stack stays bounded.)
         // SAFETY: completed inside `start`; `phase` handed it to us.
-        unsafe { Self::finish(ctx) }
+        unsafe {
+            Self::release_frame(ctx);
+            Self::run_deliver(ctx)
+        }
+    }
+
+    /// Frees the frame of the completed inner operation (back to this
+    /// thread's frame cache, for the next erased sender made here).
+    ///
+    /// # Safety
+    /// `ctx` is a started `AnyInner<T, E, R>` whose inner operation has
+    /// completed; called once, by the single handler of that completion.
+    unsafe fn release_frame(ctx: *const ()) {
+        let inner = ctx as *const Self;
+        // SAFETY: the handler owns the slot now; the inner operation no
+        // longer touches itself.
+        unsafe {
+            let slot: *mut Option<Frame<T, E>> = (*inner).slot.with_mut(|s| s);
+            drop((*slot).take());
+        }
     }
 
     /// The inner operation has completed (its outcome is stashed): drop it
@@ -328,12 +416,8 @@ impl<T, E, R: Receiver<T, E>> AnyInner<T, E, R> {
     /// completed; called once, by the single handler of that completion.
     unsafe fn finish(ctx: *const ()) {
         let inner = ctx as *const Self;
-        // SAFETY: the handler owns the slot now; the inner operation no
-        // longer touches itself.
-        unsafe {
-            let slot: *mut Pin<Box<dyn ErasedSlot<T, E> + Send>> = (*inner).slot.with_mut(|s| s);
-            (*slot).as_mut().clear();
-        }
+        // SAFETY: per the contract.
+        unsafe { Self::release_frame(ctx) };
         // SAFETY: the op has not completed, so it stays alive until
         // `run_deliver` has run; the task node is free (its start has run).
         unsafe { submit(&(*inner).task, Self::run_deliver, ctx, ANY_SENDER_MAX_DEPTH) }

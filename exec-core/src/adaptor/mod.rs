@@ -46,6 +46,7 @@ pub use let_error::{LetError, OnError};
 pub use let_stopped::{LetStopped, OnStopped};
 pub use let_value::{LetBranch, LetInput, LetOp, LetReceiver, LetStep, LetValue, OnValue};
 mod any_sender;
+mod frame_cache;
 pub use any_sender::{AnyOp, AnyReceiver, AnySender};
 mod repeat_effect_until;
 mod repeat_n;

@@ -85,12 +85,24 @@ impl<S, O> ChildOp<S, O> {
         // out of `Pending` and write the operation in place, pinning it only
         // after it has reached its final address.
         let this = unsafe { self.get_unchecked_mut() };
-        let ChildState::Pending(sender) = core::mem::replace(&mut this.state, ChildState::Empty)
-        else {
-            panic!("exec: a child operation was started twice");
+        let state: *mut ChildState<S, O> = &mut this.state;
+        // Moves only the sender out (not the whole state, which is sized for
+        // the operation) and writes the operation straight into the state.
+        // SAFETY: `state` is valid; the sender is read out once and the
+        // state is overwritten with `Empty` (nothing dropped) before
+        // anything can unwind, so it is never dropped twice.
+        let sender = unsafe {
+            let ChildState::Pending(sender) = &*state else {
+                panic!("exec: a child operation was started twice");
+            };
+            let sender = core::ptr::read(sender);
+            core::ptr::write(state, ChildState::Empty);
+            sender
         };
-        this.state = ChildState::Started(sender.connect(receiver));
-        let ChildState::Started(op) = &mut this.state else {
+        // SAFETY: the state is `Empty` (nothing to drop); written in place.
+        unsafe { core::ptr::write(state, ChildState::Started(sender.connect(receiver))) };
+        // SAFETY: just written.
+        let ChildState::Started(op) = (unsafe { &mut *state }) else {
             unreachable!()
         };
         // SAFETY: `op` lives inside the pinned parent and never moves again;

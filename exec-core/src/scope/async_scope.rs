@@ -2,10 +2,24 @@
 //!
 //! # State
 //! One shared `Inner` (behind an `Arc`, so that detached work never points
-//! at freed memory): a lock around `{count, closed, joiners, panic}` and the
-//! stop source spawned work observes. Every piece of associated work holds
-//! an [`Assoc`]; dropping it decrements `count` and, when that reaches zero,
-//! wakes the joiners.
+//! at freed memory): an atomic word `assoc` = `count << 1 | closed`, a lock
+//! around `{joiners, panic}`, and the stop source spawned work observes.
+//! Every piece of associated work holds an [`Assoc`]; making one is a
+//! `fetch_add` on `assoc` (undone if the closed bit was set), dropping it a
+//! `fetch_sub` — no lock on the spawn/complete path, where the spawning
+//! thread and the workers finishing work would otherwise fight over it.
+//!
+//! # Waking joiners
+//! `join` sets the closed bit *with the lock held* and, in the same critical
+//! section, either sees `count == 0` (and completes) or links itself into
+//! `joiners`. Whoever brings `count` to zero while the closed bit is set
+//! (`fetch_sub` returned exactly `ONE | CLOSED`) then takes the lock and
+//! wakes every joiner. Count and bit live in one word, so the `fetch_or` of
+//! `join` and that `fetch_sub` are ordered: if the `fetch_sub` comes first,
+//! `join` sees zero; if it comes after, the joiner is linked before the lock
+//! is released and the waker, which needs the lock, finds it. Both are
+//! `AcqRel`, so everything the work did before leaving happens-before the
+//! joiner's completion.
 //!
 //! # Ordering rules
 //! - Spawned work frees its allocation (dropping the operation state and
@@ -26,7 +40,7 @@ use core::ptr::NonNull;
 
 use crate::adaptor::{EnsureStarted, EnsureStartedReceiver, Hooks, start_eagerly};
 use crate::loom::cell::UnsafeCell;
-use crate::loom::sync::atomic::{AtomicU8, Ordering};
+use crate::loom::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use crate::sync::wait_list::{Lock, Node, WaitList, Waiter};
 use crate::{
     Env, OnStop, OperationState, PanicPayload, Receiver, Sender, SenderTo, StopCallback,
@@ -34,10 +48,6 @@ use crate::{
 };
 
 pub(crate) struct ScopeState {
-    /// Associated work not yet finished.
-    count: usize,
-    /// No new work is accepted.
-    closed: bool,
     /// Waiting `join` operations.
     joiners: WaitList,
     /// The first panic of spawned work, until a `join` delivers it.
@@ -45,23 +55,37 @@ pub(crate) struct ScopeState {
 }
 
 pub(crate) struct Inner {
+    /// `count << 1 | closed`: associated work not yet finished, and whether
+    /// new work is refused. See the module docs.
+    assoc: AtomicUsize,
     state: Lock<ScopeState>,
     stop: StopSource,
 }
 
 impl Inner {
     fn try_associate(self: &Arc<Self>) -> Option<Assoc> {
-        let ok = self.state.with(|s| {
-            if s.closed {
-                false
-            } else {
-                s.count += 1;
-                true
-            }
-        });
-        ok.then(|| Assoc {
+        // Relaxed: only the closed bit in the same word matters here, and
+        // the read-modify-write sees the latest value of it.
+        let prev = self.assoc.fetch_add(ONE, Ordering::Relaxed);
+        let assoc = Assoc {
             inner: self.clone(),
-        })
+        };
+        if prev & CLOSED != 0 {
+            // Refused: leave again (waking joiners if we were the last).
+            drop(assoc);
+            return None;
+        }
+        Some(assoc)
+    }
+
+    /// Associated work not yet finished.
+    fn count(&self) -> usize {
+        self.assoc.load(Ordering::Acquire) >> 1
+    }
+
+    /// Refuses new work from now on.
+    fn close(&self) {
+        self.assoc.fetch_or(CLOSED, Ordering::AcqRel);
     }
 
     fn record_panic(&self, payload: PanicPayload) {
@@ -78,6 +102,11 @@ impl Inner {
     }
 }
 
+/// The closed bit of `Inner::assoc`.
+const CLOSED: usize = 1;
+/// One unit of `count` in `Inner::assoc`.
+const ONE: usize = 2;
+
 /// One unit of work counted in the scope; dropping it leaves the scope.
 pub(crate) struct Assoc {
     inner: Arc<Inner>,
@@ -85,17 +114,20 @@ pub(crate) struct Assoc {
 
 impl Drop for Assoc {
     fn drop(&mut self) {
-        let empty = self.inner.state.with(|s| {
-            s.count -= 1;
-            s.count == 0
-        });
-        if !empty {
+        // AcqRel: releases what this work did; the last one acquires what
+        // all the others did, for the joiners it wakes.
+        let prev = self.inner.assoc.fetch_sub(ONE, Ordering::AcqRel);
+        if prev != ONE | CLOSED {
+            // Work is left, or the scope is open (then there is no joiner:
+            // `join` closes the scope before it waits).
             return;
         }
-        // Wake the joiners one at a time (no new work can arrive: joiners
-        // exist only once the scope is closed).
-        while let Some(node) = self.inner.state.with(|s| {
-            if s.count == 0 {
+        // Wake the joiners one at a time. The count is re-checked under the
+        // lock: a refused association may bump it for a moment, and then
+        // its own drop, which brings it back to zero, wakes the rest.
+        let inner = &self.inner;
+        while let Some(node) = inner.state.with(|s| {
+            if inner.count() == 0 {
                 s.joiners.pop_front()
             } else {
                 None
@@ -174,9 +206,8 @@ impl<'env> AsyncScope<'env> {
     fn make() -> Self {
         AsyncScope {
             inner: Arc::new(Inner {
+                assoc: AtomicUsize::new(0),
                 state: Lock::new(ScopeState {
-                    count: 0,
-                    closed: false,
                     joiners: WaitList::new(),
                     panic: None,
                 }),
@@ -467,7 +498,7 @@ impl<'env> AsyncScope<'env> {
     /// assert!(!scope.spawn(just(())));
     /// ```
     pub fn close(&self) {
-        self.inner.state.with(|s| s.closed = true);
+        self.inner.close();
     }
 
     /// A sender that closes the scope and completes once no work is counted
@@ -507,10 +538,11 @@ impl<'env> AsyncScope<'env> {
 
 impl<'env> Drop for AsyncScope<'env> {
     fn drop(&mut self) {
-        let (count, panic) = self.inner.state.with(|s| (s.count, s.panic.take()));
+        let count = self.inner.count();
+        let panic = self.inner.state.with(|s| s.panic.take());
         if count > 0 {
             self.inner.stop.request_stop();
-            self.inner.state.with(|s| s.closed = true);
+            self.inner.close();
             if !std::thread::panicking() {
                 panic!(
                     "AsyncScope dropped with {count} operation(s) still running: join it \
@@ -528,7 +560,8 @@ impl<'env> Drop for AsyncScope<'env> {
 
 impl fmt::Debug for AsyncScope<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (count, closed) = self.inner.state.with(|s| (s.count, s.closed));
+        let assoc = self.inner.assoc.load(Ordering::Relaxed);
+        let (count, closed) = (assoc >> 1, assoc & CLOSED != 0);
         f.debug_struct("AsyncScope")
             .field("count", &count)
             .field("closed", &closed)
@@ -973,8 +1006,9 @@ impl<R: Receiver<(), Infallible>> OperationState for JoinOp<R> {
             unsafe { this.waiter.arm(node, token) };
         }
         let next = inner.state.with(|s| {
-            s.closed = true;
-            if s.count == 0 {
+            // With the lock held: see "Waking joiners" in the module docs.
+            let prev = inner.assoc.fetch_or(CLOSED, Ordering::AcqRel);
+            if prev >> 1 == 0 {
                 Next::Done
             } else if token.stop_requested() {
                 Next::Stopped
@@ -998,5 +1032,73 @@ impl<R: Receiver<(), Infallible>> OperationState for JoinOp<R> {
                 this.waiter.take_receiver().set_stopped();
             },
         }
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    //! The lock-free association count against `join`: the last work
+    //! leaving on one thread while `join` closes the scope on another, and a
+    //! refused association bumping the count of a closed scope.
+    use super::*;
+    use ::loom::sync::atomic::AtomicUsize as Counter;
+    use core::pin::pin;
+
+    struct Count<'a>(&'a Counter);
+    impl Receiver<(), Infallible> for Count<'_> {
+        fn set_value(self, (): ()) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+        fn set_error(self, e: Infallible) {
+            match e {}
+        }
+        fn set_stopped(self) {
+            panic!("join completed stopped");
+        }
+        fn set_panic(self, p: PanicPayload) {
+            std::panic::resume_unwind(p)
+        }
+    }
+
+    #[test]
+    fn last_work_leaving_races_join() {
+        ::loom::model(|| {
+            let scope = AsyncScope::new();
+            let a = scope.inner.try_associate().expect("open");
+            let t = ::loom::thread::spawn(move || drop(a));
+            let joined = Counter::new(0);
+            {
+                let op = pin!(scope.join().connect(Count(&joined)));
+                // SAFETY: `op` stays on this frame until it has completed
+                // (asserted below, after the association left).
+                unsafe { op.start() };
+                t.join().unwrap();
+                assert_eq!(joined.load(Ordering::Relaxed), 1, "joined exactly once");
+            }
+            assert!(scope.inner.try_associate().is_none(), "closed by join");
+            assert_eq!(scope.inner.count(), 0);
+        });
+    }
+
+    #[test]
+    fn refused_association_races_the_last_leaver() {
+        ::loom::model(|| {
+            let scope = AsyncScope::new();
+            let a = scope.inner.try_associate().expect("open");
+            scope.close();
+            let inner = scope.inner.clone();
+            let t = ::loom::thread::spawn(move || {
+                assert!(inner.try_associate().is_none(), "closed");
+            });
+            let joined = Counter::new(0);
+            {
+                let op = pin!(scope.join().connect(Count(&joined)));
+                // SAFETY: as above.
+                unsafe { op.start() };
+                drop(a);
+                t.join().unwrap();
+                assert_eq!(joined.load(Ordering::Relaxed), 1, "joined exactly once");
+            }
+        });
     }
 }

@@ -1,0 +1,248 @@
+//! Per-thread recycling of [`AnySender`](crate::AnySender) frames.
+//!
+//! A recursive fork-join (`fib` by recursive `when_all`) makes and frees
+//! one erased frame per call; going to the global allocator each time costs
+//! more than the rest of the composition, and on a pool the frames are
+//! often freed on another thread than the one that made them, which is the
+//! slow path of most allocators. So frames come from size classes (multiples
+//! of [`CLASS`] bytes up to `CLASS * CLASSES`, aligned to [`ALIGN`]) and a
+//! freed frame goes onto the *freeing* thread's free list for its class, to
+//! be handed out again by the next allocation of that class on that thread
+//! (DESIGN: "frames recycled per worker").
+//!
+//! # Invariants
+//! - Every block of class `c` is allocated from the global allocator with
+//!   [`class_layout`]`(c)` and, when not cached, returned to it with the
+//!   same layout: which class a layout maps to is a pure function of the
+//!   layout, so [`alloc`] and [`dealloc`] agree.
+//! - A cached block is owned by the free list of one thread; nothing else
+//!   points to it. Its first word is the link to the next cached block.
+//! - A thread caches at most [`MAX_PER_CLASS`] blocks per class; the rest
+//!   go back to the global allocator. The cache is emptied when the thread
+//!   exits; during and after that, frames bypass it.
+//!
+//! Without the `std` feature (no thread-locals), and under loom, frames go
+//! straight to the global allocator.
+
+use alloc::alloc::{alloc as global_alloc, dealloc as global_dealloc, handle_alloc_error};
+use core::alloc::Layout;
+use core::ptr::NonNull;
+
+/// Size-class granularity, in bytes.
+const CLASS: usize = 64;
+/// Number of classes: frames up to `CLASS * CLASSES` bytes are recycled.
+const CLASSES: usize = 16;
+/// Alignment of every class block; frames aligned more strictly bypass the
+/// cache.
+const ALIGN: usize = 16;
+/// At most this many free blocks are kept per class and thread.
+#[cfg_attr(not(all(feature = "std", not(loom))), allow(dead_code))]
+const MAX_PER_CLASS: u32 = 64;
+
+/// The class of a frame with `layout`, if it is recycled.
+#[inline]
+fn class_of(layout: Layout) -> Option<usize> {
+    if layout.size() == 0 || layout.size() > CLASS * CLASSES || layout.align() > ALIGN {
+        None
+    } else {
+        Some((layout.size() - 1) / CLASS)
+    }
+}
+
+/// The layout every block of class `c` is allocated with.
+#[inline]
+fn class_layout(c: usize) -> Layout {
+    // Non-zero size, power-of-two alignment, no overflow: always valid.
+    match Layout::from_size_align((c + 1) * CLASS, ALIGN) {
+        Ok(l) => l,
+        Err(_) => unreachable!(),
+    }
+}
+
+/// Allocates a frame for `layout` (a recycled block if this thread has one).
+///
+/// Never returns null: allocation failure goes to [`handle_alloc_error`].
+/// A zero-sized `layout` gets a dangling, aligned pointer.
+#[inline]
+pub(crate) fn alloc(layout: Layout) -> NonNull<u8> {
+    let Some(c) = class_of(layout) else {
+        return alloc_exact(layout);
+    };
+    #[cfg(all(feature = "std", not(loom)))]
+    if let Ok(Some(block)) = CACHE.try_with(|cache| cache.pop(c)) {
+        return block;
+    }
+    alloc_exact(class_layout(c))
+}
+
+/// Frees a frame made by [`alloc`] with the same `layout`.
+///
+/// # Safety
+/// `ptr` was returned by [`alloc`]`(layout)` and is not used afterwards.
+#[inline]
+pub(crate) unsafe fn dealloc(ptr: NonNull<u8>, layout: Layout) {
+    let Some(c) = class_of(layout) else {
+        if layout.size() != 0 {
+            // SAFETY: allocated by `alloc_exact(layout)` (see `alloc`).
+            unsafe { global_dealloc(ptr.as_ptr(), layout) };
+        }
+        return;
+    };
+    #[cfg(all(feature = "std", not(loom)))]
+    if let Ok(true) = CACHE.try_with(|cache| cache.push(c, ptr)) {
+        return;
+    }
+    // SAFETY: a block of class `c`, allocated with `class_layout(c)` (by
+    // `alloc`, directly or through some thread's cache).
+    unsafe { global_dealloc(ptr.as_ptr(), class_layout(c)) };
+}
+
+fn alloc_exact(layout: Layout) -> NonNull<u8> {
+    if layout.size() == 0 {
+        // A dangling pointer with the right alignment (no provenance needed:
+        // a zero-sized frame is never read or written).
+        return NonNull::<u8>::dangling().with_addr(
+            core::num::NonZeroUsize::new(layout.align()).unwrap_or(core::num::NonZeroUsize::MIN),
+        );
+    }
+    // SAFETY: non-zero size.
+    let p = unsafe { global_alloc(layout) };
+    match NonNull::new(p) {
+        Some(p) => p,
+        None => handle_alloc_error(layout),
+    }
+}
+
+#[cfg(all(feature = "std", not(loom)))]
+mod cache {
+    use core::cell::Cell;
+    use core::ptr::{self, NonNull};
+
+    use super::{CLASSES, MAX_PER_CLASS, class_layout, global_dealloc};
+
+    /// A cached block's link to the next one (stored in the block itself).
+    struct Free {
+        next: *mut Free,
+    }
+
+    /// One thread's free lists, one per class.
+    pub(super) struct Cache {
+        heads: [Cell<*mut Free>; CLASSES],
+        counts: [Cell<u32>; CLASSES],
+    }
+
+    impl Cache {
+        pub(super) const fn new() -> Self {
+            Cache {
+                heads: [const { Cell::new(ptr::null_mut()) }; CLASSES],
+                counts: [const { Cell::new(0) }; CLASSES],
+            }
+        }
+
+        /// A cached block of class `c`, if any.
+        #[inline]
+        pub(super) fn pop(&self, c: usize) -> Option<NonNull<u8>> {
+            let head = NonNull::new(self.heads[c].get())?;
+            // SAFETY: cached blocks are owned by this list (module
+            // invariant) and start with a `Free` link written by `push`.
+            let next = unsafe { (*head.as_ptr()).next };
+            self.heads[c].set(next);
+            self.counts[c].set(self.counts[c].get() - 1);
+            Some(head.cast())
+        }
+
+        /// Caches `block` (of class `c`) unless the class is full; `false`
+        /// means the caller frees it.
+        #[inline]
+        pub(super) fn push(&self, c: usize, block: NonNull<u8>) -> bool {
+            let n = self.counts[c].get();
+            if n >= MAX_PER_CLASS {
+                return false;
+            }
+            let free = block.cast::<Free>();
+            // SAFETY: the block is at least `CLASS` bytes, aligned to
+            // `ALIGN`, and ours now (the caller gave it up).
+            unsafe {
+                free.as_ptr().write(Free {
+                    next: self.heads[c].get(),
+                })
+            };
+            self.heads[c].set(free.as_ptr());
+            self.counts[c].set(n + 1);
+            true
+        }
+    }
+
+    impl Drop for Cache {
+        fn drop(&mut self) {
+            for c in 0..CLASSES {
+                while let Some(block) = self.pop(c) {
+                    // SAFETY: every cached block of class `c` was allocated
+                    // with `class_layout(c)` and is owned by this list.
+                    unsafe { global_dealloc(block.as_ptr(), class_layout(c)) };
+                }
+            }
+        }
+    }
+}
+
+#[cfg(all(feature = "std", not(loom)))]
+std::thread_local! {
+    static CACHE: cache::Cache = const { cache::Cache::new() };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_round_up_and_bound() {
+        assert_eq!(class_of(Layout::from_size_align(1, 1).unwrap()), Some(0));
+        assert_eq!(class_of(Layout::from_size_align(64, 8).unwrap()), Some(0));
+        assert_eq!(class_of(Layout::from_size_align(65, 8).unwrap()), Some(1));
+        assert_eq!(
+            class_of(Layout::from_size_align(CLASS * CLASSES, 16).unwrap()),
+            Some(CLASSES - 1)
+        );
+        assert_eq!(
+            class_of(Layout::from_size_align(CLASS * CLASSES + 1, 8).unwrap()),
+            None
+        );
+        assert_eq!(class_of(Layout::from_size_align(64, 32).unwrap()), None);
+        assert_eq!(class_of(Layout::from_size_align(0, 1).unwrap()), None);
+    }
+
+    #[test]
+    fn recycles_on_the_same_thread() {
+        let l = Layout::from_size_align(100, 8).unwrap();
+        let a = alloc(l);
+        // SAFETY: from `alloc(l)`, not used again.
+        unsafe { dealloc(a, l) };
+        let b = alloc(Layout::from_size_align(120, 16).unwrap());
+        #[cfg(all(feature = "std", not(loom)))]
+        assert_eq!(a, b, "same class: the freed block is reused");
+        // SAFETY: from `alloc` with this layout.
+        unsafe { dealloc(b, Layout::from_size_align(120, 16).unwrap()) };
+        // Big, over-aligned and zero-sized frames bypass the classes.
+        for l in [
+            Layout::from_size_align(4096, 8).unwrap(),
+            Layout::from_size_align(64, 64).unwrap(),
+            Layout::from_size_align(0, 4).unwrap(),
+        ] {
+            let p = alloc(l);
+            assert_eq!(p.as_ptr().addr() % l.align(), 0);
+            // SAFETY: from `alloc(l)`.
+            unsafe { dealloc(p, l) };
+        }
+    }
+
+    #[test]
+    fn a_full_class_returns_blocks_to_the_allocator() {
+        let l = Layout::from_size_align(200, 8).unwrap();
+        let blocks: alloc::vec::Vec<_> = (0..MAX_PER_CLASS + 10).map(|_| alloc(l)).collect();
+        for b in blocks {
+            // SAFETY: from `alloc(l)`, each freed once.
+            unsafe { dealloc(b, l) };
+        }
+    }
+}
