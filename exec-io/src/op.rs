@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use exec_core::{Env, OperationState, Receiver, StopCallback};
+use exec_core::{Env, OnStop, OperationState, Receiver, StopCallback};
 
 use crate::context::Shared;
 use crate::inbox::Link;
@@ -189,7 +189,26 @@ pub trait Action: Send {
     }
 }
 
-type CancelCallback = StopCallback<'static, Box<dyn FnOnce() + Send>>;
+/// The stop callback of every op: posts the op's cancel link to its loop.
+/// A named type (not a closure), so it is stored inline in the op and
+/// registering it allocates nothing.
+pub(crate) struct PostCancel {
+    /// The op's loop; the op holds an `Arc` to it for its whole life.
+    ctx: SendPtr<Shared>,
+    /// The op itself.
+    op: SendPtr<Header>,
+}
+
+impl OnStop for PostCancel {
+    fn on_stop(self) {
+        // SAFETY: the op (and the `Arc<Shared>` it holds) is alive while
+        // its callback can run: `finish` drops the callback, waiting for a
+        // running one, before the op completes.
+        unsafe { (*self.ctx.get()).post_cancel(self.op.get()) }
+    }
+}
+
+type CancelCallback = StopCallback<'static, PostCancel>;
 
 /// The operation state of every I/O, timer and schedule sender of this
 /// crate: a queue node owned by the caller and pinned while it runs.
@@ -437,14 +456,10 @@ where
                 .receiver
                 .with(|r| unsafe { (*r).as_ref().map(|r| r.env().stop_token().detach()) });
             if let Some(token) = token.filter(|t| t.stop_possible()) {
-                let ctx = this.ctx.clone();
-                let hp = SendPtr::new(h);
-                let f: Box<dyn FnOnce() + Send> = Box::new(move || {
-                    // SAFETY: the op is alive while its callback can run
-                    // (`finish` drops the callback, waiting for a running
-                    // one, before the op completes).
-                    unsafe { ctx.post_cancel(hp.get()) }
-                });
+                let f = PostCancel {
+                    ctx: SendPtr::new(Arc::as_ptr(&this.ctx)),
+                    op: SendPtr::new(h),
+                };
                 // SAFETY: we own the cell; the callback is created in place
                 // and pinned there: the op is pinned and `finish` drops the
                 // callback in place.
