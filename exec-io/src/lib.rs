@@ -61,8 +61,10 @@ mod loom;
 mod context;
 mod file;
 mod inbox;
+mod loop_with_state;
 mod net;
 mod op;
+mod probe;
 mod sender;
 mod signal;
 mod source;
@@ -74,6 +76,7 @@ mod uring;
 
 pub use context::{Backend, IoContext, IoContextBuilder, IoHandle, IoScheduler, UntilReceiver};
 pub use file::{File, FileAction};
+pub use loop_with_state::{LoopOp, LoopReceiver, LoopWithState, loop_with_state};
 pub use net::pipe::{PipeReader, PipeWriter, pipe};
 pub use net::tcp::{AcceptAction, ConnectAction, TcpListener, TcpStream};
 pub use net::udp::{RecvFromAction, SendToAction, UdpSocket};

@@ -6,6 +6,8 @@
 //! source, so each one registers a stop callback: that callback is stored
 //! inline in the operation, not boxed.
 
+mod support;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -143,6 +145,49 @@ fn stoppable_ops_allocate_nothing(backend: Backend) {
         assert!(matches!(res, Ok(None)), "stopped by the timer");
     });
     assert_eq!(timed_out, 0, "{backend:?}: timed-out read allocated");
+}
+
+/// The echo loop of `examples/echo_server.rs` (`loop_with_state` over the
+/// connection's buffer) and its client: no allocation per round trip.
+fn echo_loop_allocates_nothing(backend: Backend) {
+    let Ok(ctx) = IoContext::builder().backend(backend).build() else {
+        return;
+    };
+    let sch = ctx.scheduler();
+    let listener = TcpListener::bind(&sch, "127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut session = |rounds: usize| {
+        let client = ctx
+            .run_until(TcpStream::connect(&sch, addr))
+            .unwrap()
+            .unwrap();
+        let (server, _) = ctx.run_until(listener.accept()).unwrap().unwrap();
+        let (sbuf, msg, inb) = (vec![0u8; 4096], vec![3u8; 64], vec![0u8; 64]);
+        let both = exec_core::when_all(
+            echo_session!(server, sbuf),
+            echo_client!(client, rounds, msg, inb),
+        );
+        // Counts from the start of the session to its end (sockets and
+        // buffers were made above; they are freed, not allocated, below).
+        COUNTING_THREAD.with(|c| c.set(true));
+        ALLOCS.store(0, Ordering::SeqCst);
+        COUNT.store(true, Ordering::SeqCst);
+        let res = ctx.run_until(both);
+        COUNT.store(false, Ordering::SeqCst);
+        COUNTING_THREAD.with(|c| c.set(false));
+        res.unwrap().unwrap();
+        ALLOCS.load(Ordering::SeqCst)
+    };
+    session(50); // warm-up
+    let allocs = session(500);
+    assert_eq!(allocs, 0, "{backend:?}: 500 echo round trips allocated");
+}
+
+#[test]
+fn echo_loop_does_not_allocate() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    echo_loop_allocates_nothing(Backend::Readiness);
+    echo_loop_allocates_nothing(Backend::IoUring);
 }
 
 #[test]
