@@ -74,7 +74,9 @@ mod timeout;
 mod timer;
 mod uring;
 
-pub use context::{Backend, IoContext, IoContextBuilder, IoHandle, IoScheduler, UntilReceiver};
+pub use context::{
+    Backend, IoContext, IoContextBuilder, IoHandle, IoScheduler, IoThread, UntilReceiver,
+};
 pub use file::{File, FileAction};
 pub use loop_with_state::{LoopOp, LoopReceiver, LoopWithState, loop_with_state};
 pub use net::pipe::{PipeReader, PipeWriter, pipe};

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use exec_core::{Env, OnStop, OperationState, Receiver, StopCallback};
+use exec_core::{Env, OnStop, OperationState, PanicPayload, Receiver, StopCallback, catch_unwind};
 
 use crate::context::Shared;
 use crate::inbox::Link;
@@ -288,9 +288,15 @@ where
                     return unsafe { Self::finish(this, None) };
                 }
                 // SAFETY: loop thread; `action` present until `finish`.
-                let step = this
-                    .action
-                    .with_mut(|a| unsafe { (*a).as_mut().map(|a| a.uring_complete(res)) });
+                let step = catch_unwind(|| {
+                    this.action
+                        .with_mut(|a| unsafe { (*a).as_mut().map(|a| a.uring_complete(res)) })
+                });
+                let step = match step {
+                    Ok(step) => step,
+                    // SAFETY: forwarded contract (the entry was reaped).
+                    Err(p) => return unsafe { Self::finish_panic(this, p) },
+                };
                 match step {
                     Some(Step::Done(r)) => {
                         // SAFETY: forwarded contract.
@@ -334,9 +340,15 @@ where
                     }
                 }
                 // SAFETY: loop thread; `action` present until `finish`.
-                let step = this
-                    .action
-                    .with_mut(|a| unsafe { (*a).as_mut().map(|a| a.attempt()) });
+                let step = catch_unwind(|| {
+                    this.action
+                        .with_mut(|a| unsafe { (*a).as_mut().map(|a| a.attempt()) })
+                });
+                let step = match step {
+                    Ok(step) => step,
+                    // SAFETY: forwarded contract (nothing is registered).
+                    Err(p) => return unsafe { Self::finish_panic(this, p) },
+                };
                 match step {
                     Some(Step::Done(res)) => {
                         // SAFETY: forwarded contract.
@@ -398,6 +410,35 @@ where
     /// `this` is a live op; called once, by the thread that owns the op's
     /// cells at that moment, with the op registered nowhere.
     unsafe fn finish(this: *const Self, res: Option<Result<A::Output, A::Error>>) {
+        // SAFETY: forwarded contract.
+        unsafe {
+            Self::complete(this, move |r| match res {
+                Some(Ok(v)) => r.set_value(v),
+                Some(Err(e)) => r.set_error(e),
+                None => r.set_stopped(),
+            })
+        }
+    }
+
+    /// Completes the receiver with a panic of the action's code.
+    ///
+    /// # Safety
+    /// As for `finish`.
+    unsafe fn finish_panic(this: *const Self, payload: PanicPayload) {
+        // SAFETY: forwarded contract.
+        unsafe { Self::complete(this, move |r| r.set_panic(payload)) }
+    }
+
+    /// Takes the receiver out (dropping what the op holds) and runs `f` on
+    /// it. This is the loop's panic boundary: if the receiver itself panics
+    /// (its own code; algorithms deliver panics of user code through
+    /// `set_panic` instead), the panic is contained and re-raised by the
+    /// loop's `run`/`run_until` after the turn (`context::contain_panic`),
+    /// so the loop and the other operations carry on.
+    ///
+    /// # Safety
+    /// As for `finish`.
+    unsafe fn complete(this: *const Self, f: impl FnOnce(R)) {
         // SAFETY: alive per the contract; `me` is not used after the
         // receiver was taken out.
         let me = unsafe { &*this };
@@ -405,10 +446,8 @@ where
         let receiver = unsafe { me.take_receiver() };
         // From here on we must not touch the op: the owner may free it.
         if let Some(r) = receiver {
-            match res {
-                Some(Ok(v)) => r.set_value(v),
-                Some(Err(e)) => r.set_error(e),
-                None => r.set_stopped(),
+            if let Err(p) = catch_unwind(move || f(r)) {
+                crate::context::contain_panic(p);
             }
         }
     }
