@@ -16,7 +16,9 @@ use std::net::SocketAddr;
 
 use std::ops::ControlFlow::{Break, Continue};
 
-use exec::io::{DetachedReceiver, IoContext, TcpListener, TcpStream, loop_with_state, spawn_detached};
+use exec::io::{
+    DetachedReceiver, IoContext, TcpListener, TcpStream, loop_with_state, spawn_detached,
+};
 use exec::{SenderExt, SenderTo};
 
 const RESPONSE: &[u8] =
@@ -39,28 +41,31 @@ fn take_requests(pending: &mut Vec<u8>) -> usize {
 fn session(stream: TcpStream) -> impl SenderTo<DetachedReceiver, Operation: Send> + 'static {
     // (read buffer, bytes not yet framed, responses to write)
     let state = (vec![0u8; 4096], Vec::new(), Vec::new());
-    loop_with_state(state, move |(buf, mut pending, mut out): (Vec<u8>, Vec<u8>, Vec<u8>)| {
-        let s = stream.clone();
-        stream.read(buf).let_value(move |(n, buf)| {
-            pending.extend_from_slice(&buf[..n]);
-            out.clear();
-            for _ in 0..take_requests(&mut pending) {
-                out.extend_from_slice(RESPONSE);
-            }
-            // Closed, or not HTTP we understand: write nothing, then stop.
-            let done = n == 0 || pending.len() > 64 << 10;
-            if done {
+    loop_with_state(
+        state,
+        move |(buf, mut pending, mut out): (Vec<u8>, Vec<u8>, Vec<u8>)| {
+            let s = stream.clone();
+            stream.read(buf).let_value(move |(n, buf)| {
+                pending.extend_from_slice(&buf[..n]);
                 out.clear();
-            }
-            s.write_all(out).then(move |out| {
-                if done {
-                    Break(())
-                } else {
-                    Continue((buf, pending, out))
+                for _ in 0..take_requests(&mut pending) {
+                    out.extend_from_slice(RESPONSE);
                 }
+                // Closed, or not HTTP we understand: write nothing, then stop.
+                let done = n == 0 || pending.len() > 64 << 10;
+                if done {
+                    out.clear();
+                }
+                s.write_all(out).then(move |out| {
+                    if done {
+                        Break(())
+                    } else {
+                        Continue((buf, pending, out))
+                    }
+                })
             })
-        })
-    })
+        },
+    )
 }
 
 fn main() -> std::io::Result<()> {

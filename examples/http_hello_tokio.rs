@@ -61,7 +61,10 @@ fn main() -> std::io::Result<()> {
         .build()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(addr).await?;
-        println!("http_hello_tokio listening on http://{}/", listener.local_addr()?);
+        println!(
+            "http_hello_tokio listening on http://{}/",
+            listener.local_addr()?
+        );
         loop {
             let (stream, _) = listener.accept().await?;
             let _ = stream.set_nodelay(true);

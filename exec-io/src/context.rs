@@ -1322,10 +1322,10 @@ impl IoThread {
 
 impl Drop for IoThread {
     fn drop(&mut self) {
-        if let Some((_, Some(p))) = self.stop_and_join() {
-            if !std::thread::panicking() {
-                std::panic::resume_unwind(p);
-            }
+        if let Some((_, Some(p))) = self.stop_and_join()
+            && !std::thread::panicking()
+        {
+            std::panic::resume_unwind(p);
         }
     }
 }

@@ -287,8 +287,8 @@ where
                     // SAFETY: forwarded contract; the entry was reaped.
                     return unsafe { Self::finish(this, None) };
                 }
-                // SAFETY: loop thread; `action` present until `finish`.
                 let step = catch_unwind(|| {
+                    // SAFETY: loop thread; `action` present until `finish`.
                     this.action
                         .with_mut(|a| unsafe { (*a).as_mut().map(|a| a.uring_complete(res)) })
                 });
@@ -339,8 +339,8 @@ where
                         None => {}
                     }
                 }
-                // SAFETY: loop thread; `action` present until `finish`.
                 let step = catch_unwind(|| {
+                    // SAFETY: loop thread; `action` present until `finish`.
                     this.action
                         .with_mut(|a| unsafe { (*a).as_mut().map(|a| a.attempt()) })
                 });
@@ -445,10 +445,10 @@ where
         // SAFETY: forwarded contract.
         let receiver = unsafe { me.take_receiver() };
         // From here on we must not touch the op: the owner may free it.
-        if let Some(r) = receiver {
-            if let Err(p) = catch_unwind(move || f(r)) {
-                crate::context::contain_panic(p);
-            }
+        if let Some(r) = receiver
+            && let Err(p) = catch_unwind(move || f(r))
+        {
+            crate::context::contain_panic(p);
         }
     }
 

@@ -156,7 +156,7 @@ fn echo_loop_allocates_nothing(backend: Backend) {
     let sch = ctx.scheduler();
     let listener = TcpListener::bind(&sch, "127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = listener.local_addr().unwrap();
-    let mut session = |rounds: usize| {
+    let session = |rounds: usize| {
         let client = ctx
             .run_until(TcpStream::connect(&sch, addr))
             .unwrap()

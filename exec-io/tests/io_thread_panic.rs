@@ -85,11 +85,7 @@ fn spawned_loop_runs_work_and_stops_on_drop() {
         rx.recv().unwrap();
         std::thread::sleep(Duration::from_millis(20));
         drop(io);
-        assert_eq!(
-            waiter.join().unwrap().unwrap(),
-            true,
-            "accept completed stopped"
-        );
+        assert!(waiter.join().unwrap().unwrap(), "accept completed stopped");
         // Work started after the loop is gone completes stopped at once.
         assert_eq!(sync_wait(sch.schedule()), Ok(None));
     }
