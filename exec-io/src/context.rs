@@ -900,33 +900,38 @@ impl Shared {
             }
             links
         };
-        let mut ops: Vec<*const Header> = Vec::new();
+        let mut ops: Vec<(*const Header, Signal)> = Vec::new();
         for l in links {
             let (h, is_cancel) = Header::from_link(l);
             if !is_cancel {
-                ops.push(h);
+                ops.push((h, Signal::Shutdown));
             }
         }
         {
             // SAFETY: the dropping thread has exclusive access (`&mut
             // IoContext`, nobody inside `run`); short borrow.
             let local = unsafe { self.local() };
-            ops.extend(local.ready.drain(..).map(|(h, _)| h));
+            // A reaped io_uring completion waiting here may own a resource
+            // (an accepted descriptor): hand it over as `Reaped`.
+            ops.extend(local.ready.drain(..).map(|(h, sig)| match sig {
+                Signal::Completed(res) => (h, Signal::Reaped(res)),
+                _ => (h, Signal::Shutdown),
+            }));
             for slot in &mut local.slots {
                 for w in [&mut slot.reader, &mut slot.writer] {
                     if !w.is_null() {
-                        ops.push(core::mem::replace(w, core::ptr::null()));
+                        ops.push((core::mem::replace(w, core::ptr::null()), Signal::Shutdown));
                     }
                 }
             }
-            local.timers.drain(|h| ops.push(h));
+            local.timers.drain(|h| ops.push((h, Signal::Shutdown)));
         }
-        for h in ops {
+        for (h, sig) in ops {
             // SAFETY: each pointer is a live op removed from the only place
             // it was registered; this thread now owns it.
             unsafe {
                 (*h).wait.set(Wait::None);
-                ((*h).run)(h, Signal::Shutdown);
+                ((*h).run)(h, sig);
             }
         }
         // io_uring: cancel what is in flight and reap every completion
@@ -943,20 +948,22 @@ impl Shared {
                     break;
                 }
                 u.cancel_all();
-                if u.park(Some(Duration::from_millis(100)), |h, _| reaped.push(h))
-                    .is_err()
+                if u.park(Some(Duration::from_millis(100)), |h, res| {
+                    reaped.push((h, res))
+                })
+                .is_err()
                 {
                     // Cannot reap: leave the ops pending (leaked) rather
                     // than free memory the kernel may still write.
                     break;
                 }
             }
-            for h in reaped {
+            for (h, res) in reaped {
                 // SAFETY: the entry of this live op was reaped; this
                 // thread now owns it.
                 unsafe {
                     release_busy((*h).wait.replace(Wait::None));
-                    ((*h).run)(h, Signal::Shutdown);
+                    ((*h).run)(h, Signal::Reaped(res));
                 }
             }
         }

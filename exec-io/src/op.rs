@@ -40,6 +40,10 @@ pub(crate) enum Signal {
     Shutdown,
     /// io_uring: the op's entry completed with this result.
     Completed(i32),
+    /// io_uring, context being dropped: the op's entry was reaped with this
+    /// result; release what it produced (`uring_discard`), complete
+    /// *stopped*.
+    Reaped(i32),
 }
 
 /// What an operation is waiting for, as the loop records it.
@@ -186,6 +190,12 @@ pub trait Action: Send {
     fn uring_complete(&mut self, res: i32) -> Step<Self::Output, Self::Error> {
         let _ = res;
         unreachable!("uring_complete without uring_entry")
+    }
+    /// io_uring: the native entry completed with `res` while the context
+    /// is dropped; release anything the result owns (an accepted
+    /// descriptor). Default: nothing to release.
+    fn uring_discard(&mut self, res: i32) {
+        let _ = res;
     }
 }
 
@@ -371,6 +381,16 @@ where
                     // SAFETY: forwarded contract; no longer registered.
                     unsafe { Self::finish(this, None) }
                 }
+            }
+            Signal::Reaped(res) => {
+                if this.native.replace(false) {
+                    // SAFETY: loop (or dropping) thread; `action` present
+                    // until `finish`.
+                    this.action
+                        .with_mut(|a| unsafe { (*a).as_mut().map(|a| a.uring_discard(res)) });
+                }
+                // SAFETY: forwarded contract.
+                unsafe { Self::finish(this, None) }
             }
             // SAFETY: forwarded contract.
             Signal::Shutdown => unsafe { Self::finish(this, None) },

@@ -5,6 +5,7 @@
 mod support;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -41,12 +42,23 @@ impl<T, E> Receiver<T, E> for PanickingReceiver {
     }
 }
 
-/// Starts `sender` connected to a [`PanickingReceiver`] on a leaked op
-/// (the op must outlive its completion; leaking is the simplest owner).
-fn start_panicking<S: SenderTo<PanickingReceiver>>(sender: S, hits: &Arc<AtomicUsize>) {
-    let op = Box::leak(Box::new(sender.connect(PanickingReceiver(hits.clone()))));
-    // SAFETY: leaked: never moved or freed.
-    unsafe { exec_core::OperationState::start(std::pin::Pin::new_unchecked(op)) };
+/// Starts `sender` connected to a [`PanickingReceiver`] on a boxed op,
+/// which the caller keeps until the op has completed.
+#[must_use = "keep the op alive until it completed"]
+fn start_panicking<S: SenderTo<PanickingReceiver>>(
+    sender: S,
+    hits: &Arc<AtomicUsize>,
+) -> Pin<Box<S::Operation>> {
+    start_boxed(sender, PanickingReceiver(hits.clone()))
+}
+
+/// Starts `sender` on a boxed op; the caller keeps the box until the op
+/// completed (every test checks the completion before dropping it).
+fn start_boxed<S: SenderTo<R>, R>(sender: S, receiver: R) -> Pin<Box<S::Operation>> {
+    let mut op = Box::pin(sender.connect(receiver));
+    // SAFETY: the box is pinned and the caller keeps it until completion.
+    unsafe { exec_core::OperationState::start(op.as_mut()) };
+    op
 }
 
 fn payload_str(p: &PanicPayload) -> &str {
@@ -98,7 +110,7 @@ fn receiver_panic_does_not_kill_the_spawned_loop() {
         let sch = io.scheduler();
         let hits = Arc::new(AtomicUsize::new(0));
         quiet(|| {
-            start_panicking(sch.schedule(), &hits);
+            let op = start_panicking(sch.schedule(), &hits);
             support::wait_for(5, || hits.load(Ordering::SeqCst) == 1);
             // The loop still serves other waiters, on the same thread.
             assert_eq!(sync_wait(sch.schedule().then(|()| 7)), Ok(Some(7)));
@@ -115,6 +127,7 @@ fn receiver_panic_does_not_kill_the_spawned_loop() {
             // join re-raises the contained panic with its payload.
             let r = catch_unwind(AssertUnwindSafe(|| io.join()));
             assert_eq!(payload_str(&r.unwrap_err()), "receiver panicked");
+            drop(op); // completed (hits == 1)
         });
         assert_eq!(hits.load(Ordering::SeqCst), 1, "completed exactly once");
     }
@@ -128,7 +141,7 @@ fn run_reraises_after_the_turn_and_can_run_again() {
         let hits = Arc::new(AtomicUsize::new(0));
         let other = Arc::new(AtomicUsize::new(0));
         quiet(|| {
-            start_panicking(sch.schedule(), &hits);
+            let op = start_panicking(sch.schedule(), &hits);
             // Queued in the same turn: still completed.
             let o = other.clone();
             exec_io::spawn_detached(sch.schedule().then(move |()| {
@@ -136,6 +149,7 @@ fn run_reraises_after_the_turn_and_can_run_again() {
             }));
             let r = catch_unwind(AssertUnwindSafe(|| ctx.run()));
             assert_eq!(payload_str(&r.unwrap_err()), "receiver panicked");
+            drop(op);
         });
         assert_eq!(hits.load(Ordering::SeqCst), 1);
         assert_eq!(other.load(Ordering::SeqCst), 1, "the rest of the turn ran");
@@ -154,7 +168,7 @@ fn run_until_finishes_its_sender_then_reraises() {
         let hits = Arc::new(AtomicUsize::new(0));
         let finished = Arc::new(AtomicUsize::new(0));
         quiet(|| {
-            start_panicking(sch.schedule(), &hits);
+            let op = start_panicking(sch.schedule(), &hits);
             let f = finished.clone();
             let r = catch_unwind(AssertUnwindSafe(|| {
                 ctx.run_until(
@@ -165,6 +179,7 @@ fn run_until_finishes_its_sender_then_reraises() {
                 )
             }));
             assert_eq!(payload_str(&r.unwrap_err()), "receiver panicked");
+            drop(op);
         });
         assert_eq!(
             finished.load(Ordering::SeqCst),
@@ -195,14 +210,10 @@ fn panic_on_drop_is_reraised_by_the_drop() {
             }
             fn set_panic(self, _: PanicPayload) {}
         }
-        let op = Box::leak(Box::new(
-            sch.schedule_after(Duration::from_secs(60))
-                .connect(PanicOnStop),
-        ));
-        // SAFETY: leaked: never moved or freed.
-        unsafe { exec_core::OperationState::start(std::pin::Pin::new_unchecked(op)) };
+        let op1 = start_boxed(sch.schedule_after(Duration::from_secs(60)), PanicOnStop);
         // Another pending op must still complete (exactly once).
-        start_panicking(sch.schedule_after(Duration::from_secs(60)), &hits);
+        let op2 = start_panicking(sch.schedule_after(Duration::from_secs(60)), &hits);
+        drop(sch);
         let r = quiet(|| catch_unwind(AssertUnwindSafe(move || drop(ctx))));
         assert_eq!(payload_str(&r.unwrap_err()), "stopped receiver panicked");
         assert_eq!(
@@ -210,5 +221,6 @@ fn panic_on_drop_is_reraised_by_the_drop() {
             100,
             "the other op completed stopped"
         );
+        drop((op1, op2));
     }
 }

@@ -75,13 +75,50 @@ impl TcpListener {
     pub fn accept(&self) -> IoSender<AcceptAction> {
         IoSender::new(AcceptAction {
             src: self.src.clone(),
+            // SAFETY: all-zero is a valid `sockaddr_storage` (plain data).
+            addr: unsafe { core::mem::zeroed() },
+            addr_len: 0,
         })
     }
 }
 
-/// Action of [`TcpListener::accept`].
+/// Action of [`TcpListener::accept`]. On io_uring a native accept entry
+/// (the peer address is written into `addr`, inside the pinned operation).
 pub struct AcceptAction {
     src: Arc<Source<mio::net::TcpListener>>,
+    /// io_uring: where the kernel writes the peer's address.
+    addr: libc::sockaddr_storage,
+    addr_len: libc::socklen_t,
+}
+
+/// The socket address the kernel wrote into `st`.
+fn sockaddr_to_addr(st: &libc::sockaddr_storage) -> io::Result<SocketAddr> {
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
+    match st.ss_family as libc::c_int {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a `sockaddr_in`
+            // (`sockaddr_storage` is large and aligned enough for it).
+            let a = unsafe { &*(st as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            Ok(SocketAddr::V4(SocketAddrV4::new(
+                Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)),
+                u16::from_be(a.sin_port),
+            )))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: as above, for `sockaddr_in6`.
+            let a = unsafe { &*(st as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            Ok(SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(a.sin6_addr.s6_addr),
+                u16::from_be(a.sin6_port),
+                a.sin6_flowinfo,
+                a.sin6_scope_id,
+            )))
+        }
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "exec-io: accept returned an unexpected address family",
+        )),
+    }
 }
 
 impl Action for AcceptAction {
@@ -104,6 +141,43 @@ impl Action for AcceptAction {
                 )
             },
         )
+    }
+    fn uring_entry(&mut self) -> Option<(io_uring::squeue::Entry, crate::source::RawSource, bool)> {
+        use io_uring::{opcode, types};
+        use std::os::fd::AsRawFd;
+        self.addr_len = core::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        let entry = opcode::Accept::new(
+            types::Fd(self.src.io.as_raw_fd()),
+            (&mut self.addr as *mut libc::sockaddr_storage).cast(),
+            &mut self.addr_len,
+        )
+        .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+        .build();
+        Some((entry, self.src.raw(), false))
+    }
+    fn uring_complete(&mut self, res: i32) -> Step<(TcpStream, SocketAddr), io::Error> {
+        use std::os::fd::FromRawFd;
+        if res >= 0 {
+            // SAFETY: a successful accept returns a new descriptor that
+            // nothing else owns; `TcpStream` takes ownership (closes it).
+            let std = unsafe { std::net::TcpStream::from_raw_fd(res) };
+            let peer = sockaddr_to_addr(&self.addr);
+            let stream = TcpStream {
+                src: Source::new(self.src.ctx.clone(), mio::net::TcpStream::from_std(std)),
+            };
+            Step::Done(peer.map(|addr| (stream, addr)))
+        } else if res == -libc::EAGAIN || res == -libc::EINTR {
+            Step::Wait(Interest::Read(self.src.raw()))
+        } else {
+            Step::Done(Err(io::Error::from_raw_os_error(-res)))
+        }
+    }
+    fn uring_discard(&mut self, res: i32) {
+        use std::os::fd::{FromRawFd, OwnedFd};
+        if res >= 0 {
+            // SAFETY: a successful accept's new descriptor, owned by nobody.
+            drop(unsafe { OwnedFd::from_raw_fd(res) });
+        }
     }
     fn wait_failed(e: io::Error) -> io::Error {
         e
