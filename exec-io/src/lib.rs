@@ -44,7 +44,8 @@
 //! # Backends
 //! Two backends behind one API, chosen with [`IoContext::builder`]:
 //! [`Backend::IoUring`] (the default where it starts: stream reads and
-//! writes are native io_uring operations on the operation's own buffer,
+//! writes, TCP accept and connect are native io_uring operations on the
+//! operation's own buffer and address,
 //! other operations wait with io_uring polls) and [`Backend::Readiness`]
 //! (epoll through mio). Both pass the same test suite
 //! (`EXEC_IO_BACKEND=readiness cargo test -p exec-io` runs it on epoll).

@@ -213,6 +213,8 @@ impl TcpStream {
             ctx: sch.shared.clone(),
             addr,
             stream: None,
+            // SAFETY: all-zero is a valid `sockaddr_storage` (plain data).
+            raw_addr: unsafe { core::mem::zeroed() },
         })
     }
 
@@ -269,10 +271,49 @@ impl TcpStream {
 }
 
 /// Action of [`TcpStream::connect`].
+///
+/// On io_uring a native connect entry on a new non-blocking socket (the
+/// address it reads lives in `raw_addr`, inside the pinned operation); if
+/// the socket cannot be made there, or the entry reports "in progress",
+/// the readiness path below takes over.
 pub struct ConnectAction {
     ctx: Arc<Shared>,
     addr: SocketAddr,
     stream: Option<Arc<Source<mio::net::TcpStream>>>,
+    /// io_uring: `addr` as the kernel reads it.
+    raw_addr: libc::sockaddr_storage,
+}
+
+/// Writes `addr` into `st`; returns its length.
+fn addr_to_sockaddr(addr: &SocketAddr, st: &mut libc::sockaddr_storage) -> libc::socklen_t {
+    match addr {
+        SocketAddr::V4(a) => {
+            // SAFETY: `sockaddr_storage` is large and aligned enough for a
+            // `sockaddr_in`; every field is written below.
+            let sin =
+                unsafe { &mut *(st as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            sin.sin_port = a.port().to_be();
+            sin.sin_addr = libc::in_addr {
+                s_addr: u32::from(*a.ip()).to_be(),
+            };
+            sin.sin_zero = [0; 8];
+            core::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t
+        }
+        SocketAddr::V6(a) => {
+            // SAFETY: as above, for `sockaddr_in6`.
+            let sin6 =
+                unsafe { &mut *(st as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sin6.sin6_port = a.port().to_be();
+            sin6.sin6_flowinfo = a.flowinfo();
+            sin6.sin6_addr = libc::in6_addr {
+                s6_addr: a.ip().octets(),
+            };
+            sin6.sin6_scope_id = a.scope_id();
+            core::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t
+        }
+    }
 }
 
 impl Action for ConnectAction {
@@ -280,6 +321,58 @@ impl Action for ConnectAction {
     type Error = io::Error;
     fn ctx(&self) -> &Arc<Shared> {
         &self.ctx
+    }
+    fn uring_entry(&mut self) -> Option<(io_uring::squeue::Entry, crate::source::RawSource, bool)> {
+        use io_uring::{opcode, types};
+        use std::os::fd::{AsRawFd, FromRawFd};
+        if self.stream.is_some() {
+            // Already connecting: wait for writability (readiness path).
+            return None;
+        }
+        let family = match self.addr {
+            SocketAddr::V4(_) => libc::AF_INET,
+            SocketAddr::V6(_) => libc::AF_INET6,
+        };
+        // SAFETY: plain syscall.
+        let fd = unsafe {
+            libc::socket(
+                family,
+                libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                0,
+            )
+        };
+        if fd < 0 {
+            // `attempt` makes the socket again and reports the error.
+            return None;
+        }
+        // SAFETY: a new descriptor nobody else owns.
+        let std = unsafe { std::net::TcpStream::from_raw_fd(fd) };
+        let src = Source::new(self.ctx.clone(), mio::net::TcpStream::from_std(std));
+        let len = addr_to_sockaddr(&self.addr, &mut self.raw_addr);
+        let entry = opcode::Connect::new(
+            types::Fd(src.io.as_raw_fd()),
+            (&self.raw_addr as *const libc::sockaddr_storage).cast(),
+            len,
+        )
+        .build();
+        let raw = src.raw();
+        self.stream = Some(src);
+        Some((entry, raw, true))
+    }
+    fn uring_complete(&mut self, res: i32) -> Step<TcpStream, io::Error> {
+        let Some(src) = &self.stream else {
+            return Step::Done(Err(io::Error::other("exec-io: connect without a socket")));
+        };
+        if res == 0 {
+            Step::Done(Ok(TcpStream {
+                src: self.stream.take().expect("connect: stream present"),
+            }))
+        } else if res == -libc::EINPROGRESS || res == -libc::EALREADY || res == -libc::EAGAIN {
+            Step::Wait(Interest::Write(src.raw()))
+        } else {
+            self.stream = None; // closes the socket
+            Step::Done(Err(io::Error::from_raw_os_error(-res)))
+        }
     }
     fn attempt(&mut self) -> Step<TcpStream, io::Error> {
         let src = match &self.stream {
