@@ -50,32 +50,41 @@ fn raise_nofile(want: u64) -> u64 {
 // ------------------------------------------------------------- servers
 
 mod ours {
-    use exec::io::{DetachedReceiver, IoContext, TcpListener, TcpStream, spawn_detached};
+    use std::ops::ControlFlow::{Break, Continue};
+
+    use exec::io::{
+        DetachedReceiver, IoContext, TcpListener, TcpStream, loop_with_state, spawn_detached,
+    };
     use exec::{SenderExt, SenderTo};
 
-    fn echo(
-        stream: TcpStream,
-        buf: Vec<u8>,
-    ) -> impl SenderTo<DetachedReceiver, Operation: Send> + 'static {
-        let s = stream.clone();
-        stream.read(buf).then(move |(n, mut buf)| {
-            if n == 0 {
-                return;
-            }
-            buf.truncate(n);
-            let s2 = s.clone();
-            spawn_detached(s.write_all(buf).then(move |mut buf| {
-                buf.resize(super::MSG, 0);
-                spawn_detached(echo(s2, buf));
-            }));
+    /// The loop of `examples/echo_server.rs`: one operation state per
+    /// connection, the buffer handed from one round trip to the next.
+    fn echo(stream: TcpStream) -> impl SenderTo<DetachedReceiver, Operation: Send> + 'static {
+        loop_with_state(vec![0u8; super::MSG], move |buf| {
+            let s = stream.clone();
+            stream
+                .read(buf)
+                .let_value(move |(n, mut buf)| {
+                    buf.truncate(n);
+                    s.write_all(buf)
+                })
+                .then(|mut buf| match buf.len() {
+                    0 => Break(()),
+                    _ => Continue({
+                        buf.resize(super::MSG, 0);
+                        buf
+                    }),
+                })
         })
     }
 
     fn serve(listener: TcpListener) -> impl SenderTo<DetachedReceiver, Operation: Send> + 'static {
-        listener.accept().then(move |(stream, _)| {
-            let _ = stream.set_nodelay(true);
-            spawn_detached(echo(stream, vec![0; super::MSG]));
-            spawn_detached(serve(listener));
+        loop_with_state((), move |()| {
+            listener.accept().then(|(stream, _)| {
+                let _ = stream.set_nodelay(true);
+                spawn_detached(echo(stream));
+                Continue::<(), ()>(())
+            })
         })
     }
 

@@ -1,44 +1,40 @@
 //! The canonical echo server: one "coroutine" per connection that reads
-//! some bytes and writes them back, forever.
+//! some bytes and writes them back, until the peer closes.
 //!
 //! ```text
 //! cargo run --release --example echo_server --features io -- 127.0.0.1:7000
 //! ```
 //!
 //! Each step is a sender that owns its buffer (`read(buf)` hands it back
-//! with the count). Until exec-core's `repeat_effect_until`/`let_value`
-//! land, the loop is written as a sender that spawns its next step.
+//! with the count); `loop_with_state` passes the buffer from one round trip
+//! to the next in one operation state (no allocation per round trip). The
+//! same loop as an `async` block: `exec-io/tests/io_echo_loops.rs`.
 
 use std::net::SocketAddr;
+use std::ops::ControlFlow::{Break, Continue};
 
-use exec::io::{DetachedReceiver, IoContext, TcpListener, TcpStream, spawn_detached};
+use exec::io::{
+    DetachedReceiver, IoContext, TcpListener, TcpStream, loop_with_state, spawn_detached,
+};
 use exec::{SenderExt, SenderTo};
 
-/// read → write_all → (again), until the peer closes or an error occurs.
-fn echo(
-    stream: TcpStream,
-    buf: Vec<u8>,
-) -> impl SenderTo<DetachedReceiver, Operation: Send> + 'static {
-    let s = stream.clone();
-    stream.read(buf).then(move |(n, mut buf)| {
-        if n == 0 {
-            return; // peer closed: drop the stream
-        }
-        buf.truncate(n);
-        let s2 = s.clone();
-        spawn_detached(s.write_all(buf).then(move |mut buf| {
-            buf.resize(4096, 0);
-            spawn_detached(echo(s2, buf));
-        }));
-    })
-}
-
-/// accept → spawn a session → (again).
-fn serve(listener: TcpListener) -> impl SenderTo<DetachedReceiver, Operation: Send> + 'static {
-    listener.accept().then(move |(stream, _peer)| {
-        let _ = stream.set_nodelay(true);
-        spawn_detached(echo(stream, vec![0; 4096]));
-        spawn_detached(serve(listener));
+/// read → write back → again, until the peer closes (or an error).
+fn echo(stream: TcpStream) -> impl SenderTo<DetachedReceiver, Operation: Send> + 'static {
+    loop_with_state(vec![0u8; 4096], move |buf| {
+        let s = stream.clone();
+        stream
+            .read(buf)
+            .let_value(move |(n, mut buf)| {
+                buf.truncate(n); // n == 0: the peer closed; writing nothing is instant
+                s.write_all(buf)
+            })
+            .then(|mut buf| match buf.len() {
+                0 => Break(()),
+                _ => Continue({
+                    buf.resize(4096, 0);
+                    buf
+                }),
+            })
     })
 }
 
@@ -51,6 +47,13 @@ fn main() -> std::io::Result<()> {
     let ctx = IoContext::new()?;
     let listener = TcpListener::bind(&ctx.scheduler(), addr)?;
     println!("echo server listening on {}", listener.local_addr()?);
-    spawn_detached(serve(listener));
+    // accept → spawn a session → again.
+    spawn_detached(loop_with_state((), move |()| {
+        listener.accept().then(|(stream, _peer)| {
+            let _ = stream.set_nodelay(true);
+            spawn_detached(echo(stream));
+            Continue::<(), ()>(())
+        })
+    }));
     ctx.run()
 }

@@ -6,12 +6,19 @@
 //! wrk -t2 -c256 -d10s http://127.0.0.1:8080/
 //! ```
 //!
+//! `benches/http_wrk.sh` runs it against the same server on tokio
+//! (`examples/http_hello_tokio.rs`) under wrk and prints the ratio.
+//!
 //! Requests are only framed (each ends with an empty line; bodies are not
 //! supported), which is all a plaintext benchmark needs.
 
 use std::net::SocketAddr;
 
-use exec::io::{DetachedReceiver, IoContext, TcpListener, TcpStream, spawn_detached};
+use std::ops::ControlFlow::{Break, Continue};
+
+use exec::io::{
+    DetachedReceiver, IoContext, TcpListener, TcpStream, loop_with_state, spawn_detached,
+};
 use exec::{SenderExt, SenderTo};
 
 const RESPONSE: &[u8] =
@@ -29,44 +36,36 @@ fn take_requests(pending: &mut Vec<u8>) -> usize {
     n
 }
 
-/// read → answer every complete request → (again), until close or error.
-fn session(
-    stream: TcpStream,
-    buf: Vec<u8>,
-    mut pending: Vec<u8>,
-) -> impl SenderTo<DetachedReceiver, Operation: Send> + 'static {
-    let s = stream.clone();
-    stream.read(buf).then(move |(n, buf)| {
-        if n == 0 {
-            return;
-        }
-        pending.extend_from_slice(&buf[..n]);
-        let requests = take_requests(&mut pending);
-        if pending.len() > 64 << 10 {
-            return; // not HTTP we understand: drop the connection
-        }
-        if requests == 0 {
-            spawn_detached(session(s, buf, pending));
-            return;
-        }
-        let mut out = Vec::with_capacity(RESPONSE.len() * requests);
-        for _ in 0..requests {
-            out.extend_from_slice(RESPONSE);
-        }
-        let s2 = s.clone();
-        spawn_detached(
-            s.write_all(out)
-                .then(move |_| spawn_detached(session(s2, buf, pending))),
-        );
-    })
-}
-
-fn serve(listener: TcpListener) -> impl SenderTo<DetachedReceiver, Operation: Send> + 'static {
-    listener.accept().then(move |(stream, _)| {
-        let _ = stream.set_nodelay(true);
-        spawn_detached(session(stream, vec![0; 4096], Vec::new()));
-        spawn_detached(serve(listener));
-    })
+/// read → answer every complete request → again, until close or error.
+/// One operation state per connection; its buffers are reused.
+fn session(stream: TcpStream) -> impl SenderTo<DetachedReceiver, Operation: Send> + 'static {
+    // (read buffer, bytes not yet framed, responses to write)
+    let state = (vec![0u8; 4096], Vec::new(), Vec::new());
+    loop_with_state(
+        state,
+        move |(buf, mut pending, mut out): (Vec<u8>, Vec<u8>, Vec<u8>)| {
+            let s = stream.clone();
+            stream.read(buf).let_value(move |(n, buf)| {
+                pending.extend_from_slice(&buf[..n]);
+                out.clear();
+                for _ in 0..take_requests(&mut pending) {
+                    out.extend_from_slice(RESPONSE);
+                }
+                // Closed, or not HTTP we understand: write nothing, then stop.
+                let done = n == 0 || pending.len() > 64 << 10;
+                if done {
+                    out.clear();
+                }
+                s.write_all(out).then(move |out| {
+                    if done {
+                        Break(())
+                    } else {
+                        Continue((buf, pending, out))
+                    }
+                })
+            })
+        },
+    )
 }
 
 fn main() -> std::io::Result<()> {
@@ -78,6 +77,13 @@ fn main() -> std::io::Result<()> {
     let ctx = IoContext::new()?;
     let listener = TcpListener::bind(&ctx.scheduler(), addr)?;
     println!("http_hello listening on http://{}/", listener.local_addr()?);
-    spawn_detached(serve(listener));
+    // accept → spawn a session → again.
+    spawn_detached(loop_with_state((), move |()| {
+        listener.accept().then(|(stream, _)| {
+            let _ = stream.set_nodelay(true);
+            spawn_detached(session(stream));
+            Continue::<(), ()>(())
+        })
+    }));
     ctx.run()
 }

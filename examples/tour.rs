@@ -128,5 +128,54 @@ fn main() {
         println!("   sync_wait on a worker -> panicked: {}", trap.is_err());
     }
 
+    part("7. I/O on the loop, CPU work on the pool, one sender graph");
+    {
+        use exec::Scheduler;
+        use exec::io::{IoContext, TcpListener, TcpStream};
+        let pool = exec::pool::ThreadPool::builder()
+            .threads(2)
+            .build()
+            .unwrap();
+        let cpu = pool.scheduler();
+        let ctx = IoContext::new().unwrap();
+        let io = ctx.scheduler();
+        let listener = TcpListener::bind(&io, "127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Server: accept, read on the loop, uppercase on the pool, write the
+        // answer back on the loop.
+        let (cpu2, io2) = (cpu.clone(), io.clone());
+        let server = listener.accept().let_value(move |(conn, _peer)| {
+            let reply = conn.clone();
+            conn.read(vec![0; 64])
+                .continues_on(cpu2)
+                .then(|(n, mut buf)| {
+                    buf.truncate(n);
+                    buf.make_ascii_uppercase();
+                    buf
+                })
+                .continues_on(io2)
+                .let_value(move |buf| reply.write_all(buf))
+        });
+        // Client: connect, send, read the answer; meanwhile the pool sums.
+        let client = TcpStream::connect(&io, addr).let_value(|conn| {
+            let reader = conn.clone();
+            conn.write_all(b"hello, loop".to_vec())
+                .let_value(move |_| reader.read(vec![0; 64]))
+        });
+        let sum = cpu.schedule().then(|()| (1..=1_000_000u64).sum::<u64>());
+        let (_, (n, answer), total) = ctx
+            .run_until(exec::when_all!(
+                server,
+                client,
+                sum.with_error::<std::io::Error>()
+            ))
+            .unwrap()
+            .unwrap();
+        println!(
+            "   loopback echo via the pool -> {:?}; pool sum meanwhile -> {total}",
+            String::from_utf8_lossy(&answer[..n])
+        );
+    }
+
     println!("\ntour finished");
 }

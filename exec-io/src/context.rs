@@ -35,6 +35,38 @@ const WAKER: Token = Token(usize::MAX);
 std::thread_local! {
     /// The context whose loop this thread is running, or null.
     static CURRENT: Cell<*const Shared> = const { Cell::new(core::ptr::null()) };
+    /// The context this thread is shutting down (dropping), or null.
+    static SHUTTING_DOWN: Cell<*const Shared> = const { Cell::new(core::ptr::null()) };
+}
+
+/// A receiver completed by the loop panicked (the receiver's own code, not
+/// user code inside an algorithm, which algorithms catch and deliver through
+/// `set_panic`). The loop must not unwind out of the middle of a turn, so
+/// the payload is kept here and re-raised by `run`/`run_until` once the
+/// turn is over (see `IoContext`'s "Panics" docs). Called on the thread that
+/// completed the receiver.
+pub(crate) fn contain_panic(payload: PanicPayload) {
+    let cur = CURRENT.with(|c| c.get());
+    let cur = if cur.is_null() {
+        SHUTTING_DOWN.with(|c| c.get())
+    } else {
+        cur
+    };
+    if cur.is_null() {
+        // Not on a loop (an op completed inline on the starting thread):
+        // nothing to protect, the panic continues on this thread.
+        std::panic::resume_unwind(payload);
+    }
+    // SAFETY: `cur` is the context this thread is driving or dropping,
+    // alive for as long as that (the thread-local is reset before).
+    let shared = unsafe { &*cur };
+    let mut slot = shared.contained.lock().unwrap_or_else(|e| e.into_inner());
+    // The first panic wins; later ones are dropped (they are reported by
+    // the panic hook as they happen).
+    if slot.is_none() {
+        *slot = Some(payload);
+    }
+    shared.has_contained.store(true, Ordering::Release);
 }
 
 /// Which kernel interface a context uses.
@@ -85,12 +117,41 @@ impl IoContextBuilder {
         self
     }
 
+    /// Creates the context and runs it on a new thread (named `exec-io`)
+    /// until the returned [`IoThread`] is dropped or joined.
+    ///
+    /// # Errors
+    /// As [`build`](Self::build), and if the thread cannot be spawned.
+    ///
+    /// # Example
+    /// ```
+    /// use exec_core::{Scheduler, SenderExt, sync_wait};
+    /// let io = exec_io::IoContext::builder().spawn()?;
+    /// let on_loop = sync_wait(io.scheduler().schedule().then(|()| std::thread::current().name().map(String::from)));
+    /// assert_eq!(on_loop, Ok(Some(Some("exec-io".to_string()))));
+    /// io.join()?; // or drop it: stops the loop and joins the thread
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn spawn(self) -> io::Result<IoThread> {
+        let ctx = self.build()?;
+        let sch = ctx.scheduler();
+        let handle = ctx.handle();
+        let thread = std::thread::Builder::new()
+            .name("exec-io".into())
+            .spawn(move || IoThread::body(ctx))?;
+        Ok(IoThread {
+            sch,
+            handle,
+            thread: Some(thread),
+        })
+    }
+
     /// Creates the context.
     ///
     /// # Errors
     /// The OS errors of creating the poller and its waker;
-    /// `ErrorKind::Unsupported` for [`Backend::IoUring`], which is not
-    /// implemented yet.
+    /// `ErrorKind::Unsupported` for [`Backend::IoUring`] where io_uring
+    /// cannot start.
     pub fn build(self) -> io::Result<IoContext> {
         let backend = match self.backend {
             Backend::Auto => match std::env::var("EXEC_IO_BACKEND").as_deref() {
@@ -150,6 +211,8 @@ impl IoContextBuilder {
             registry,
             driving: AtomicBool::new(false),
             stop: AtomicBool::new(false),
+            contained: std::sync::Mutex::new(None),
+            has_contained: AtomicBool::new(false),
             local: UnsafeCell::new(Local {
                 driver,
                 ready: VecDeque::new(),
@@ -206,6 +269,10 @@ pub struct Shared {
     stop: AtomicBool,
     /// See the module docs: loop thread only.
     local: UnsafeCell<Local>,
+    /// A panic contained on the loop ([`contain_panic`]), to re-raise.
+    contained: std::sync::Mutex<Option<PanicPayload>>,
+    /// `contained` holds a payload (checked once per turn, cheaply).
+    has_contained: AtomicBool,
 }
 
 // SAFETY: `local` (with its raw pointers) is only accessed by the single
@@ -258,6 +325,18 @@ fn split_key(key: u64) -> (usize, u32) {
 }
 
 impl Shared {
+    /// Takes the contained panic, if any.
+    fn take_contained(&self) -> Option<PanicPayload> {
+        if !self.has_contained.load(Ordering::Acquire) {
+            return None;
+        }
+        self.has_contained.store(false, Ordering::Relaxed);
+        self.contained
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+
     /// Whether this thread runs this context's loop.
     pub(crate) fn on_loop(&self) -> bool {
         CURRENT.with(|c| core::ptr::eq(c.get(), self))
@@ -746,7 +825,16 @@ impl Shared {
 
     /// Runs the loop until `until()` holds after a turn. `on_stop` is
     /// called when `stop()` was requested; it returns whether to return.
-    fn drive(&self, until: &mut dyn FnMut() -> bool, on_stop: &dyn Fn() -> bool) -> io::Result<()> {
+    /// Runs turns of the loop until `until()` (checked after each turn) or
+    /// a stop that `on_stop()` accepts. A panic contained during a turn is
+    /// re-raised after that turn, or, if `defer_panics`, once `until()`
+    /// holds (`run_until` may not unwind while its operation runs).
+    fn drive(
+        &self,
+        until: &mut dyn FnMut() -> bool,
+        on_stop: &dyn Fn() -> bool,
+        defer_panics: bool,
+    ) -> io::Result<()> {
         if self
             .driving
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
@@ -769,10 +857,23 @@ impl Shared {
             shared: self,
             previous: CURRENT.with(|c| c.replace(self)),
         };
+        let mut deferred: Option<PanicPayload> = None;
         loop {
             // SAFETY: this thread holds `driving` and is CURRENT.
             unsafe { self.run_ready() };
+            if let Some(p) = self.take_contained() {
+                if !defer_panics {
+                    std::panic::resume_unwind(p);
+                }
+                deferred.get_or_insert(p);
+            }
             if until() {
+                if let Some(p) = deferred {
+                    // Handed back to the caller, who re-raises it once its
+                    // operation is finished.
+                    *self.contained.lock().unwrap_or_else(|e| e.into_inner()) = Some(p);
+                    self.has_contained.store(true, Ordering::Release);
+                }
                 return Ok(());
             }
             if self.stop.swap(false, Ordering::AcqRel) && on_stop() {
@@ -799,33 +900,38 @@ impl Shared {
             }
             links
         };
-        let mut ops: Vec<*const Header> = Vec::new();
+        let mut ops: Vec<(*const Header, Signal)> = Vec::new();
         for l in links {
             let (h, is_cancel) = Header::from_link(l);
             if !is_cancel {
-                ops.push(h);
+                ops.push((h, Signal::Shutdown));
             }
         }
         {
             // SAFETY: the dropping thread has exclusive access (`&mut
             // IoContext`, nobody inside `run`); short borrow.
             let local = unsafe { self.local() };
-            ops.extend(local.ready.drain(..).map(|(h, _)| h));
+            // A reaped io_uring completion waiting here may own a resource
+            // (an accepted descriptor): hand it over as `Reaped`.
+            ops.extend(local.ready.drain(..).map(|(h, sig)| match sig {
+                Signal::Completed(res) => (h, Signal::Reaped(res)),
+                _ => (h, Signal::Shutdown),
+            }));
             for slot in &mut local.slots {
                 for w in [&mut slot.reader, &mut slot.writer] {
                     if !w.is_null() {
-                        ops.push(core::mem::replace(w, core::ptr::null()));
+                        ops.push((core::mem::replace(w, core::ptr::null()), Signal::Shutdown));
                     }
                 }
             }
-            local.timers.drain(|h| ops.push(h));
+            local.timers.drain(|h| ops.push((h, Signal::Shutdown)));
         }
-        for h in ops {
+        for (h, sig) in ops {
             // SAFETY: each pointer is a live op removed from the only place
             // it was registered; this thread now owns it.
             unsafe {
                 (*h).wait.set(Wait::None);
-                ((*h).run)(h, Signal::Shutdown);
+                ((*h).run)(h, sig);
             }
         }
         // io_uring: cancel what is in flight and reap every completion
@@ -842,20 +948,22 @@ impl Shared {
                     break;
                 }
                 u.cancel_all();
-                if u.park(Some(Duration::from_millis(100)), |h, _| reaped.push(h))
-                    .is_err()
+                if u.park(Some(Duration::from_millis(100)), |h, res| {
+                    reaped.push((h, res))
+                })
+                .is_err()
                 {
                     // Cannot reap: leave the ops pending (leaked) rather
                     // than free memory the kernel may still write.
                     break;
                 }
             }
-            for h in reaped {
+            for (h, res) in reaped {
                 // SAFETY: the entry of this live op was reaped; this
                 // thread now owns it.
                 unsafe {
                     release_busy((*h).wait.replace(Wait::None));
-                    ((*h).run)(h, Signal::Shutdown);
+                    ((*h).run)(h, Signal::Reaped(res));
                 }
             }
         }
@@ -876,6 +984,20 @@ impl Shared {
 /// context per core, each with its own listener bound with `SO_REUSEPORT`
 /// ([`TcpListener::bind_reuseport`](crate::TcpListener::bind_reuseport)), so
 /// the kernel spreads connections and no connection ever crosses threads.
+/// [`IoContextBuilder::spawn`] runs a context on a thread of its own.
+///
+/// # Panics
+/// User code inside algorithms (a `then` closure) never unwinds into the
+/// loop: algorithms catch it and deliver it through `set_panic` to whoever
+/// awaits the result ([`run_until`](Self::run_until) re-raises it,
+/// [`spawn_detached`](crate::spawn_detached) reports it). A *receiver*
+/// that panics while the loop completes it (its own code) is caught at the
+/// operation's completion: the loop finishes its turn, so every other
+/// operation carries on, then [`run`](Self::run) re-raises the panic with
+/// its original payload (the context stays usable: call `run` again to go
+/// on). [`run_until`](Self::run_until) keeps going until its own sender
+/// completed, then re-raises it; a panic contained while the context is
+/// dropped is re-raised by the drop. Only the first of several is kept.
 ///
 /// ```
 /// use exec_core::{Scheduler, SenderExt};
@@ -952,7 +1074,7 @@ impl IoContext {
     /// # Panics
     /// If another thread is running this context.
     pub fn run(&self) -> io::Result<()> {
-        self.shared.drive(&mut || false, &|| true)
+        self.shared.drive(&mut || false, &|| true, false)
     }
 
     /// Asks [`run`](Self::run) to return. Same as
@@ -1007,11 +1129,16 @@ impl IoContext {
                     state.stop.request_stop();
                     false
                 },
+                true,
             );
             if let Err(e) = res {
                 panic!("exec-io: polling failed in run_until: {e}");
             }
             core::mem::forget(bomb);
+        }
+        if let Some(p) = self.shared.take_contained() {
+            // Another operation's receiver panicked on the loop meanwhile.
+            std::panic::resume_unwind(p);
         }
         let outcome = state
             .outcome
@@ -1030,7 +1157,16 @@ impl IoContext {
 
 impl Drop for IoContext {
     fn drop(&mut self) {
+        let previous = SHUTTING_DOWN.with(|c| c.replace(Arc::as_ptr(&self.shared)));
         self.shared.shutdown();
+        SHUTTING_DOWN.with(|c| c.set(previous));
+        if let Some(p) = self.shared.take_contained() {
+            if std::thread::panicking() {
+                drop(p); // already unwinding: a second panic would abort
+            } else {
+                std::panic::resume_unwind(p);
+            }
+        }
     }
 }
 
@@ -1113,6 +1249,93 @@ impl<'a> Env<'a> for UntilEnv<'a> {
 
 // SAFETY: the state is only touched through its mutex and atomics.
 unsafe impl<T: Send, E: Send> Sync for UntilState<T, E> {}
+
+/// An [`IoContext`] running on its own thread, made by
+/// [`IoContextBuilder::spawn`].
+///
+/// Dropping it (or [`join`](Self::join)) stops the loop, drops the context
+/// on its thread (operations still pending complete *stopped*) and joins
+/// the thread.
+///
+/// # Panics
+/// A receiver that panics on the loop (see [`IoContext`]'s "Panics") does
+/// not end the loop: the thread keeps running it, and the first such panic
+/// is re-raised, with its payload, by [`join`](Self::join) or by the drop
+/// (unless the dropping thread is already panicking).
+pub struct IoThread {
+    sch: IoScheduler,
+    handle: IoHandle,
+    thread: Option<std::thread::JoinHandle<(io::Result<()>, Option<PanicPayload>)>>,
+}
+
+impl fmt::Debug for IoThread {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IoThread").finish_non_exhaustive()
+    }
+}
+
+impl IoThread {
+    /// The loop thread: runs until stopped, containing receiver panics.
+    fn body(ctx: IoContext) -> (io::Result<()>, Option<PanicPayload>) {
+        let mut first: Option<PanicPayload> = None;
+        let res = loop {
+            match exec_core::catch_unwind(|| ctx.run()) {
+                Ok(res) => break res,
+                // `run` re-raised a contained panic after a complete turn:
+                // keep the loop going, report the panic at join.
+                Err(p) => {
+                    first.get_or_insert(p);
+                }
+            }
+        };
+        if let Err(p) = exec_core::catch_unwind(move || drop(ctx)) {
+            first.get_or_insert(p);
+        }
+        (res, first)
+    }
+
+    /// The scheduler of the context.
+    pub fn scheduler(&self) -> IoScheduler {
+        self.sch.clone()
+    }
+
+    /// A handle that stops the loop (the thread then finishes as on drop).
+    pub fn handle(&self) -> IoHandle {
+        self.handle.clone()
+    }
+
+    fn stop_and_join(&mut self) -> Option<(io::Result<()>, Option<PanicPayload>)> {
+        let t = self.thread.take()?;
+        self.handle.stop();
+        Some(match t.join() {
+            Ok(r) => r,
+            Err(p) => (Ok(()), Some(p)),
+        })
+    }
+
+    /// Stops the loop and waits for its thread; returns the loop's I/O
+    /// error, if polling failed.
+    ///
+    /// # Panics
+    /// Re-raises the first panic contained on the loop.
+    pub fn join(mut self) -> io::Result<()> {
+        match self.stop_and_join() {
+            Some((_, Some(p))) => std::panic::resume_unwind(p),
+            Some((res, None)) => res,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for IoThread {
+    fn drop(&mut self) {
+        if let Some((_, Some(p))) = self.stop_and_join()
+            && !std::thread::panicking()
+        {
+            std::panic::resume_unwind(p);
+        }
+    }
+}
 
 /// A handle to stop an [`IoContext`]'s [`run`](IoContext::run) from any
 /// thread.

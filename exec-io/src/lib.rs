@@ -44,7 +44,8 @@
 //! # Backends
 //! Two backends behind one API, chosen with [`IoContext::builder`]:
 //! [`Backend::IoUring`] (the default where it starts: stream reads and
-//! writes are native io_uring operations on the operation's own buffer,
+//! writes, TCP accept and connect are native io_uring operations on the
+//! operation's own buffer and address,
 //! other operations wait with io_uring polls) and [`Backend::Readiness`]
 //! (epoll through mio). Both pass the same test suite
 //! (`EXEC_IO_BACKEND=readiness cargo test -p exec-io` runs it on epoll).
@@ -61,8 +62,10 @@ mod loom;
 mod context;
 mod file;
 mod inbox;
+mod loop_with_state;
 mod net;
 mod op;
+mod probe;
 mod sender;
 mod signal;
 mod source;
@@ -72,8 +75,11 @@ mod timeout;
 mod timer;
 mod uring;
 
-pub use context::{Backend, IoContext, IoContextBuilder, IoHandle, IoScheduler, UntilReceiver};
+pub use context::{
+    Backend, IoContext, IoContextBuilder, IoHandle, IoScheduler, IoThread, UntilReceiver,
+};
 pub use file::{File, FileAction};
+pub use loop_with_state::{LoopOp, LoopReceiver, LoopWithState, loop_with_state};
 pub use net::pipe::{PipeReader, PipeWriter, pipe};
 pub use net::tcp::{AcceptAction, ConnectAction, TcpListener, TcpStream};
 pub use net::udp::{RecvFromAction, SendToAction, UdpSocket};

@@ -9,7 +9,9 @@ pub(crate) use ::loom::{cell, sync};
 pub(crate) mod sync {
     pub(crate) use std::sync::{Mutex, MutexGuard};
     pub(crate) mod atomic {
-        pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+        pub(crate) use std::sync::atomic::{
+            AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering,
+        };
     }
 }
 

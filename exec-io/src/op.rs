@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use exec_core::{Env, OperationState, Receiver, StopCallback};
+use exec_core::{Env, OnStop, OperationState, PanicPayload, Receiver, StopCallback, catch_unwind};
 
 use crate::context::Shared;
 use crate::inbox::Link;
@@ -40,6 +40,10 @@ pub(crate) enum Signal {
     Shutdown,
     /// io_uring: the op's entry completed with this result.
     Completed(i32),
+    /// io_uring, context being dropped: the op's entry was reaped with this
+    /// result; release what it produced (`uring_discard`), complete
+    /// *stopped*.
+    Reaped(i32),
 }
 
 /// What an operation is waiting for, as the loop records it.
@@ -187,9 +191,34 @@ pub trait Action: Send {
         let _ = res;
         unreachable!("uring_complete without uring_entry")
     }
+    /// io_uring: the native entry completed with `res` while the context
+    /// is dropped; release anything the result owns (an accepted
+    /// descriptor). Default: nothing to release.
+    fn uring_discard(&mut self, res: i32) {
+        let _ = res;
+    }
 }
 
-type CancelCallback = StopCallback<'static, Box<dyn FnOnce() + Send>>;
+/// The stop callback of every op: posts the op's cancel link to its loop.
+/// A named type (not a closure), so it is stored inline in the op and
+/// registering it allocates nothing.
+pub(crate) struct PostCancel {
+    /// The op's loop; the op holds an `Arc` to it for its whole life.
+    ctx: SendPtr<Shared>,
+    /// The op itself.
+    op: SendPtr<Header>,
+}
+
+impl OnStop for PostCancel {
+    fn on_stop(self) {
+        // SAFETY: the op (and the `Arc<Shared>` it holds) is alive while
+        // its callback can run: `finish` drops the callback, waiting for a
+        // running one, before the op completes.
+        unsafe { (*self.ctx.get()).post_cancel(self.op.get()) }
+    }
+}
+
+type CancelCallback = StopCallback<'static, PostCancel>;
 
 /// The operation state of every I/O, timer and schedule sender of this
 /// crate: a queue node owned by the caller and pinned while it runs.
@@ -268,10 +297,16 @@ where
                     // SAFETY: forwarded contract; the entry was reaped.
                     return unsafe { Self::finish(this, None) };
                 }
-                // SAFETY: loop thread; `action` present until `finish`.
-                let step = this
-                    .action
-                    .with_mut(|a| unsafe { (*a).as_mut().map(|a| a.uring_complete(res)) });
+                let step = catch_unwind(|| {
+                    // SAFETY: loop thread; `action` present until `finish`.
+                    this.action
+                        .with_mut(|a| unsafe { (*a).as_mut().map(|a| a.uring_complete(res)) })
+                });
+                let step = match step {
+                    Ok(step) => step,
+                    // SAFETY: forwarded contract (the entry was reaped).
+                    Err(p) => return unsafe { Self::finish_panic(this, p) },
+                };
                 match step {
                     Some(Step::Done(r)) => {
                         // SAFETY: forwarded contract.
@@ -314,10 +349,16 @@ where
                         None => {}
                     }
                 }
-                // SAFETY: loop thread; `action` present until `finish`.
-                let step = this
-                    .action
-                    .with_mut(|a| unsafe { (*a).as_mut().map(|a| a.attempt()) });
+                let step = catch_unwind(|| {
+                    // SAFETY: loop thread; `action` present until `finish`.
+                    this.action
+                        .with_mut(|a| unsafe { (*a).as_mut().map(|a| a.attempt()) })
+                });
+                let step = match step {
+                    Ok(step) => step,
+                    // SAFETY: forwarded contract (nothing is registered).
+                    Err(p) => return unsafe { Self::finish_panic(this, p) },
+                };
                 match step {
                     Some(Step::Done(res)) => {
                         // SAFETY: forwarded contract.
@@ -340,6 +381,16 @@ where
                     // SAFETY: forwarded contract; no longer registered.
                     unsafe { Self::finish(this, None) }
                 }
+            }
+            Signal::Reaped(res) => {
+                if this.native.replace(false) {
+                    // SAFETY: loop (or dropping) thread; `action` present
+                    // until `finish`.
+                    this.action
+                        .with_mut(|a| unsafe { (*a).as_mut().map(|a| a.uring_discard(res)) });
+                }
+                // SAFETY: forwarded contract.
+                unsafe { Self::finish(this, None) }
             }
             // SAFETY: forwarded contract.
             Signal::Shutdown => unsafe { Self::finish(this, None) },
@@ -379,18 +430,45 @@ where
     /// `this` is a live op; called once, by the thread that owns the op's
     /// cells at that moment, with the op registered nowhere.
     unsafe fn finish(this: *const Self, res: Option<Result<A::Output, A::Error>>) {
+        // SAFETY: forwarded contract.
+        unsafe {
+            Self::complete(this, move |r| match res {
+                Some(Ok(v)) => r.set_value(v),
+                Some(Err(e)) => r.set_error(e),
+                None => r.set_stopped(),
+            })
+        }
+    }
+
+    /// Completes the receiver with a panic of the action's code.
+    ///
+    /// # Safety
+    /// As for `finish`.
+    unsafe fn finish_panic(this: *const Self, payload: PanicPayload) {
+        // SAFETY: forwarded contract.
+        unsafe { Self::complete(this, move |r| r.set_panic(payload)) }
+    }
+
+    /// Takes the receiver out (dropping what the op holds) and runs `f` on
+    /// it. This is the loop's panic boundary: if the receiver itself panics
+    /// (its own code; algorithms deliver panics of user code through
+    /// `set_panic` instead), the panic is contained and re-raised by the
+    /// loop's `run`/`run_until` after the turn (`context::contain_panic`),
+    /// so the loop and the other operations carry on.
+    ///
+    /// # Safety
+    /// As for `finish`.
+    unsafe fn complete(this: *const Self, f: impl FnOnce(R)) {
         // SAFETY: alive per the contract; `me` is not used after the
         // receiver was taken out.
         let me = unsafe { &*this };
         // SAFETY: forwarded contract.
         let receiver = unsafe { me.take_receiver() };
         // From here on we must not touch the op: the owner may free it.
-        if let Some(r) = receiver {
-            match res {
-                Some(Ok(v)) => r.set_value(v),
-                Some(Err(e)) => r.set_error(e),
-                None => r.set_stopped(),
-            }
+        if let Some(r) = receiver
+            && let Err(p) = catch_unwind(move || f(r))
+        {
+            crate::context::contain_panic(p);
         }
     }
 
@@ -437,14 +515,10 @@ where
                 .receiver
                 .with(|r| unsafe { (*r).as_ref().map(|r| r.env().stop_token().detach()) });
             if let Some(token) = token.filter(|t| t.stop_possible()) {
-                let ctx = this.ctx.clone();
-                let hp = SendPtr::new(h);
-                let f: Box<dyn FnOnce() + Send> = Box::new(move || {
-                    // SAFETY: the op is alive while its callback can run
-                    // (`finish` drops the callback, waiting for a running
-                    // one, before the op completes).
-                    unsafe { ctx.post_cancel(hp.get()) }
-                });
+                let f = PostCancel {
+                    ctx: SendPtr::new(Arc::as_ptr(&this.ctx)),
+                    op: SendPtr::new(h),
+                };
                 // SAFETY: we own the cell; the callback is created in place
                 // and pinned there: the op is pinned and `finish` drops the
                 // callback in place.

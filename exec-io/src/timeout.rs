@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use exec_core::{
-    Env, OperationState, PanicPayload, ParentRef, Receiver, Sender, SenderTo, StopCallback,
+    Env, OnStop, OperationState, PanicPayload, ParentRef, Receiver, Sender, SenderTo, StopCallback,
     StopSource, StopToken,
 };
 
@@ -112,7 +112,21 @@ enum Outcome<T, E> {
     Panic(PanicPayload),
 }
 
-type UpstreamCallback = StopCallback<'static, Box<dyn FnOnce() + Send>>;
+/// The upstream stop callback: stops both children. A named type, so the
+/// callback is stored inline in the op (no allocation).
+struct ForwardStops(crate::op::SendPtr<Stops>);
+
+impl OnStop for ForwardStops {
+    fn on_stop(self) {
+        // SAFETY: the shared state outlives this callback (dropped, waiting
+        // for a running callback, before the op completes).
+        let s = unsafe { &*self.0.get() };
+        s.child.request_stop();
+        s.timer.request_stop();
+    }
+}
+
+type UpstreamCallback = StopCallback<'static, ForwardStops>;
 
 /// What the child, the timer and the upstream stop callback share.
 struct Stops {
@@ -128,9 +142,9 @@ struct Shared<T, E, R> {
     outcome: Mutex<Option<Outcome<T, E>>>,
     /// Taken by whoever brings `remaining` to zero.
     receiver: Mutex<Option<R>>,
-    /// Forwards the receiver's stop request to both children. Dropped (in
-    /// place) before the receiver is completed.
-    upstream: Mutex<Option<Pin<Box<UpstreamCallback>>>>,
+    /// Forwards the receiver's stop request to both children. Pinned in
+    /// place (the op is); dropped in place before the receiver is completed.
+    upstream: Mutex<Option<UpstreamCallback>>,
 }
 
 impl<T, E: From<TimedOut>, R: Receiver<T, E>> Shared<T, E, R> {
@@ -164,12 +178,9 @@ impl<T, E: From<TimedOut>, R: Receiver<T, E>> Shared<T, E, R> {
     /// Drops the upstream callback and takes what is delivered.
     #[allow(clippy::type_complexity)]
     fn take_all(&self) -> (Option<Outcome<T, E>>, Option<R>, bool) {
-        let cb = self
-            .upstream
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        drop(cb);
+        // Dropped in place (it is pinned there): deregisters, waiting for a
+        // running callback.
+        *self.upstream.lock().unwrap_or_else(|e| e.into_inner()) = None;
         let outcome = self
             .outcome
             .lock()
@@ -358,17 +369,13 @@ where
             r.as_ref().map(|r| unsafe { r.env().stop_token().detach() })
         };
         if let Some(token) = token.filter(|t| t.stop_possible()) {
-            let sp = crate::op::SendPtr::new(&shared.stops as *const Stops);
-            let f: Box<dyn FnOnce() + Send> = Box::new(move || {
-                // SAFETY: the shared state outlives this callback (dropped
-                // before the op completes).
-                let s = unsafe { &*sp.get() };
-                s.child.request_stop();
-                s.timer.request_stop();
-            });
-            let mut cb = Box::pin(StopCallback::new(token, f));
-            cb.as_mut().register();
-            *shared.upstream.lock().unwrap_or_else(|e| e.into_inner()) = Some(cb);
+            let f = ForwardStops(crate::op::SendPtr::new(&shared.stops as *const Stops));
+            let mut slot = shared.upstream.lock().unwrap_or_else(|e| e.into_inner());
+            let cb = slot.insert(StopCallback::new(token, f));
+            // SAFETY: the callback lives in the pinned op and is only ever
+            // dropped in place (`take_all`). If stop was already requested
+            // it runs inline here; it does not touch `upstream`.
+            unsafe { Pin::new_unchecked(cb) }.register();
         }
         // SAFETY: both children live in this pinned op, which outlives them.
         unsafe {

@@ -185,7 +185,8 @@ where
         &self.src.ctx
     }
     fn uring_entry(&mut self) -> Option<(squeue::Entry, RawSource, bool)> {
-        let buf = self.buf.as_ref()?;
+        // Nothing (left) to write: `attempt` completes at once.
+        let buf = self.buf.as_ref().filter(|b| self.pos < b.len())?;
         Some((
             write_entry(&self.src, &buf[self.pos..]),
             self.src.raw(),

@@ -75,13 +75,50 @@ impl TcpListener {
     pub fn accept(&self) -> IoSender<AcceptAction> {
         IoSender::new(AcceptAction {
             src: self.src.clone(),
+            // SAFETY: all-zero is a valid `sockaddr_storage` (plain data).
+            addr: unsafe { core::mem::zeroed() },
+            addr_len: 0,
         })
     }
 }
 
-/// Action of [`TcpListener::accept`].
+/// Action of [`TcpListener::accept`]. On io_uring a native accept entry
+/// (the peer address is written into `addr`, inside the pinned operation).
 pub struct AcceptAction {
     src: Arc<Source<mio::net::TcpListener>>,
+    /// io_uring: where the kernel writes the peer's address.
+    addr: libc::sockaddr_storage,
+    addr_len: libc::socklen_t,
+}
+
+/// The socket address the kernel wrote into `st`.
+fn sockaddr_to_addr(st: &libc::sockaddr_storage) -> io::Result<SocketAddr> {
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
+    match st.ss_family as libc::c_int {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a `sockaddr_in`
+            // (`sockaddr_storage` is large and aligned enough for it).
+            let a = unsafe { &*(st as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            Ok(SocketAddr::V4(SocketAddrV4::new(
+                Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)),
+                u16::from_be(a.sin_port),
+            )))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: as above, for `sockaddr_in6`.
+            let a = unsafe { &*(st as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            Ok(SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(a.sin6_addr.s6_addr),
+                u16::from_be(a.sin6_port),
+                a.sin6_flowinfo,
+                a.sin6_scope_id,
+            )))
+        }
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "exec-io: accept returned an unexpected address family",
+        )),
+    }
 }
 
 impl Action for AcceptAction {
@@ -104,6 +141,43 @@ impl Action for AcceptAction {
                 )
             },
         )
+    }
+    fn uring_entry(&mut self) -> Option<(io_uring::squeue::Entry, crate::source::RawSource, bool)> {
+        use io_uring::{opcode, types};
+        use std::os::fd::AsRawFd;
+        self.addr_len = core::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        let entry = opcode::Accept::new(
+            types::Fd(self.src.io.as_raw_fd()),
+            (&mut self.addr as *mut libc::sockaddr_storage).cast(),
+            &mut self.addr_len,
+        )
+        .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+        .build();
+        Some((entry, self.src.raw(), false))
+    }
+    fn uring_complete(&mut self, res: i32) -> Step<(TcpStream, SocketAddr), io::Error> {
+        use std::os::fd::FromRawFd;
+        if res >= 0 {
+            // SAFETY: a successful accept returns a new descriptor that
+            // nothing else owns; `TcpStream` takes ownership (closes it).
+            let std = unsafe { std::net::TcpStream::from_raw_fd(res) };
+            let peer = sockaddr_to_addr(&self.addr);
+            let stream = TcpStream {
+                src: Source::new(self.src.ctx.clone(), mio::net::TcpStream::from_std(std)),
+            };
+            Step::Done(peer.map(|addr| (stream, addr)))
+        } else if res == -libc::EAGAIN || res == -libc::EINTR {
+            Step::Wait(Interest::Read(self.src.raw()))
+        } else {
+            Step::Done(Err(io::Error::from_raw_os_error(-res)))
+        }
+    }
+    fn uring_discard(&mut self, res: i32) {
+        use std::os::fd::{FromRawFd, OwnedFd};
+        if res >= 0 {
+            // SAFETY: a successful accept's new descriptor, owned by nobody.
+            drop(unsafe { OwnedFd::from_raw_fd(res) });
+        }
     }
     fn wait_failed(e: io::Error) -> io::Error {
         e
@@ -139,6 +213,8 @@ impl TcpStream {
             ctx: sch.shared.clone(),
             addr,
             stream: None,
+            // SAFETY: all-zero is a valid `sockaddr_storage` (plain data).
+            raw_addr: unsafe { core::mem::zeroed() },
         })
     }
 
@@ -195,10 +271,49 @@ impl TcpStream {
 }
 
 /// Action of [`TcpStream::connect`].
+///
+/// On io_uring a native connect entry on a new non-blocking socket (the
+/// address it reads lives in `raw_addr`, inside the pinned operation); if
+/// the socket cannot be made there, or the entry reports "in progress",
+/// the readiness path below takes over.
 pub struct ConnectAction {
     ctx: Arc<Shared>,
     addr: SocketAddr,
     stream: Option<Arc<Source<mio::net::TcpStream>>>,
+    /// io_uring: `addr` as the kernel reads it.
+    raw_addr: libc::sockaddr_storage,
+}
+
+/// Writes `addr` into `st`; returns its length.
+fn addr_to_sockaddr(addr: &SocketAddr, st: &mut libc::sockaddr_storage) -> libc::socklen_t {
+    match addr {
+        SocketAddr::V4(a) => {
+            // SAFETY: `sockaddr_storage` is large and aligned enough for a
+            // `sockaddr_in`; every field is written below.
+            let sin =
+                unsafe { &mut *(st as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            sin.sin_port = a.port().to_be();
+            sin.sin_addr = libc::in_addr {
+                s_addr: u32::from(*a.ip()).to_be(),
+            };
+            sin.sin_zero = [0; 8];
+            core::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t
+        }
+        SocketAddr::V6(a) => {
+            // SAFETY: as above, for `sockaddr_in6`.
+            let sin6 =
+                unsafe { &mut *(st as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sin6.sin6_port = a.port().to_be();
+            sin6.sin6_flowinfo = a.flowinfo();
+            sin6.sin6_addr = libc::in6_addr {
+                s6_addr: a.ip().octets(),
+            };
+            sin6.sin6_scope_id = a.scope_id();
+            core::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t
+        }
+    }
 }
 
 impl Action for ConnectAction {
@@ -206,6 +321,58 @@ impl Action for ConnectAction {
     type Error = io::Error;
     fn ctx(&self) -> &Arc<Shared> {
         &self.ctx
+    }
+    fn uring_entry(&mut self) -> Option<(io_uring::squeue::Entry, crate::source::RawSource, bool)> {
+        use io_uring::{opcode, types};
+        use std::os::fd::{AsRawFd, FromRawFd};
+        if self.stream.is_some() {
+            // Already connecting: wait for writability (readiness path).
+            return None;
+        }
+        let family = match self.addr {
+            SocketAddr::V4(_) => libc::AF_INET,
+            SocketAddr::V6(_) => libc::AF_INET6,
+        };
+        // SAFETY: plain syscall.
+        let fd = unsafe {
+            libc::socket(
+                family,
+                libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                0,
+            )
+        };
+        if fd < 0 {
+            // `attempt` makes the socket again and reports the error.
+            return None;
+        }
+        // SAFETY: a new descriptor nobody else owns.
+        let std = unsafe { std::net::TcpStream::from_raw_fd(fd) };
+        let src = Source::new(self.ctx.clone(), mio::net::TcpStream::from_std(std));
+        let len = addr_to_sockaddr(&self.addr, &mut self.raw_addr);
+        let entry = opcode::Connect::new(
+            types::Fd(src.io.as_raw_fd()),
+            (&self.raw_addr as *const libc::sockaddr_storage).cast(),
+            len,
+        )
+        .build();
+        let raw = src.raw();
+        self.stream = Some(src);
+        Some((entry, raw, true))
+    }
+    fn uring_complete(&mut self, res: i32) -> Step<TcpStream, io::Error> {
+        let Some(src) = &self.stream else {
+            return Step::Done(Err(io::Error::other("exec-io: connect without a socket")));
+        };
+        if res == 0 {
+            Step::Done(Ok(TcpStream {
+                src: self.stream.take().expect("connect: stream present"),
+            }))
+        } else if res == -libc::EINPROGRESS || res == -libc::EALREADY || res == -libc::EAGAIN {
+            Step::Wait(Interest::Write(src.raw()))
+        } else {
+            self.stream = None; // closes the socket
+            Step::Done(Err(io::Error::from_raw_os_error(-res)))
+        }
     }
     fn attempt(&mut self) -> Step<TcpStream, io::Error> {
         let src = match &self.stream {

@@ -64,3 +64,80 @@ pub fn wait_for(secs: u64, mut cond: impl FnMut() -> bool) {
 pub fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
+
+/// The per-connection loop of `examples/echo_server.rs` as a sender: read
+/// some bytes, write them back, until the peer closes; sends the buffer
+/// back at the end.
+/// (Macros, so the sender's concrete type connects to any receiver.)
+#[macro_export]
+macro_rules! echo_session {
+    ($stream:expr, $buf:expr) => {{
+        use core::ops::ControlFlow::{Break, Continue};
+        use exec_core::SenderExt;
+        let stream: exec_io::TcpStream = $stream;
+        let buf: Vec<u8> = $buf;
+        let cap = buf.len();
+        exec_io::loop_with_state(buf, move |buf| {
+            let s = stream.clone();
+            stream
+                .read(buf)
+                .let_value(move |(n, mut buf)| {
+                    buf.truncate(n);
+                    s.write_all(buf)
+                })
+                .then(move |mut buf| {
+                    let closed = buf.is_empty();
+                    buf.resize(cap, 0);
+                    if closed { Break(buf) } else { Continue(buf) }
+                })
+        })
+    }};
+}
+
+/// A client of [`echo_session`]: `rounds` times writes `msg` (bytes all
+/// equal) and reads until as many bytes came back (each checked), then
+/// shuts its write side down. Sends the two buffers back.
+#[macro_export]
+macro_rules! echo_client {
+    ($stream:expr, $rounds:expr, $msg:expr, $inb:expr) => {{
+        let stream: exec_io::TcpStream = $stream;
+        let (rounds, msg, inb): (usize, Vec<u8>, Vec<u8>) = ($rounds, $msg, $inb);
+        use core::ops::ControlFlow::{Break, Continue};
+        use exec_core::SenderExt;
+        assert!(rounds > 0);
+        let end = stream.clone();
+        exec_io::loop_with_state((rounds, msg, inb), move |(left, msg, inb)| {
+            let reader = stream.clone();
+            stream
+                .write_all(msg)
+                .let_value(move |msg| {
+                    let want = msg.len();
+                    let byte = msg[0];
+                    // Read until `want` bytes came back (a nested loop).
+                    exec_io::loop_with_state((inb, 0), move |(inb, got): (Vec<u8>, usize)| {
+                        reader.read(inb).then(move |(n, inb)| {
+                            assert!(n > 0, "server closed early");
+                            assert!(inb[..n].iter().all(|&b| b == byte), "echoed bytes differ");
+                            if got + n >= want {
+                                Break(inb)
+                            } else {
+                                Continue((inb, got + n))
+                            }
+                        })
+                    })
+                    .then(move |inb| (msg, inb))
+                })
+                .then(move |(msg, inb)| {
+                    if left == 1 {
+                        Break((msg, inb))
+                    } else {
+                        Continue((left - 1, msg, inb))
+                    }
+                })
+        })
+        .then(move |bufs| {
+            end.shutdown(std::net::Shutdown::Write).unwrap();
+            bufs
+        })
+    }};
+}
