@@ -12,11 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// 10,000,000 inline iterations (the figure; ~2 s in debug),
 /// 1,000 under miri.
 fn many() -> usize {
-    if cfg!(miri) {
-        1_000
-    } else {
-        10_000_000
-    }
+    if cfg!(miri) { 1_000 } else { 10_000_000 }
 }
 
 #[test]

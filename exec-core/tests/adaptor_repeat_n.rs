@@ -21,11 +21,7 @@ fn runs_exactly_n_times() {
 
 #[test]
 fn many_inline_iterations() {
-    let n = if cfg!(miri) {
-        1_000
-    } else {
-        10_000_000
-    };
+    let n = if cfg!(miri) { 1_000 } else { 10_000_000 };
     let runs = Cell::new(0usize);
     let s = just(()).then(|()| runs.set(runs.get() + 1));
     assert_eq!(sync_wait(s.repeat_n(n)), Ok(Some(())));
