@@ -405,12 +405,23 @@ impl PollLog {
     }
 }
 
-/// `fut`, logging the thread of each of its polls.
+/// Waits (yielding) until `ready()`: a handshake, so that a wake-up or stop
+/// from another thread comes after the first poll however slow the run
+/// (miri) is.
+fn wait_until(ready: impl Fn() -> bool) {
+    while !ready() {
+        std::thread::yield_now();
+    }
+}
+
+/// `fut`, logging the thread of each of its polls (once the poll is done,
+/// so that a handshake on the log sees a waker in place).
 fn logged<F: Future>(log: PollLog, fut: F) -> impl Future<Output = F::Output> {
     let mut fut = Box::pin(fut);
     std::future::poll_fn(move |cx| {
+        let polled = fut.as_mut().poll(cx);
         log.record();
-        fut.as_mut().poll(cx)
+        polled
     })
 }
 
@@ -530,8 +541,9 @@ fn a_context_that_shuts_down_with_the_poll_queued_completes_stopped() {
 fn sync_wait_repolls_a_future_woken_elsewhere_on_its_own_thread() {
     let (tx, rx) = oneshot::channel::<u32>();
     let log = PollLog::default();
+    let polled = log.clone();
     let waker_thread = std::thread::spawn(move || {
-        std::thread::sleep(std::time::Duration::from_millis(1));
+        wait_until(|| !polled.threads().is_empty());
         tx.send(7).unwrap();
         std::thread::current().id()
     });
@@ -545,7 +557,7 @@ fn sync_wait_repolls_a_future_woken_elsewhere_on_its_own_thread() {
     assert_eq!(v, 7);
     assert_eq!(completed_on, here);
     let threads = log.threads();
-    assert!(!threads.is_empty());
+    assert_eq!(threads.len(), 2, "pending, then woken: {threads:?}");
     assert!(
         threads.iter().all(|t| *t == here && *t != waker_thread),
         "every poll on the sync_wait thread: {threads:?}"
@@ -563,19 +575,22 @@ fn sync_wait_drops_a_stopped_future_on_its_own_thread() {
     let dropped_on = Arc::new(Mutex::new(None));
     let probe = Probe(dropped_on.clone());
     let source = StopSource::new();
+    let log = PollLog::default();
     let r = std::thread::scope(|s| {
+        let polled = log.clone();
         s.spawn(|| {
-            std::thread::sleep(std::time::Duration::from_millis(1));
+            wait_until(move || !polled.threads().is_empty());
             source.request_stop();
         });
         sync_wait(
-            from_future(async move {
+            from_future(logged(log.clone(), async move {
                 let _p = probe;
                 std::future::pending::<()>().await
-            })
+            }))
             .write_env(WithStopToken::source(&source)),
         )
     });
+    assert_eq!(log.threads().len(), 1, "stopped while pending");
     assert_eq!(r, Ok(None));
     assert_eq!(
         *dropped_on.lock().unwrap(),
@@ -593,12 +608,14 @@ fn started_on_the_pool_a_future_woken_elsewhere_is_repolled_on_a_worker() {
     let fut = {
         let mut rx = rx;
         std::future::poll_fn(move |cx| {
+            let polled = Pin::new(&mut rx).poll(cx);
             seen.lock().unwrap().push(probe.is_worker_thread());
-            Pin::new(&mut rx).poll(cx)
+            polled
         })
     };
+    let polled = on_worker.clone();
     let waker = std::thread::spawn(move || {
-        std::thread::sleep(std::time::Duration::from_millis(2));
+        wait_until(|| !polled.lock().unwrap().is_empty());
         tx.send(5).unwrap();
     });
     let probe = sch.clone();
@@ -609,7 +626,7 @@ fn started_on_the_pool_a_future_woken_elsewhere_is_repolled_on_a_worker() {
     waker.join().unwrap();
     assert_eq!(r, Ok(Some((5, true))), "completed on a worker");
     let seen = on_worker.lock().unwrap().clone();
-    assert!(seen.len() >= 2, "woken at least once: {seen:?}");
+    assert_eq!(seen.len(), 2, "pending, then woken: {seen:?}");
     assert!(seen.iter().all(|w| *w), "every poll on a worker: {seen:?}");
 }
 
