@@ -8,13 +8,16 @@
 //!   `async` block awaited (one allocation, no hop): the bare cost of
 //!   `into_future`.
 //! - a tokio future run as a sender by `sync_wait` (from a plain thread)
-//!   vs the same future under `Runtime::block_on`.
+//!   vs the same future under `Runtime::block_on`. The future yields once:
+//!   its self-wake sends the operation through `sync_wait`'s run loop (the
+//!   receiver's scheduler), where `block_on` re-polls in place.
 //!
 //! - `schedule(pool).then(f)` awaited from a tokio task (exec-pool, 2
 //!   workers) vs `tokio::spawn(f)` awaited: the target row; and vs
 //!   `tokio::task::spawn_blocking(f)` awaited, tokio's own hop to another
 //!   thread pool and back (the pool row pays two cross-pool wake-ups,
-//!   `tokio::spawn` from a worker none).
+//!   `tokio::spawn` from a worker none); and vs the same round trip run by
+//!   `sync_wait` from a plain thread (exec alone, no tokio, no adapter).
 //! - a tokio future run by `from_future_on(pool, …)` with the runtime
 //!   entered, awaited from a tokio task, vs the same future spawned on tokio.
 //!
@@ -145,6 +148,24 @@ fn main() {
         "schedule(pool).then(f).await vs spawn_blocking(f).await",
         adapter,
         hop,
+    );
+    // The same pool round trip driven by exec itself, from a plain thread:
+    // what the hop costs without tokio or the adapter (sync_wait's run loop
+    // is woken by the pool worker, as the tokio task is above).
+    let exec_only = measure(n, |iters| {
+        let pool_sch = pool.scheduler();
+        let mut acc = 0u64;
+        for i in 0..iters {
+            acc ^= sync_wait(pool_sch.schedule().then(move |()| work(i)))
+                .unwrap()
+                .unwrap();
+        }
+        black_box(acc);
+    });
+    report(
+        "schedule(pool).then(f): .await in tokio vs sync_wait",
+        adapter,
+        exec_only,
     );
 
     let adapter = measure(n, |iters| {

@@ -1,23 +1,35 @@
 //! `Future` → sender: [`from_future`], [`from_try_future`].
 //!
 //! # Where the future is polled
-//! The first poll happens inline in `start`. After that, the future is
-//! polled by whichever thread wakes it: `wake()` polls it right there if no
-//! one else is polling, and otherwise marks it notified so that the thread
-//! that is polling polls once more before it lets go. So the future runs
-//! where its wake-up comes from (an I/O driver, a timer thread, the thread
-//! that sent on a channel), with no queue and no extra thread; the
-//! receiver's completion runs on that thread too. To run the future on a
-//! particular context, wrap it (e.g. tokio's `Handle::enter` in
-//! `TokioScheduler::from_future`, with the `tokio` feature) or continue on
-//! a scheduler after it.
+//! The first poll happens inline in `start`. After that it depends on the
+//! receiver's environment:
+//! - **It reports a scheduler** ([`Env::scheduler`]: `sync_wait`'s run
+//!   loop, the scheduler of `starts_on`/`on`, a pool): a wake-up that finds
+//!   the future idle enqueues the operation's [`TaskNode`] on that
+//!   scheduler, and the context polls it. A wake-up during a poll makes the
+//!   poller re-enqueue the node when the poll returns `Pending` (to the
+//!   back of the queue: a future that keeps waking itself does not starve
+//!   the context's other work). So every poll after the first, and the
+//!   receiver's completion, run on the scheduler. If the context executes
+//!   the node inline, inside `enqueue` (an inline context), the enqueuing
+//!   thread polls instead of recursing (the `Dispatching` hand-back below).
+//! - **It reports none**: the future is polled by whichever thread wakes
+//!   it: `wake()` polls it right there if no one else is polling, and
+//!   otherwise marks it notified so that the thread that is polling polls
+//!   once more before it lets go. So the future runs where its wake-up
+//!   comes from (an I/O driver, a timer thread, the thread that sent on a
+//!   channel), with no queue and no extra thread.
 //!
 //! # The state word
 //! One `Arc`-allocated [`WakeCell`] per started operation is what the
 //! wakers point at (wakers may outlive the operation; the cell never
 //! refers to the operation once `DONE` is set). Its state bits:
 //! - `POLLING`: someone holds the exclusive right to touch the operation
-//!   (poll the future, complete the receiver). `start` holds it first.
+//!   (poll the future, complete the receiver). `start` holds it first. A
+//!   queued [`TaskNode`] holds it on behalf of the context that will run
+//!   it: the thread that enqueues keeps `POLLING` set, and the context's
+//!   execution of the node is the next holder (the context's queue orders
+//!   the enqueuer's writes before the execution).
 //! - `NOTIFIED`: a wake-up arrived while `POLLING` was held; the holder
 //!   polls again before releasing.
 //! - `STOP`: stop was requested; the holder drops the future and completes
@@ -29,7 +41,8 @@
 //! previous poller did) and polls, or sets `NOTIFIED` (Release: the poller
 //! that clears it with Acquire sees what the waker did before waking). The
 //! holder releases by swapping exactly `POLLING` for idle (Release), which
-//! fails, and makes it poll again, if `NOTIFIED` or `STOP` arrived.
+//! fails, and makes it poll again (or, with a scheduler and no `STOP`,
+//! re-enqueue), if `NOTIFIED` or `STOP` arrived.
 
 use core::cell::Cell;
 use core::convert::Infallible;
@@ -37,14 +50,14 @@ use core::fmt;
 use core::future::Future;
 use core::marker::PhantomPinned;
 use core::pin::Pin;
-use core::ptr;
+use core::ptr::{self, NonNull};
 use core::task::{Context, Poll, Waker};
 use std::sync::Arc;
 use std::task::Wake;
 
 use exec_core::{
-    Env, OnStop, OperationState, PanicPayload, Receiver, Scheduler, Sender, SenderTo, StopCallback,
-    StopToken, catch_unwind,
+    Env, OnStop, OperationState, PanicPayload, Receiver, Scheduler, SchedulerRef, Sender, SenderTo,
+    StopCallback, StopToken, TaskNode, catch_unwind,
 };
 
 use crate::loom::cell::UnsafeCell;
@@ -59,25 +72,41 @@ const DONE: usize = 0b1000;
 ///
 /// # Completion
 /// - value: the future's output, on the thread that polled it to
-///   completion: inline in `start`, or the thread that woke it (see
-///   *Where the future is polled* below).
+///   completion: inline in `start`, or the receiver's scheduler, or
+///   (without one) the thread that woke it (see *Where the future is
+///   polled* below).
 /// - error: never (`Error = Infallible`); see [`from_try_future`] to map a
 ///   `Result` onto the error channel.
 /// - stopped: when stop is requested on the receiver's stop token before
-///   the future is ready.
+///   the future is ready; or if the receiver's scheduler shuts down with
+///   the future's next poll queued.
 ///
 /// # Where the future is polled
-/// The first poll is inline in `start`; afterwards the future is polled on
-/// the thread that wakes it, right inside `wake()` (a wake-up that arrives
-/// while another thread polls makes that thread poll again instead). No
-/// queue, no extra thread. Wrap the future to give it a context it needs
+/// The first poll is inline in `start` (which, by the environment's
+/// contract, already runs on the receiver's current scheduler). Afterwards:
+/// - if the receiver's environment reports a scheduler
+///   ([`Env::scheduler`]: `sync_wait` reports its run loop, `starts_on(sch,
+///   …)` reports `sch`), a wake-up reschedules the future there: it
+///   enqueues the operation itself (an intrusive [`TaskNode`], no
+///   allocation) and the scheduler's context polls it. A future woken from
+///   an I/O thread under `sync_wait` is re-polled on the `sync_wait`
+///   thread; one started on a pool is re-polled on a pool worker. A
+///   wake-up during a poll re-enqueues it once that poll returns.
+/// - if it reports none, the future is polled on the thread that wakes
+///   it, right inside `wake()` (a wake-up that arrives while another
+///   thread polls makes that thread poll again instead). No queue, no
+///   extra thread.
+///
+/// Wrap the future to give it a context it needs
 /// (`TokioScheduler::from_future` enters a tokio runtime around every
-/// poll), and continue on a scheduler after it to move the continuation.
+/// poll), use [`from_future_on`] to poll it on a scheduler of your choice,
+/// and continue on a scheduler after it to move the continuation.
 ///
 /// # Cancellation
-/// A stop request drops the future (on the requesting thread if the future
-/// is not being polled, otherwise right after the current poll) and
-/// completes *stopped*.
+/// A stop request drops the future and completes *stopped*: on the
+/// receiver's scheduler if it has one (the request enqueues the operation
+/// like a wake-up), otherwise on the requesting thread; if the future is
+/// being polled, right after the current poll.
 ///
 /// # Panics
 /// A panic while polling is caught; the future is dropped and the panic is
@@ -86,7 +115,7 @@ const DONE: usize = 0b1000;
 /// # Allocation
 /// One `Arc` per start: the cell the wakers point at, which must outlive
 /// the operation because a waker may be kept (and woken) after it
-/// completed.
+/// completed. Rescheduling allocates nothing (the operation is the node).
 ///
 /// # Lifetimes
 /// The future need not be `'static`: it lives inside the operation state,
@@ -107,7 +136,22 @@ const DONE: usize = 0b1000;
 /// [`from_try_future`], [`SenderFutureExt::into_future`](crate::SenderFutureExt::into_future)
 /// for the other direction.
 pub fn from_future<F: Future>(future: F) -> FromFuture<F> {
-    FromFuture { future }
+    FromFuture {
+        future,
+        on_env_scheduler: true,
+    }
+}
+
+/// [`from_future`] that ignores the receiver's scheduler: after the first
+/// poll the future is always polled where it is woken. For futures whose
+/// wake-up already comes from the context their completion must run on
+/// (`TokioScheduler`'s timers complete on a runtime thread).
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+pub(crate) fn from_future_where_woken<F: Future>(future: F) -> FromFuture<F> {
+    FromFuture {
+        future,
+        on_env_scheduler: false,
+    }
 }
 
 /// Makes a sender out of a future that outputs a `Result`: `Ok(v)` is sent
@@ -140,7 +184,7 @@ where
     F: Future<Output = Result<T, E>>,
 {
     FromTryFuture {
-        inner: FromFuture { future },
+        inner: from_future(future),
     }
 }
 
@@ -149,6 +193,8 @@ where
 #[derive(Clone, Debug)]
 pub struct FromFuture<F> {
     future: F,
+    /// Re-poll on the receiver's scheduler, if its environment reports one.
+    on_env_scheduler: bool,
 }
 
 impl<F: Future> Sender for FromFuture<F> {
@@ -164,11 +210,14 @@ where
     type Operation = FromFutureOp<F, R>;
     fn connect(self, receiver: R) -> FromFutureOp<F, R> {
         FromFutureOp {
+            node: TaskNode::new(FromFutureOp::<F, R>::execute),
             future: UnsafeCell::new(Some(self.future)),
             receiver: UnsafeCell::new(Some(receiver)),
             stop_cb: UnsafeCell::new(None),
             cell: None,
             waker: None,
+            scheduler: None,
+            on_env_scheduler: self.on_env_scheduler,
             _pin: PhantomPinned,
         }
     }
@@ -245,11 +294,18 @@ impl OnStop for StopNotify {
 /// The future and the receiver live here; wakers point at a small shared
 /// cell whose state word grants one thread at a time the right to poll the
 /// future or complete the receiver (see [`from_future`] for where polls
-/// happen).
+/// happen). The operation is also the node it enqueues on the receiver's
+/// scheduler.
 // Fields marked "holder" are touched only by the thread holding `POLLING`
 // in the `WakeCell`'s state (module docs); the others are written in
 // `start` before any waker or stop callback exists and only read after.
+#[repr(C)]
 pub struct FromFutureOp<F, R> {
+    /// First field (`#[repr(C)]`): a pointer to the op is a pointer to the
+    /// node. Enqueued on `scheduler` by the `POLLING` holder only, so it is
+    /// queued at most once at a time; the context's execution of it is the
+    /// next holder.
+    node: TaskNode,
     /// Holder. Structurally pinned; `None` once dropped.
     future: UnsafeCell<Option<F>>,
     /// Holder. Taken to complete.
@@ -261,6 +317,13 @@ pub struct FromFutureOp<F, R> {
     cell: Option<Arc<WakeCell>>,
     /// A waker for `cell`. Written in `start`.
     waker: Option<Waker>,
+    /// The receiver's scheduler, where polls after the first run; `None`:
+    /// polled where woken. Written in `start`; the receiver (whose
+    /// environment answered it) stays in the op until the op completes, and
+    /// it is only used before that (by `POLLING` holders).
+    scheduler: Option<SchedulerRef<'static>>,
+    /// Whether `start` asks the environment for `scheduler`.
+    on_env_scheduler: bool,
     _pin: PhantomPinned,
 }
 
@@ -272,7 +335,7 @@ impl<F, R> fmt::Debug for FromFutureOp<F, R> {
 
 // SAFETY: the future and receiver are `Send` (the `SenderTo` impl requires
 // it) and are touched by one thread at a time (the `POLLING` holder); the
-// cell and waker are thread-safe.
+// cell, waker, node and scheduler handle are thread-safe.
 unsafe impl<F: Send, R: Send> Send for FromFutureOp<F, R> {}
 // SAFETY: `&FromFutureOp` exposes nothing.
 unsafe impl<F, R> Sync for FromFutureOp<F, R> {}
@@ -287,8 +350,31 @@ where
         // reached only through this pointer (and, by wakers, through copies
         // of it in the cell).
         let op: *mut Self = unsafe { self.get_unchecked_mut() };
-        // SAFETY: pinned, alive, not shared yet; wake-ups poll inline.
-        unsafe { Self::prepare(op, op as *const (), Self::run) };
+        // SAFETY: not shared yet: no waker, no stop callback, no node
+        // queued. The answer borrows from the receiver (or outlives it),
+        // which stays in the op until it completes; the handle is used only
+        // by `POLLING` holders, before completion.
+        let scheduler = unsafe {
+            if (*op).on_env_scheduler {
+                (*op).receiver.with(|r| {
+                    (*r).as_ref()
+                        .and_then(|r| r.env().scheduler().map(|s| s.detach()))
+                })
+            } else {
+                None
+            }
+        };
+        // SAFETY: as above; read-only from now on.
+        unsafe { (*op).scheduler = scheduler };
+        // Wake-ups that take `POLLING` reschedule on the scheduler, or poll
+        // right there without one.
+        let wake: unsafe fn(*const ()) = if scheduler.is_some() {
+            Self::reschedule
+        } else {
+            Self::run
+        };
+        // SAFETY: pinned, alive, not shared yet.
+        unsafe { Self::prepare(op, op as *const (), wake) };
         // SAFETY: we hold `POLLING`; the op is alive (start's contract).
         unsafe { Self::run(op as *const ()) };
     }
@@ -374,6 +460,8 @@ where
                 (*op).waker.as_ref().unwrap_unchecked().clone(),
             )
         };
+        // SAFETY: written in `start`, read-only since.
+        let scheduler = unsafe { (*op).scheduler };
         let mut cx = Context::from_waker(&waker);
         loop {
             // Acquire: see what a waker did before setting `NOTIFIED`.
@@ -405,15 +493,113 @@ where
                 Ok(Poll::Pending) => {
                     // Release: the next holder (on another thread) sees our
                     // writes to the future. Fails if a wake-up or stop came in.
-                    if cell
-                        .state
-                        .compare_exchange(POLLING, 0, Ordering::Release, Ordering::Relaxed)
-                        .is_ok()
-                    {
-                        return;
+                    let released = cell.state.compare_exchange(
+                        POLLING,
+                        0,
+                        Ordering::Release,
+                        Ordering::Relaxed,
+                    );
+                    match released {
+                        Ok(_) => return,
+                        // Woken during the poll, on a scheduler: go to the
+                        // back of its queue rather than polling again here
+                        // (a stop is handled right away, by the loop).
+                        Err(state) if state & STOP == 0 && scheduler.is_some() => {
+                            // SAFETY: holder; `scheduler` is `Some`.
+                            match unsafe { Self::enqueue(op) } {
+                                // Queued: the context's execution holds
+                                // `POLLING` now; the op may be gone.
+                                None => return,
+                                // Executed inline (an inline context): still
+                                // ours; poll here.
+                                Some(false) => {}
+                                // The context is shutting down.
+                                Some(true) => {
+                                    // SAFETY: holder.
+                                    unsafe { Self::finish(op, &cell, Done::Stopped) };
+                                    return;
+                                }
+                            }
+                        }
+                        Err(_) => {}
                     }
                 }
             }
+        }
+    }
+
+    /// What a wake-up that took `POLLING` runs when the receiver has a
+    /// scheduler: enqueue the poll there.
+    ///
+    /// # Safety
+    /// As [`run`](Self::run); `scheduler` is `Some`.
+    unsafe fn reschedule(op: *const ()) {
+        let op = op as *const Self;
+        // SAFETY: holder, per the caller.
+        match unsafe { Self::enqueue(op) } {
+            None => {}
+            // Executed inline: still ours. A `stopped` execution from a
+            // context that shuts down is a stop.
+            // SAFETY: holder.
+            Some(false) => unsafe { Self::run(op as *const ()) },
+            // SAFETY: holder.
+            Some(true) => unsafe { Self::finish_erased(op, Done::Stopped) },
+        }
+    }
+
+    /// Enqueues the node on the scheduler. Returns `None` if it was queued
+    /// (the caller holds nothing any more and must not touch the op), or
+    /// `Some(stopped)` if the context executed it inline, inside `enqueue`,
+    /// in which case the caller still holds `POLLING` and does the work
+    /// (so an inline context neither recurses nor loses the poll).
+    ///
+    /// # Safety
+    /// The caller holds `POLLING` on the live, started op, whose
+    /// `scheduler` is `Some`.
+    unsafe fn enqueue(op: *const Self) -> Option<bool> {
+        // SAFETY: written in `start`, read-only since; `Some` per the caller.
+        let scheduler = unsafe { (*op).scheduler.unwrap_unchecked() };
+        // Derived from the pointer to the whole op (`#[repr(C)]`, `node`
+        // first), so `execute` may reach the op through it.
+        // SAFETY: not null: it points to the live op.
+        let node = unsafe { NonNull::new_unchecked(op as *mut TaskNode) };
+        let mut parked: Option<Deferred> = None;
+        let dispatching = Dispatching::enter(op as *const (), &mut parked);
+        // SAFETY: the node is the first field of the pinned op, derived from
+        // a pointer to all of it, alive until the op completes (start's
+        // contract), which only a holder can make happen; it is not queued
+        // elsewhere: only the `POLLING` holder enqueues it, and the holder
+        // that executes it enqueues it again only after it was taken off
+        // the queue. The context is alive: its handle came from the
+        // receiver, which stays in the op until completion.
+        unsafe { scheduler.enqueue(node) };
+        drop(dispatching);
+        parked.map(|d| matches!(d, Deferred::Stopped))
+    }
+
+    /// The node's `execute`: the context runs the poll loop (or, shutting
+    /// down, stops the operation).
+    ///
+    /// # Safety
+    /// `node` is the node of a live `FromFutureOp<F, R>`, derived from a
+    /// pointer to the whole op, enqueued by a `POLLING` holder; executed
+    /// once per enqueue.
+    unsafe fn execute(node: NonNull<TaskNode>, stopped: bool) {
+        let op = node.as_ptr() as *const Self;
+        let completion = if stopped {
+            Deferred::Stopped
+        } else {
+            Deferred::Value
+        };
+        // Inside our own `enqueue` on this thread (an inline context): hand
+        // it back to the enqueuer, which acts on it once `enqueue` returned.
+        match Dispatching::park(op as *const (), completion) {
+            None => {}
+            // SAFETY: the enqueuer handed `POLLING` over with the node; the
+            // op is alive until it completes.
+            Some(Deferred::Stopped) => unsafe { Self::finish_erased(op, Done::Stopped) },
+            // SAFETY: as above.
+            Some(_) => unsafe { Self::run(op as *const ()) },
         }
     }
 
@@ -458,7 +644,9 @@ struct WakeCell {
     /// The operation (type-erased). Dereferenced only by the `POLLING`
     /// holder, never once `DONE` is set.
     op: *const (),
-    /// `FromFutureOp::<F, R>::run` for the erased op type.
+    /// What a wake-up that took `POLLING` runs: the poll loop
+    /// (`FromFutureOp::run`), the enqueue on the receiver's scheduler
+    /// (`FromFutureOp::reschedule`), or `FromFutureOn`'s dispatch.
     run: unsafe fn(*const ()),
 }
 
@@ -531,7 +719,8 @@ impl Wake for WakeCell {
 /// completion run on the scheduler's execution context.
 ///
 /// This is [`from_future`] with a different answer to "where is it
-/// polled": instead of the thread that wakes it, a wake-up (when the future
+/// polled": instead of the receiver's scheduler (or the thread that wakes
+/// it), a wake-up (when the future
 /// is not being polled) schedules one poll on `scheduler`. A wake-up that
 /// arrives during a poll makes that poll loop again, on the scheduler.
 ///
@@ -576,7 +765,7 @@ impl Wake for WakeCell {
 /// ```
 ///
 /// # See also
-/// [`from_future`] (polled where woken); with the `tokio` feature,
+/// [`from_future`] (polled on the receiver's scheduler, or where woken); with the `tokio` feature,
 /// `TokioScheduler::enter` for tokio futures that need the runtime entered.
 pub fn from_future_on<Sch: Scheduler, F: Future>(
     scheduler: Sch,
@@ -808,7 +997,9 @@ impl Receiver<(), Infallible> for PollOn {
     }
 }
 
-/// A schedule operation's completion, parked while its `start` runs.
+/// A completion parked while its `start` (or `enqueue`) runs: a schedule
+/// operation's (`FromFutureOn`), or a node execution (`from_future` on an
+/// inline context: `Value` polls, `Stopped` stops).
 enum Deferred {
     Value,
     Stopped,
@@ -816,8 +1007,12 @@ enum Deferred {
 }
 
 std::thread_local! {
-    /// The op whose schedule operation this thread is starting, and where
-    /// an inline completion of it is parked.
+    /// The op whose schedule operation this thread is starting
+    /// (`FromFutureOnOp::dispatch`) or whose node it is enqueueing
+    /// (`FromFutureOp::enqueue`), and where an inline completion of it is
+    /// parked. The two cannot be confused even when a `FromFutureOnOp` and
+    /// its `core` share an address: the core of a `FromFutureOn` never
+    /// enqueues its node (it has no `scheduler`).
     static DISPATCHING: Cell<(*const (), *mut Option<Deferred>)> =
         const { Cell::new((ptr::null(), ptr::null_mut())) };
 }
@@ -860,6 +1055,7 @@ mod loom_tests {
     use super::*;
     use ::loom::sync::atomic::AtomicUsize as LAtomicUsize;
     use ::loom::sync::{Arc as LArc, Mutex as LMutex};
+    use exec_core::DynScheduler;
     use std::boxed::Box;
 
     /// A one-shot channel whose receiving future reads the payload without
@@ -945,7 +1141,10 @@ mod loom_tests {
     /// the hand-back, Acquire on the take-over) or the polling thread polls
     /// again (and must see the producer's write: Release on `NOTIFIED`,
     /// Acquire when clearing it). Loom reports a causality violation on the
-    /// cells if either edge is weakened.
+    /// cells if the `NOTIFIED` edge is weakened to `Relaxed` (checked). The
+    /// take-over's Acquire is also provided by the Acquire `fetch_and` at
+    /// the top of the poll loop, which reads from the hand-back's release
+    /// sequence: weakening only the take-over is (correctly) not caught.
     #[test]
     fn wake_racing_the_first_poll() {
         ::loom::model(|| {
@@ -1050,6 +1249,218 @@ mod loom_tests {
             assert_eq!(done, 1);
             drop(op);
             // The future (and its channel handle) was dropped at completion.
+            assert_eq!(LArc::strong_count(&chan), 1);
+        });
+    }
+
+    /// A context whose nodes the model's main thread executes by hand.
+    struct LoomCtx {
+        queue: LMutex<std::collections::VecDeque<QueuedNode>>,
+    }
+
+    struct QueuedNode(NonNull<TaskNode>);
+    // SAFETY: nodes are executed by whichever thread steps the context.
+    unsafe impl Send for QueuedNode {}
+
+    // SAFETY: each accepted node is executed once, by `step`; `enqueue`
+    // publishes the node as its last touch of the context.
+    unsafe impl DynScheduler for LoomCtx {
+        unsafe fn enqueue(this: NonNull<Self>, node: NonNull<TaskNode>) {
+            // SAFETY: alive when called; the borrow ends with the unlock.
+            let this = unsafe { this.as_ref() };
+            this.queue.lock().unwrap().push_back(QueuedNode(node));
+        }
+    }
+
+    impl LoomCtx {
+        fn new() -> Self {
+            LoomCtx {
+                queue: LMutex::new(std::collections::VecDeque::new()),
+            }
+        }
+        /// Executes one queued node; `false` if there was none.
+        fn step(&self) -> bool {
+            let node = self.queue.lock().unwrap().pop_front();
+            match node {
+                // SAFETY: queued by `enqueue`, executed once, here.
+                Some(QueuedNode(node)) => unsafe {
+                    TaskNode::execute(node, false);
+                    true
+                },
+                None => false,
+            }
+        }
+        /// Runs nodes until `done()`. `finished` is set by the other
+        /// thread after its last wake-up or stop request: once it is seen,
+        /// an empty queue without completion is a lost wake-up.
+        fn drive(&self, done: impl Fn() -> bool, finished: &LAtomicUsize) {
+            loop {
+                let other_finished = finished.load(Ordering::Acquire) == 1;
+                let ran = self.step();
+                if done() {
+                    return;
+                }
+                if !ran {
+                    assert!(
+                        !other_finished,
+                        "lost wake-up: nothing queued, not complete"
+                    );
+                    ::loom::thread::yield_now();
+                }
+            }
+        }
+    }
+
+    /// `Recv` whose environment reports `ctx` as its scheduler (and, if
+    /// given, `stop`'s token).
+    struct OnCtx {
+        recv: Recv,
+        ctx: LArc<LoomCtx>,
+        stop: Option<LArc<exec_core::StopSource>>,
+    }
+    impl Receiver<u32, Infallible> for OnCtx {
+        fn set_value(self, value: u32) {
+            self.recv.set_value(value)
+        }
+        fn set_error(self, error: Infallible) {
+            match error {}
+        }
+        fn set_stopped(self) {
+            self.recv.set_stopped()
+        }
+        fn set_panic(self, payload: PanicPayload) {
+            self.recv.set_panic(payload)
+        }
+        fn env(&self) -> impl Env<'_> {
+            CtxEnv {
+                ctx: &self.ctx,
+                stop: self.stop.as_deref(),
+            }
+        }
+    }
+    struct CtxEnv<'a> {
+        ctx: &'a LoomCtx,
+        stop: Option<&'a exec_core::StopSource>,
+    }
+    impl<'a> Env<'a> for CtxEnv<'a> {
+        fn stop_token(&self) -> StopToken<'a> {
+            self.stop.map_or(StopToken::never(), |s| s.token())
+        }
+        fn scheduler(&self) -> Option<SchedulerRef<'a>> {
+            Some(SchedulerRef::new(self.ctx))
+        }
+    }
+
+    /// The register/wake race with a scheduler: the producer's wake-up
+    /// arrives during the first poll (the poller must re-enqueue, not drop
+    /// it) or after (the waker takes `POLLING` and enqueues); a second
+    /// wake-up while the node is queued must not queue it twice. Every poll
+    /// runs on the context (this thread) and sees the producer's write.
+    #[test]
+    fn wake_racing_the_first_poll_on_a_scheduler() {
+        ::loom::model(|| {
+            let chan = LArc::new(Chan {
+                data: UnsafeCell::new(0),
+                slot: LMutex::new((false, None)),
+            });
+            let ctx = LArc::new(LoomCtx::new());
+            let values = LArc::new(LAtomicUsize::new(0));
+            let stopped = LArc::new(LAtomicUsize::new(0));
+            let finished = LArc::new(LAtomicUsize::new(0));
+            let mut op = Box::pin(from_future(recv(&chan)).connect(OnCtx {
+                recv: Recv {
+                    values: values.clone(),
+                    stopped: stopped.clone(),
+                },
+                ctx: ctx.clone(),
+                stop: None,
+            }));
+            let producer = {
+                let (chan, finished) = (chan.clone(), finished.clone());
+                ::loom::thread::spawn(move || {
+                    // SAFETY: the consumer reads only after `sent` or a wake.
+                    chan.data.with_mut(|d| unsafe { *d = 42 });
+                    let waker = {
+                        let mut slot = chan.slot.lock().unwrap();
+                        slot.0 = true;
+                        slot.1.clone()
+                    };
+                    if let Some(w) = waker {
+                        // Twice: the second finds the node queued or done.
+                        w.wake_by_ref();
+                        w.wake();
+                    }
+                    finished.store(1, Ordering::Release);
+                })
+            };
+            // SAFETY: `op` stays pinned in its box until after it completed
+            // and the producer was joined.
+            unsafe { op.as_mut().start() };
+            ctx.drive(
+                || values.load(Ordering::SeqCst) + stopped.load(Ordering::SeqCst) == 1,
+                &finished,
+            );
+            producer.join().unwrap();
+            assert_eq!(values.load(Ordering::SeqCst), 1);
+            assert_eq!(stopped.load(Ordering::SeqCst), 0);
+            assert!(!ctx.step(), "nothing left queued");
+            drop(op);
+        });
+    }
+
+    /// A stop request (another thread) racing a wake-up (this thread), with
+    /// a scheduler: one completion, the future dropped once, nothing left
+    /// queued.
+    #[test]
+    fn stop_racing_a_wake_on_a_scheduler() {
+        ::loom::model(|| {
+            let chan = LArc::new(Chan {
+                data: UnsafeCell::new(0),
+                slot: LMutex::new((false, None)),
+            });
+            let ctx = LArc::new(LoomCtx::new());
+            let values = LArc::new(LAtomicUsize::new(0));
+            let stopped = LArc::new(LAtomicUsize::new(0));
+            let finished = LArc::new(LAtomicUsize::new(0));
+            let source = LArc::new(exec_core::StopSource::new());
+            let mut op = Box::pin(from_future(recv(&chan)).connect(OnCtx {
+                recv: Recv {
+                    values: values.clone(),
+                    stopped: stopped.clone(),
+                },
+                ctx: ctx.clone(),
+                stop: Some(source.clone()),
+            }));
+            // SAFETY: pinned in the box until after it completed.
+            unsafe { op.as_mut().start() };
+            let stopper = {
+                let (source, finished) = (source.clone(), finished.clone());
+                ::loom::thread::spawn(move || {
+                    source.request_stop();
+                    finished.store(1, Ordering::Release);
+                })
+            };
+            // SAFETY: the consumer reads only after `sent` or a wake.
+            chan.data.with_mut(|d| unsafe { *d = 42 });
+            let waker = {
+                let mut slot = chan.slot.lock().unwrap();
+                slot.0 = true;
+                slot.1.take()
+            };
+            if let Some(w) = waker {
+                w.wake();
+            }
+            ctx.drive(
+                || values.load(Ordering::SeqCst) + stopped.load(Ordering::SeqCst) == 1,
+                &finished,
+            );
+            stopper.join().unwrap();
+            assert_eq!(
+                values.load(Ordering::SeqCst) + stopped.load(Ordering::SeqCst),
+                1
+            );
+            assert!(!ctx.step(), "nothing left queued");
+            drop(op);
             assert_eq!(LArc::strong_count(&chan), 1);
         });
     }

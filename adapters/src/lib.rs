@@ -40,13 +40,15 @@
 //!   drop requests stop and lets go, the operation frees the block when it
 //!   completes. So [`into_future`](SenderFutureExt::into_future) takes only
 //!   `'static` senders (a leaked future must not leave a borrow in use).
-//! - **`from_future` polls where the wake-up comes from**: inline in `start`
-//!   first, then on the thread that calls `wake()` (a wake-up during a poll
-//!   makes the polling thread poll again: no recursion, no lost wake-up).
-//!   No queue, no thread. [`from_future_on`] polls on a scheduler instead
-//!   (every poll runs in the completion of a `schedule()` operation). The
-//!   environment has no scheduler query yet; once it has one, `from_future`
-//!   can poll on the receiver's scheduler through the same machinery.
+//! - **`from_future` polls on the receiver's scheduler**: inline in `start`
+//!   first; then, if the receiver's environment reports a scheduler
+//!   ([`Env::scheduler`](exec_core::Env::scheduler): `sync_wait`'s run
+//!   loop, `starts_on`'s scheduler), a wake-up enqueues the operation there
+//!   (it is its own intrusive `TaskNode`: no allocation) and the context
+//!   polls it; without one, the thread that calls `wake()` polls it. Either
+//!   way a wake-up during a poll is never lost and never recurses.
+//!   [`from_future_on`] polls on a scheduler of your choice instead (every
+//!   poll runs in the completion of a `schedule()` operation).
 //!
 //! # Features
 //! - `tokio`: `TokioScheduler`, a `tokio::runtime::Handle` as a (timed)

@@ -17,7 +17,7 @@ use exec_core::{
     SenderTo, TimedScheduler,
 };
 
-use crate::from_future::{FromFuture, FromFutureOp, from_future};
+use crate::from_future::{FromFuture, FromFutureOp, from_future, from_future_where_woken};
 
 /// A tokio runtime, seen through a [`Handle`], as an exec [`Scheduler`] and
 /// [`TimedScheduler`].
@@ -119,8 +119,10 @@ impl TokioScheduler {
     ///
     /// # Completion
     /// - value: the future's output; on the thread that polled it to
-    ///   completion (inline in `start`, or the runtime thread whose driver
-    ///   woke it).
+    ///   completion: inline in `start`, the receiver's scheduler if its
+    ///   environment reports one (`sync_wait`'s thread, the pool of a
+    ///   `starts_on(pool, …)`), otherwise the runtime thread whose driver
+    ///   woke it (see [`from_future`](crate::from_future)).
     /// - stopped: on a stop request; the future is dropped.
     ///
     /// # Cancellation
@@ -186,7 +188,7 @@ impl TimedScheduler for TokioScheduler {
     }
     fn schedule_at(&self, at: Instant) -> TokioTimedSender {
         TokioTimedSender {
-            inner: from_future(TokioSleep {
+            inner: from_future_where_woken(TokioSleep {
                 handle: self.handle.clone(),
                 deadline: at,
                 sleep: None,

@@ -2,15 +2,15 @@
 //! run unchanged by every driver — exec's `sync_wait`, `futures`'
 //! `block_on`, tokio `current_thread` and `multi_thread` (awaited in a
 //! spawned task) — on the inline scheduler, on exec-pool and (feature
-//! `tokio`) on a tokio runtime's scheduler.
+//! `tokio`) on a tokio runtime's scheduler, and on exec-io's loop.
 //!
 //! Compositions: `then` chains, the error and stopped channels, futures
 //! inside pipelines (`from_future`, woken from another thread;
 //! `from_future_on` the suite's scheduler), `let_value`
 //! (including a future and a second schedule inside), `when_all` (values;
 //! an error or a stop stopping a pending future sibling), `continues_on`,
-//! panics. Schedulers: inline, exec-pool, and (feature `tokio`) a tokio
-//! runtime. exec-io is not in `main` yet; it joins when it lands.
+//! panics. Schedulers: inline, exec-pool, exec-io (an `IoContext` whose
+//! loop runs on a thread of its own), and (feature `tokio`) a tokio runtime.
 // The fixtures of exec-core (recorders, drop counters, manual scheduler).
 #[path = "../../exec-core/tests/common/mod.rs"]
 #[allow(clippy::collapsible_if, clippy::type_complexity)]
@@ -264,6 +264,72 @@ fn suite_on_the_inline_scheduler() {
 fn suite_on_the_exec_pool() {
     let pool = exec_pool::ThreadPool::builder().threads(2).build().unwrap();
     suite!(pool.scheduler());
+}
+
+/// An exec-io context of `backend` with its loop running on a thread of its
+/// own for the duration of `body`; `None` if the backend cannot start here.
+fn with_io_loop(backend: exec_io::Backend, body: impl FnOnce(&exec_io::IoContext)) -> Option<()> {
+    let ctx = match exec_io::IoContext::builder().backend(backend).build() {
+        Ok(ctx) => ctx,
+        Err(e) => {
+            eprintln!("skipping exec-io {backend:?}: {e}");
+            return None;
+        }
+    };
+    std::thread::scope(|s| {
+        let looper = s.spawn(|| ctx.run());
+        body(&ctx);
+        ctx.stop();
+        looper.join().unwrap().unwrap();
+    });
+    Some(())
+}
+
+#[test]
+fn suite_on_an_exec_io_loop() {
+    let ran = with_io_loop(exec_io::Backend::Readiness, |ctx| suite!(ctx.scheduler()));
+    assert!(ran.is_some(), "the readiness backend always starts");
+    // io_uring where the kernel allows it (skipped, with a message, if not).
+    with_io_loop(exec_io::Backend::IoUring, |ctx| suite!(ctx.scheduler()));
+}
+
+/// exec-io work awaited from tokio tasks: a pipe read (written from a plain
+/// thread) and a `schedule()` both complete on the loop thread, and the
+/// awaiting tasks are woken from there.
+#[test]
+fn io_work_awaited_from_tokio_runs_on_the_loop_thread() {
+    with_io_loop(exec_io::Backend::Readiness, |ctx| {
+        let sch = ctx.scheduler();
+        let (reader, writer) = exec_io::pipe(&sch).unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (read, hop) = rt.block_on(async {
+            let probe = sch.clone();
+            let read = tokio::spawn(
+                reader
+                    .read(vec![0; 16])
+                    .then(move |(n, buf)| (buf[..n].to_vec(), probe.is_loop_thread()))
+                    .into_future(),
+            );
+            let probe = sch.clone();
+            let hop = tokio::spawn(
+                sch.schedule()
+                    .then(move |()| probe.is_loop_thread())
+                    .into_future(),
+            );
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(2));
+                futures::executor::block_on(writer.write(b"ping".to_vec()).into_future())
+            });
+            (read.await.unwrap(), hop.await.unwrap())
+        });
+        assert_eq!(read.unwrap(), (b"ping".to_vec(), true));
+        assert_eq!(hop, Ok(true));
+    })
+    .expect("the readiness backend always starts");
 }
 
 /// Work on the pool, awaited from tokio tasks: the continuation runs on a
