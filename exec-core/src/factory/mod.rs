@@ -11,3 +11,5 @@ pub use just_stopped::{JustStopped, JustStoppedOp, just_stopped};
 pub use read_env::{ReadEnv, ReadEnvOp, read_env};
 mod schedule_on_current;
 pub use schedule_on_current::{ScheduleOnCurrent, schedule_on_current};
+mod loop_with_state;
+pub use loop_with_state::{LoopWithState, StateBody, loop_with_state};
