@@ -48,6 +48,7 @@ macro_rules! op {
 
 type F = fn(i32) -> i32;
 type Rx<T> = SyncWaitReceiver<T, Infallible>;
+type LoopF = fn(u32) -> Just<std::ops::ControlFlow<u32, u32>>;
 
 /// A receiver that must stay on its thread.
 struct LocalReceiver(Rc<()>);
@@ -110,6 +111,7 @@ assert_impl!(StopWhen<Just<i32>, JustStopped<(), Infallible>>: Send, Sync, Unpin
 assert_impl!(Finally<Just<i32>, Just<()>>: Send, Sync, Unpin);
 assert_impl!(ContinuesOn<Just<i32>, InlineScheduler>: Send, Sync, Unpin);
 assert_impl!(RepeatN<Just<()>>: Send, Sync, Unpin);
+assert_impl!(LoopWithState<u32, LoopF>: Send, Sync, Unpin);
 assert_impl!(StartsOn<InlineScheduler, Just<i32>>: Send, Sync, Unpin);
 assert_impl!(On<InlineScheduler, Just<i32>>: Send, Sync, Unpin);
 assert_impl!(OnReturningTo<InlineScheduler, Just<i32>, InlineScheduler>: Send, Sync, Unpin);
@@ -131,6 +133,7 @@ assert_not_impl!(op!(WhenAll<(Just<i32>, Just<i32>)>, Rx<(i32, i32)>): Unpin);
 assert_not_impl!(op!(WhenAny<(Just<i32>, Just<i32>)>, Rx<i32>): Unpin);
 assert_not_impl!(op!(Finally<Just<i32>, Just<()>>, Rx<i32>): Unpin);
 assert_not_impl!(op!(RepeatN<Just<()>>, Rx<()>): Unpin);
+assert_not_impl!(op!(LoopWithState<u32, LoopF>, Rx<u32>): Unpin);
 assert_not_impl!(op!(SchedulerRefSender<'static>, Rx<()>): Unpin);
 assert_not_impl!(op!(ScheduleOnCurrent, Rx<()>): Unpin);
 assert_not_impl!(op!(StartsOn<InlineScheduler, Just<i32>>, Rx<i32>): Unpin);
@@ -145,12 +148,16 @@ assert_impl!(op!(WhenAll<(Just<i32>, Just<i32>)>, Rx<(i32, i32)>): Send);
 assert_impl!(op!(AnySender<i32, Infallible>, Rx<i32>): Send);
 assert_impl!(op!(ScheduleOnCurrent, Rx<()>): Send);
 assert_impl!(op!(On<InlineScheduler, Just<i32>>, Rx<i32>): Send);
+assert_impl!(op!(RepeatN<Just<()>>, Rx<()>): Send);
+assert_impl!(op!(LoopWithState<u32, LoopF>, Rx<u32>): Send);
 // The hop may complete on another thread: a `!Send` receiver is refused.
 assert_not_impl!(ScheduleOnCurrent: SenderTo<LocalReceiver>);
 assert_not_impl!(op!(Just<i32>, LocalReceiver): Send);
 assert_not_impl!(op!(Just<Rc<i32>>, Rx<Rc<i32>>): Send);
 assert_not_impl!(op!(Then<Just<i32>, F>, LocalReceiver): Send);
 assert_not_impl!(op!(LetValue<Just<i32>, fn(i32) -> Just<i32>>, LocalReceiver): Send);
+assert_not_impl!(op!(RepeatN<Just<()>>, LocalReceiver): Send);
+assert_not_impl!(op!(LoopWithState<u32, LoopF>, LocalReceiver): Send);
 
 #[test]
 fn assertions_are_checked_at_compile_time() {}

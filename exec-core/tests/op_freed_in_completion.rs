@@ -18,9 +18,9 @@ use std::sync::{Arc, Mutex};
 use common::Fixed;
 use exec_core::{
     Completion, InlineScheduler, OperationState, PanicPayload, Receiver, Scheduler, Sender,
-    SenderExt, SenderTo, TrampolineScheduler, WithScheduler, just, just_error, just_stopped, on,
-    on_returning_to, read_env, schedule_on_current, starts_on, stop_when, when_all, when_all_vec,
-    when_any,
+    SenderExt, SenderTo, TrampolineScheduler, WithScheduler, just, just_error, just_stopped,
+    loop_with_state, on, on_returning_to, read_env, schedule_on_current, starts_on, stop_when,
+    when_all, when_all_vec, when_any,
 };
 
 type Out<T, E> = Arc<Mutex<Option<Result<Completion<T, E>, PanicPayload>>>>;
@@ -184,6 +184,14 @@ fn sequential_adaptors() {
         Completion::Value(1)
     );
     assert_eq!(run_and_free(just(()).repeat_n(3)), Completion::Value(()));
+    assert_eq!(
+        run_and_free(loop_with_state(0u32, |n| just(if n == 3 {
+            std::ops::ControlFlow::Break(n)
+        } else {
+            std::ops::ControlFlow::Continue(n + 1)
+        }))),
+        Completion::Value(3)
+    );
     assert_eq!(
         run_and_free(just(7).boxed::<i32, Infallible>()),
         Completion::Value(7)

@@ -62,10 +62,8 @@ mod loom;
 mod context;
 mod file;
 mod inbox;
-mod loop_with_state;
 mod net;
 mod op;
-mod probe;
 mod sender;
 mod signal;
 mod source;
@@ -78,8 +76,10 @@ mod uring;
 pub use context::{
     Backend, IoContext, IoContextBuilder, IoHandle, IoScheduler, IoThread, UntilReceiver,
 };
+/// `loop_with_state` lives in exec-core (it is not I/O-specific); re-exported
+/// here for the code written against `exec_io::loop_with_state`.
+pub use exec_core::{LoopOp, LoopReceiver, LoopWithState, loop_with_state};
 pub use file::{File, FileAction};
-pub use loop_with_state::{LoopOp, LoopReceiver, LoopWithState, loop_with_state};
 pub use net::pipe::{PipeReader, PipeWriter, pipe};
 pub use net::tcp::{AcceptAction, ConnectAction, TcpListener, TcpStream};
 pub use net::udp::{RecvFromAction, SendToAction, UdpSocket};

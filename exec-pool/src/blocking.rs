@@ -9,9 +9,10 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use exec_core::{CompletionScheduler, Env, OperationState, Receiver, Scheduler, Sender, SenderTo};
+use exec_core::{CompletionScheduler, OperationState, Receiver, Scheduler, Sender, SenderTo};
 
-use crate::job::{Job, JobRef, Mode, Payload};
+use crate::job::{Job, JobRef, Mode};
+use crate::scheduler::Complete;
 use crate::worker::{Shared, run_contained};
 
 /// The FIFO of blocking jobs and the threads that run them.
@@ -268,19 +269,6 @@ impl<R: Receiver<(), Infallible> + Send> SenderTo<R> for BlockingSender {
         BlockingOp {
             job: Job::new(Complete(receiver)),
             shared: Some(self.shared),
-        }
-    }
-}
-
-struct Complete<R>(R);
-
-impl<R: Receiver<(), Infallible> + Send> Payload for Complete<R> {
-    fn run(self, mode: Mode) {
-        let r = self.0;
-        if mode == Mode::Cancel || r.env().stop_token().stop_requested() {
-            r.set_stopped();
-        } else {
-            r.set_value(());
         }
     }
 }

@@ -199,8 +199,11 @@ impl<R: Receiver<(), Infallible> + Send> SenderTo<R> for ScheduleSender {
     }
 }
 
-/// The payload of a schedule operation: its receiver.
-struct Complete<R>(R);
+/// The payload of a schedule operation (of the pool's [`ScheduleOp`] and of
+/// the blocking pool's [`BlockingOp`](crate::BlockingOp)): its receiver,
+/// completed stopped if the job is cancelled or a stop was requested, else
+/// with `()`.
+pub(crate) struct Complete<R>(pub(crate) R);
 
 impl<R: Receiver<(), Infallible> + Send> Payload for Complete<R> {
     #[inline]

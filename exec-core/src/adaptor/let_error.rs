@@ -1,8 +1,8 @@
 //! `let_error`: on error, run the sender a function makes from the error.
 //! The operation is [`LetOp`](super::let_value::LetOp), shared with `let_value`.
 
-use crate::adaptor::let_value::{LetBranch, LetInput, LetOp, LetReceiver, LetStep};
-use crate::{Receiver, Sender, SenderTo, catch_unwind};
+use crate::adaptor::let_value::{LetBranch, LetInput, LetOp, LetReceiver, LetStep, run_or_forward};
+use crate::{Receiver, Sender, SenderTo};
 
 /// Sender for the [`let_error`](crate::SenderExt::let_error) method.
 #[must_use = "senders do nothing unless connected and started"]
@@ -58,24 +58,12 @@ where
 {
     type Next = N;
     fn branch(self, input: LetInput<T, E>) -> LetStep<N> {
-        let f = self.0;
-        match input {
-            LetInput::Error(e) => match catch_unwind(move || f(e)) {
-                Ok(next) => LetStep::Run(next),
-                Err(p) => LetStep::Forward(LetInput::Panic(p)),
-            },
-            LetInput::Value(v) => {
-                drop(f);
-                LetStep::Forward(LetInput::Value(v.into()))
-            }
-            LetInput::Stopped => {
-                drop(f);
-                LetStep::Forward(LetInput::Stopped)
-            }
-            LetInput::Panic(p) => {
-                drop(f);
-                LetStep::Forward(LetInput::Panic(p))
-            }
-        }
+        let picked = match input {
+            LetInput::Value(v) => Err(LetInput::Value(v.into())),
+            LetInput::Error(e) => Ok(e),
+            LetInput::Stopped => Err(LetInput::Stopped),
+            LetInput::Panic(p) => Err(LetInput::Panic(p)),
+        };
+        run_or_forward(self.0, picked, |f, e| f(e))
     }
 }

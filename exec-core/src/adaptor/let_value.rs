@@ -141,24 +141,34 @@ where
 {
     type Next = N;
     fn branch(self, input: LetInput<T, E>) -> LetStep<N> {
-        let f = self.0;
-        match input {
-            LetInput::Value(v) => match catch_unwind(move || f(v)) {
-                Ok(next) => LetStep::Run(next),
-                Err(p) => LetStep::Forward(LetInput::Panic(p)),
-            },
-            LetInput::Error(e) => {
-                drop(f);
-                LetStep::Forward(LetInput::Error(e.into()))
-            }
-            LetInput::Stopped => {
-                drop(f);
-                LetStep::Forward(LetInput::Stopped)
-            }
-            LetInput::Panic(p) => {
-                drop(f);
-                LetStep::Forward(LetInput::Panic(p))
-            }
+        let picked = match input {
+            LetInput::Value(v) => Ok(v),
+            LetInput::Error(e) => Err(LetInput::Error(e.into())),
+            LetInput::Stopped => Err(LetInput::Stopped),
+            LetInput::Panic(p) => Err(LetInput::Panic(p)),
+        };
+        run_or_forward(self.0, picked, |f, v| f(v))
+    }
+}
+
+/// What every [`LetBranch`] does once it has `picked` its channel:
+/// `Ok(arg)` (the completion is on the branch's channel) calls `call(f, arg)`
+/// under `catch_unwind` and runs the sender it returns (a panic is
+/// forwarded); `Err(input)` drops `f` and forwards `input` (already
+/// converted to the second sender's types).
+pub(crate) fn run_or_forward<F, A, N: Sender>(
+    f: F,
+    picked: Result<A, LetInput<N::Output, N::Error>>,
+    call: impl FnOnce(F, A) -> N,
+) -> LetStep<N> {
+    match picked {
+        Ok(arg) => match catch_unwind(move || call(f, arg)) {
+            Ok(next) => LetStep::Run(next),
+            Err(p) => LetStep::Forward(LetInput::Panic(p)),
+        },
+        Err(input) => {
+            drop(f);
+            LetStep::Forward(input)
         }
     }
 }

@@ -293,6 +293,22 @@ impl<P> Join<P> {
         // SAFETY: we brought the count to zero, after dropping the forwarder.
         unsafe { P::complete(this) }
     }
+
+    /// Asks the siblings to stop, then [`arrive`](Join::arrive)s: the
+    /// caller's reference keeps the stop source alive through
+    /// `request_stop` (siblings may complete inside it).
+    ///
+    /// # Safety
+    /// As [`arrive`](Join::arrive): the caller holds a reference and gives
+    /// it up.
+    pub(crate) unsafe fn stop_siblings_and_arrive(this: ParentRef<P>)
+    where
+        P: JoinParent,
+    {
+        this.get().join().stop_siblings();
+        // SAFETY: per the caller.
+        unsafe { Self::arrive(this) }
+    }
 }
 
 impl<P> core::fmt::Debug for Join<P> {
@@ -330,6 +346,33 @@ fn forward_stop<P: JoinParent>(parent: ParentRef<P>) {
         // nothing afterwards.
         unsafe { Join::arrive(parent) };
     }
+}
+
+/// A parent whose children's failures and stops are decided by one
+/// [`Outcome`] (`when_all`, `when_all_vec`).
+pub(crate) trait OutcomeParent: JoinParent {
+    /// The children's error type.
+    type Error;
+    /// Where the children record how they ended.
+    fn outcome(&self) -> &Outcome<Self::Error>;
+}
+
+/// A child of an [`OutcomeParent`] ended without a value: records `failure`
+/// (`None`: it was stopped), stops its siblings and arrives.
+///
+/// # Safety
+/// As [`Join::arrive`]: the calling child holds a reference and gives it up.
+pub(crate) unsafe fn arrive_without_value<P: OutcomeParent>(
+    this: ParentRef<P>,
+    failure: Option<Failure<P::Error>>,
+) {
+    let outcome = this.get().outcome();
+    match failure {
+        Some(failure) => outcome.fail(failure),
+        None => outcome.stopped(),
+    }
+    // SAFETY: per the caller.
+    unsafe { Join::stop_siblings_and_arrive(this) }
 }
 
 /// A failed child: an error, or a panic in its user code.

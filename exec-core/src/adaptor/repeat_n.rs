@@ -1,7 +1,7 @@
 //! `repeat_n`: run a sender `n` times in a row. Built on the loop of
 //! `repeat_effect_until` ([`RepeatOp`](super::repeat_effect_until::RepeatOp)).
 
-use crate::adaptor::repeat_effect_until::{RepeatControl, RepeatOp, RepeatReceiver};
+use crate::adaptor::repeat_effect_until::{RepeatBody, RepeatControl, RepeatOp, RepeatReceiver};
 use crate::{Receiver, Sender, SenderTo};
 
 /// Sender for the [`repeat_n`](crate::SenderExt::repeat_n) method.
@@ -28,12 +28,17 @@ impl<S, R> SenderTo<R> for RepeatN<S>
 where
     S: Sender
         + Clone
-        + SenderTo<RepeatReceiver<<S as Sender>::Output, <S as Sender>::Error, (S, Times, R)>>,
+        + SenderTo<
+            RepeatReceiver<<S as Sender>::Output, <S as Sender>::Error, (RepeatBody<S, Times>, R)>,
+        >,
     R: Receiver<(), S::Error>,
 {
     type Operation = RepeatOp<S, Times, R>;
     fn connect(self, receiver: R) -> Self::Operation {
-        RepeatOp::new(self.sender, Times { remaining: self.n }, receiver)
+        RepeatOp::new(
+            RepeatBody::new(self.sender, Times { remaining: self.n }),
+            receiver,
+        )
     }
 }
 

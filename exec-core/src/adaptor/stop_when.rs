@@ -163,9 +163,8 @@ impl<T, E, R: Receiver<T, E>> StopWhenReceiver<StopWhenState<T, E, R>> {
         // SAFETY: only the work writes this slot, once, before arriving.
         unsafe { state.work.put(done) };
         // Stop the trigger, while our reference keeps the source alive.
-        state.join.stop_siblings();
         // SAFETY: the work holds a reference until now.
-        unsafe { Join::arrive(self.state) };
+        unsafe { Join::stop_siblings_and_arrive(self.state) };
     }
 }
 
@@ -190,9 +189,8 @@ impl<T, E, R: Receiver<T, E>> Receiver<T, E> for StopWhenReceiver<StopWhenState<
 impl<T, E, R: Receiver<T, E>> StopWhenTriggerReceiver<StopWhenState<T, E, R>> {
     fn fire(self) {
         // Stop the work, while our reference keeps the source alive.
-        self.state.get().join.stop_siblings();
         // SAFETY: the trigger holds a reference until now.
-        unsafe { Join::arrive(self.state) };
+        unsafe { Join::stop_siblings_and_arrive(self.state) };
     }
 }
 

@@ -2,7 +2,8 @@ use core::marker::PhantomPinned;
 use core::pin::Pin;
 
 use crate::adaptor::nary::{
-    ChildOp, Downstream, Failure, Join, JoinParent, Outcome, Slot, Verdict, uninhabited,
+    ChildOp, Downstream, Failure, Join, JoinParent, Outcome, OutcomeParent, Slot, Verdict,
+    arrive_without_value, uninhabited,
 };
 use crate::{Env, OperationState, PanicPayload, ParentRef, Receiver, Sender, SenderTo};
 
@@ -152,6 +153,13 @@ impl<V, E, R> core::fmt::Debug for WhenAllState<V, E, R> {
 // across threads, hence `Send`.
 unsafe impl<V: Send, E: Send, R: Send> Sync for WhenAllState<V, E, R> {}
 
+impl<V: Slots, E, R: Receiver<V::Values, E>> OutcomeParent for WhenAllState<V, E, R> {
+    type Error = E;
+    fn outcome(&self) -> &Outcome<E> {
+        &self.outcome
+    }
+}
+
 impl<V: Slots, E, R: Receiver<V::Values, E>> JoinParent for WhenAllState<V, E, R> {
     fn join(&self) -> &Join<Self> {
         &self.join
@@ -225,26 +233,16 @@ where
         unsafe { Join::arrive(self.state) };
     }
     fn set_error(self, error: E) {
-        let state = self.state.get();
-        state.outcome.fail(Failure::Error(error));
-        // Before arriving: our reference keeps the stop source alive.
-        state.join.stop_siblings();
         // SAFETY: this child holds a reference until now.
-        unsafe { Join::arrive(self.state) };
+        unsafe { arrive_without_value(self.state, Some(Failure::Error(error))) };
     }
     fn set_stopped(self) {
-        let state = self.state.get();
-        state.outcome.stopped();
-        state.join.stop_siblings();
         // SAFETY: this child holds a reference until now.
-        unsafe { Join::arrive(self.state) };
+        unsafe { arrive_without_value(self.state, None) };
     }
     fn set_panic(self, payload: PanicPayload) {
-        let state = self.state.get();
-        state.outcome.fail(Failure::Panic(payload));
-        state.join.stop_siblings();
         // SAFETY: this child holds a reference until now.
-        unsafe { Join::arrive(self.state) };
+        unsafe { arrive_without_value(self.state, Some(Failure::Panic(payload))) };
     }
     fn env(&self) -> impl Env<'_> {
         self.state.get().join.child_env()

@@ -3,7 +3,8 @@ use core::marker::PhantomPinned;
 use core::pin::Pin;
 
 use crate::adaptor::nary::{
-    ChildOp, Downstream, Failure, Join, JoinParent, Outcome, Slot, Verdict, uninhabited,
+    ChildOp, Downstream, Failure, Join, JoinParent, Outcome, OutcomeParent, Slot, Verdict,
+    arrive_without_value, uninhabited,
 };
 use crate::{Env, OperationState, PanicPayload, ParentRef, Receiver, Sender, SenderTo};
 
@@ -129,6 +130,13 @@ impl<T, E, R> core::fmt::Debug for WhenAllVecState<T, E, R> {
 // receiver by the completer); what crosses threads is `Send`.
 unsafe impl<T: Send, E: Send, R: Send> Sync for WhenAllVecState<T, E, R> {}
 
+impl<T, E, R: Receiver<Vec<T>, E>> OutcomeParent for WhenAllVecState<T, E, R> {
+    type Error = E;
+    fn outcome(&self) -> &Outcome<E> {
+        &self.outcome
+    }
+}
+
 impl<T, E, R: Receiver<Vec<T>, E>> JoinParent for WhenAllVecState<T, E, R> {
     fn join(&self) -> &Join<Self> {
         &self.join
@@ -240,25 +248,16 @@ impl<T, E, R: Receiver<Vec<T>, E>> Receiver<T, E> for WhenAllVecReceiver<WhenAll
         unsafe { Join::arrive(self.state) };
     }
     fn set_error(self, error: E) {
-        let state = self.state.get();
-        state.outcome.fail(Failure::Error(error));
-        state.join.stop_siblings();
         // SAFETY: this child holds a reference until now.
-        unsafe { Join::arrive(self.state) };
+        unsafe { arrive_without_value(self.state, Some(Failure::Error(error))) };
     }
     fn set_stopped(self) {
-        let state = self.state.get();
-        state.outcome.stopped();
-        state.join.stop_siblings();
         // SAFETY: this child holds a reference until now.
-        unsafe { Join::arrive(self.state) };
+        unsafe { arrive_without_value(self.state, None) };
     }
     fn set_panic(self, payload: PanicPayload) {
-        let state = self.state.get();
-        state.outcome.fail(Failure::Panic(payload));
-        state.join.stop_siblings();
         // SAFETY: this child holds a reference until now.
-        unsafe { Join::arrive(self.state) };
+        unsafe { arrive_without_value(self.state, Some(Failure::Panic(payload))) };
     }
     fn env(&self) -> impl Env<'_> {
         self.state.get().join.child_env()

@@ -13,3 +13,5 @@ mod schedule_on_current;
 pub use schedule_on_current::{ScheduleOnCurrent, schedule_on_current};
 mod schedule;
 pub use schedule::schedule;
+mod loop_with_state;
+pub use loop_with_state::{LoopWithState, StateBody, loop_with_state};

@@ -1,0 +1,355 @@
+//! The loop shared by `repeat_effect_until`, `repeat_n` and
+//! `loop_with_state`: run one iteration's sender after another in one
+//! operation state, without growing the stack.
+//!
+//! # The loop
+//! A [`LoopBody`] says, after each iteration's value (and once before the
+//! first), whether to finish or to go on, and makes the next iteration's
+//! sender. Each iteration's operation is connected in `child` (dropping the
+//! previous one in place) and started. An iteration that completes inside
+//! its own `start` only stashes its outcome; the loop, once `start` has
+//! returned, picks it up and goes round again — so a sender that always
+//! completes inline iterates in a loop, not by recursion. An iteration that
+//! completes later runs the loop from its completion. `phase`
+//! (`IDLE`/`IN_START`/`DEFERRED`) decides which of the two continues,
+//! exactly as in `let_value` (see `let_value.rs`).
+
+use core::fmt;
+use core::marker::{PhantomData, PhantomPinned};
+use core::ops::ControlFlow;
+use core::pin::Pin;
+
+use crate::adaptor::probe::SendProbe;
+use crate::env::CapturedEnv;
+use crate::loom::cell::UnsafeCell;
+use crate::loom::sync::atomic::{AtomicU8, Ordering};
+use crate::{
+    Env, ErasedParentRef, Notify, OperationState, PanicPayload, ParentRef, Receiver, Sender,
+    SenderTo, catch_unwind,
+};
+
+/// What a loop ([`LoopOp`]) runs: implemented by the bodies of
+/// [`repeat_effect_until`](crate::SenderExt::repeat_effect_until),
+/// [`repeat_n`](crate::SenderExt::repeat_n) and
+/// [`loop_with_state`](crate::loop_with_state); public only because it
+/// appears in their operation types.
+pub trait LoopBody {
+    /// The sender of every iteration.
+    type Sender: Sender;
+    /// The value the loop completes with.
+    type Output;
+    /// What [`decide`](LoopBody::decide) hands to
+    /// [`next`](LoopBody::next) when the loop goes on.
+    type Carry;
+    /// Called before the first iteration (`None`) and with every
+    /// iteration's value: `Break(value)` finishes the loop with `value`,
+    /// `Continue(carry)` goes on (unless a stop was requested: then the loop
+    /// drops `carry` and completes stopped). Runs under `catch_unwind`.
+    fn decide(
+        &mut self,
+        last: Option<<Self::Sender as Sender>::Output>,
+    ) -> ControlFlow<Self::Output, Self::Carry>;
+    /// Makes the next iteration's sender. Runs under `catch_unwind`.
+    fn next(&mut self, carry: Self::Carry) -> Self::Sender;
+}
+
+/// How an iteration completed.
+enum Iteration<T, E> {
+    Value(T),
+    Error(E),
+    Stopped,
+    Panic(PanicPayload),
+}
+
+/// How the whole loop completes.
+enum Finish<T, E> {
+    Value(T),
+    Error(E),
+    Stopped,
+    Panic(PanicPayload),
+}
+
+const IDLE: u8 = 0;
+const IN_START: u8 = 1;
+const DEFERRED: u8 = 2;
+
+/// The receiver each iteration of a loop ([`LoopOp`]) is connected to.
+///
+/// `M` is `(B, R)` (the [`LoopBody`] and the downstream receiver) and only
+/// decides when it may cross threads.
+pub struct LoopReceiver<T, E, M> {
+    parent: ErasedParentRef<Iteration<T, E>>,
+    env: CapturedEnv,
+    _marker: PhantomData<M>,
+}
+
+impl<T, E, M> fmt::Debug for LoopReceiver<T, E, M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoopReceiver").finish_non_exhaustive()
+    }
+}
+
+// SAFETY: completing an iteration on another thread moves `T`/`E` there,
+// runs the body (`B`: deciding, making the next sender), drops the
+// iteration's operation, connects and starts the next iteration and may
+// complete `R` there: all `Send` by the bounds. The iteration's operation
+// cannot be named here (it contains this receiver: a cycle through
+// `SenderTo`), so, as for `LetReceiver`, the bound asks whether the
+// operation the body's sender makes for a `SendProbe` is `Send` (see
+// `adaptor/probe.rs`).
+unsafe impl<T, E, B, R> Send for LoopReceiver<T, E, (B, R)>
+where
+    T: Send,
+    E: Send,
+    B: LoopBody + Send,
+    B::Sender: Send + SenderTo<SendProbe<T, E>>,
+    <B::Sender as SenderTo<SendProbe<T, E>>>::Operation: Send,
+    R: Send,
+{
+}
+// SAFETY: through `&LoopReceiver` only the captured environment (a `Sync`
+// stop token and scheduler handle) is reachable.
+unsafe impl<T, E, M> Sync for LoopReceiver<T, E, M> {}
+
+impl<T, E, M> Receiver<T, E> for LoopReceiver<T, E, M> {
+    fn set_value(self, value: T) {
+        self.parent.notify(Iteration::Value(value))
+    }
+    fn set_error(self, error: E) {
+        self.parent.notify(Iteration::Error(error))
+    }
+    fn set_stopped(self) {
+        self.parent.notify(Iteration::Stopped)
+    }
+    fn set_panic(self, payload: PanicPayload) {
+        self.parent.notify(Iteration::Panic(payload))
+    }
+    fn env(&self) -> impl Env<'_> {
+        self.env
+    }
+}
+
+/// The receiver type the iterations of body `B` under downstream `R` get.
+pub(crate) type LoopRecv<B, R> = LoopReceiver<
+    <<B as LoopBody>::Sender as Sender>::Output,
+    <<B as LoopBody>::Sender as Sender>::Error,
+    (B, R),
+>;
+
+type Out<B> = <<B as LoopBody>::Sender as Sender>::Output;
+type Err<B> = <<B as LoopBody>::Sender as Sender>::Error;
+/// The operation of an iteration of body `B` under downstream `R`.
+type ChildOp<B, R> = <<B as LoopBody>::Sender as SenderTo<LoopRecv<B, R>>>::Operation;
+
+/// Operation state of a loop: of [`RepeatEffectUntil`](crate::RepeatEffectUntil),
+/// [`RepeatN`](crate::RepeatN) and [`LoopWithState`](crate::LoopWithState).
+pub struct LoopOp<B, R>
+where
+    B: LoopBody,
+    B::Sender: SenderTo<LoopRecv<B, R>>,
+{
+    inner: LoopInner<B, R>,
+    _pin: PhantomPinned,
+}
+
+impl<B, R> fmt::Debug for LoopOp<B, R>
+where
+    B: LoopBody,
+    B::Sender: SenderTo<LoopRecv<B, R>>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoopOp").finish_non_exhaustive()
+    }
+}
+
+struct LoopInner<B, R>
+where
+    B: LoopBody,
+    B::Sender: SenderTo<LoopRecv<B, R>>,
+{
+    /// `IDLE`/`IN_START`/`DEFERRED`: who continues after an iteration.
+    phase: AtomicU8,
+    /// The downstream environment, captured at `start`.
+    env: UnsafeCell<CapturedEnv>,
+    /// Decides and makes the iterations; dropped when the loop ends.
+    body: UnsafeCell<Option<B>>,
+    receiver: UnsafeCell<Option<R>>,
+    /// An inline iteration's outcome, handed to the loop by `phase`.
+    stash: UnsafeCell<Option<Iteration<Out<B>, Err<B>>>>,
+    /// Structurally pinned: the current iteration's operation.
+    child: UnsafeCell<Option<ChildOp<B, R>>>,
+}
+
+impl<B, R> LoopOp<B, R>
+where
+    B: LoopBody,
+    B::Sender: SenderTo<LoopRecv<B, R>>,
+{
+    pub(crate) fn new(body: B, receiver: R) -> Self {
+        LoopOp {
+            inner: LoopInner {
+                phase: AtomicU8::new(IDLE),
+                env: UnsafeCell::new(CapturedEnv::empty()),
+                body: UnsafeCell::new(Some(body)),
+                receiver: UnsafeCell::new(Some(receiver)),
+                stash: UnsafeCell::new(None),
+                child: UnsafeCell::new(None),
+            },
+            _pin: PhantomPinned,
+        }
+    }
+}
+
+impl<B, R> LoopInner<B, R>
+where
+    B: LoopBody,
+    B::Sender: SenderTo<LoopRecv<B, R>>,
+    R: Receiver<B::Output, Err<B>>,
+{
+    /// Drops what the loop holds, then completes downstream. Touches nothing
+    /// afterwards. (Takes a raw pointer: a `&Self` argument would assert the
+    /// op is alive for the whole call, but completing may free it.)
+    fn finish(this: *const Self, how: Finish<B::Output, Err<B>>) {
+        // SAFETY: `this` is the started op (alive until this completion).
+        let this = unsafe { &*this };
+        // SAFETY: only the single runner of the loop gets here; no iteration
+        // is running (the last one completed).
+        let receiver = unsafe {
+            this.child.with_mut(|c| *c = None);
+            this.body.with_mut(|b| *b = None);
+            this.receiver.with_mut(|r| (*r).take())
+        };
+        let receiver = receiver.expect("loop: completed twice");
+        match how {
+            Finish::Value(v) => receiver.set_value(v),
+            Finish::Error(e) => receiver.set_error(e),
+            Finish::Stopped => receiver.set_stopped(),
+            Finish::Panic(p) => receiver.set_panic(p),
+        }
+    }
+
+    /// Runs the loop: handles `done` (the outcome of the iteration that just
+    /// completed, or `None` at the start), then starts iterations until one
+    /// completes later or the loop finishes.
+    fn run(this: ParentRef<Self>, mut done: Option<Iteration<Out<B>, Err<B>>>) {
+        let inner = this.get();
+        loop {
+            // SAFETY: the loop runner owns `child` and `body` between
+            // iterations; the finished iteration no longer touches itself.
+            unsafe { inner.child.with_mut(|c| *c = None) };
+            let last = match done.take() {
+                None => None,
+                Some(Iteration::Value(v)) => Some(v),
+                Some(Iteration::Error(e)) => return Self::finish(inner, Finish::Error(e)),
+                Some(Iteration::Stopped) => return Self::finish(inner, Finish::Stopped),
+                Some(Iteration::Panic(p)) => return Self::finish(inner, Finish::Panic(p)),
+            };
+            let body = inner.body.with_mut(|b| b);
+            // SAFETY: as above.
+            let decided =
+                catch_unwind(|| unsafe { (*body).as_mut().expect("loop: body").decide(last) });
+            let carry = match decided {
+                Ok(ControlFlow::Continue(c)) => c,
+                Ok(ControlFlow::Break(v)) => return Self::finish(inner, Finish::Value(v)),
+                Err(p) => return Self::finish(inner, Finish::Panic(p)),
+            };
+            // SAFETY: written once at start, before any iteration.
+            let env = inner.env.with(|e| unsafe { *e });
+            if env.stop_token().stop_requested() {
+                drop(carry);
+                return Self::finish(inner, Finish::Stopped);
+            }
+            // SAFETY: as above.
+            let next =
+                match catch_unwind(|| unsafe { (*body).as_mut().expect("loop: body").next(carry) })
+                {
+                    Ok(s) => s,
+                    Err(p) => return Self::finish(inner, Finish::Panic(p)),
+                };
+            // SAFETY: the op is started and completes only after this
+            // iteration has completed (consuming the receiver).
+            let parent = unsafe { ErasedParentRef::new(this.get_pin()) };
+            let op = next.connect(LoopReceiver {
+                parent,
+                env,
+                _marker: PhantomData,
+            });
+            // SAFETY: no iteration is running: `child` is ours; the new
+            // operation stays pinned there until the next round drops it,
+            // after it has completed.
+            let child = unsafe {
+                inner.child.with_mut(|c| {
+                    *c = Some(op);
+                    (*c).as_mut().expect("just written") as *mut _
+                })
+            };
+            inner.phase.store(IN_START, Ordering::Relaxed);
+            // SAFETY: started once, kept pinned and alive as said above.
+            unsafe { OperationState::start(Pin::new_unchecked(&mut *child)) };
+            if inner
+                .phase
+                .compare_exchange(IN_START, IDLE, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                // Completes later; its completion runs the loop. The op may
+                // be gone from here on.
+                return;
+            }
+            // SAFETY: completed inline; `phase` handed the stash to us.
+            done = inner.stash.with_mut(|s| unsafe { (*s).take() });
+            debug_assert!(done.is_some());
+        }
+    }
+}
+
+impl<B, R> Notify<Iteration<Out<B>, Err<B>>> for LoopInner<B, R>
+where
+    B: LoopBody,
+    B::Sender: SenderTo<LoopRecv<B, R>>,
+    R: Receiver<B::Output, Err<B>>,
+{
+    fn notify(this: ParentRef<Self>, it: Iteration<Out<B>, Err<B>>) {
+        let inner = this.get();
+        // SAFETY: an iteration completes once; until `phase` hands over this
+        // is the only access to the stash.
+        inner.stash.with_mut(|s| unsafe { *s = Some(it) });
+        if inner
+            .phase
+            .compare_exchange(IN_START, DEFERRED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            return;
+        }
+        // SAFETY: the loop is not running (`IDLE`): the stash is ours.
+        let it = inner.stash.with_mut(|s| unsafe { (*s).take() });
+        Self::run(this, it);
+    }
+}
+
+impl<B, R> OperationState for LoopOp<B, R>
+where
+    B: LoopBody,
+    B::Sender: SenderTo<LoopRecv<B, R>>,
+    R: Receiver<B::Output, Err<B>>,
+{
+    unsafe fn start(self: Pin<&mut Self>) {
+        // SAFETY: projecting to `inner`, which is never moved.
+        let inner: Pin<&LoopInner<B, R>> =
+            unsafe { self.map_unchecked_mut(|op| &mut op.inner) }.into_ref();
+        let i = inner.get_ref();
+        // The downstream receiver stays in this op until the loop finishes,
+        // after the last iteration completed; iterations drop their stop
+        // callbacks before completing: that is what `detach` asks.
+        // SAFETY: see above; nothing else runs yet, the cells are ours.
+        unsafe {
+            let env = i.receiver.with(|r| match &*r {
+                Some(r) => CapturedEnv::capture(&r.env()),
+                None => CapturedEnv::empty(),
+            });
+            i.env.with_mut(|e| *e = env);
+        }
+        // SAFETY: started, so pinned and alive until the loop finishes.
+        let this = unsafe { ParentRef::new(inner) };
+        LoopInner::run(this, None);
+    }
+}
