@@ -17,9 +17,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use core::ptr::NonNull;
+
 use exec_core::{
-    Env, NonBlockingGuard, OperationState, PanicPayload, ParentRef, Receiver, Scheduler, Sender,
-    SenderTo, StopSource, StopToken, TimedScheduler,
+    DynScheduler, Env, NonBlockingGuard, OperationState, PanicPayload, ParentRef, Receiver,
+    Scheduler, SchedulerRef, Sender, SenderTo, StopSource, StopToken, TaskNode, TimedScheduler,
 };
 use mio::unix::SourceFd;
 use mio::{Events, Interest as MioInterest, Poll, Token, Waker};
@@ -713,6 +715,12 @@ impl Shared {
                 }
             }
         }
+        // Type-erased nodes queued so far (nodes they queue wait for the
+        // next turn, so I/O is polled in between).
+        let tasks = self.inbox.lock().take_tasks();
+        // SAFETY: the nodes were handed over by `enqueue` and are executed
+        // once each, here; no borrow of `local` is alive.
+        unsafe { run_tasks(tasks, false) };
         // Timers due now.
         {
             // SAFETY: loop thread, short borrow, no user code.
@@ -887,9 +895,10 @@ impl Shared {
     /// Completes every operation still known to the loop with *stopped*
     /// and refuses new ones. Called by the dropping context.
     fn shutdown(&self) {
-        let links = {
+        let (links, tasks) = {
             let mut st = self.inbox.lock();
             st.closed = true;
+            let tasks = st.take_tasks();
             let mut links = Vec::new();
             loop {
                 let l = st.pop();
@@ -898,8 +907,11 @@ impl Shared {
                 }
                 links.push(l);
             }
-            links
+            (links, tasks)
         };
+        // SAFETY: the nodes were handed over by `enqueue` and are executed
+        // once each, here (nothing more can be queued: `closed`).
+        unsafe { run_tasks(tasks, true) };
         let mut ops: Vec<(*const Header, Signal)> = Vec::new();
         for l in links {
             let (h, is_cancel) = Header::from_link(l);
@@ -966,6 +978,62 @@ impl Shared {
                     ((*h).run)(h, Signal::Reaped(res));
                 }
             }
+        }
+    }
+}
+
+/// Executes a list of type-erased nodes taken from the inbox, oldest
+/// first. A panicking receiver is contained ([`contain_panic`]) so the rest
+/// of the list still runs.
+///
+/// # Safety
+/// Every node of the list (linked through [`TaskNode::next`]) was handed
+/// over by [`DynScheduler::enqueue`] and is queued nowhere else; this is
+/// its single execution.
+unsafe fn run_tasks(mut next: *mut TaskNode, stopped: bool) {
+    while let Some(node) = NonNull::new(next) {
+        // SAFETY: the node is alive until executed; read its link first,
+        // since executing it may free it.
+        next = unsafe { TaskNode::next(node, Ordering::Relaxed) };
+        // SAFETY: single execution of a node this list owns.
+        if let Err(p) = exec_core::catch_unwind(|| unsafe { TaskNode::execute(node, stopped) }) {
+            contain_panic(p);
+        }
+    }
+}
+
+// SAFETY: a node is linked into the inbox under its lock, once, and the
+// loop (or the dropping context's `shutdown`, with `stopped`) takes it out
+// under that lock and executes it once; a node enqueued after the context
+// was dropped (`closed`) is executed at once with `stopped`. `this` is only
+// ever a `Shared` inside an `Arc`, with that allocation's provenance (the
+// `SchedulerRef` is made from `Arc::as_ptr` in `IoScheduler::erased`): we
+// take our own reference first, so the state stays alive across the
+// unlock and the wake-up even if the node's completion frees every other
+// handle meanwhile. Pushing allocates nothing (the list is intrusive).
+unsafe impl DynScheduler for Shared {
+    unsafe fn enqueue(this: NonNull<Self>, node: NonNull<TaskNode>) {
+        let ptr: *const Shared = this.as_ptr();
+        // SAFETY: `ptr` is the pointee of a live `Arc<Shared>` (see above),
+        // alive when called per the contract.
+        let shared = unsafe {
+            Arc::increment_strong_count(ptr);
+            Arc::from_raw(ptr)
+        };
+        let mut st = shared.inbox.lock();
+        if st.closed {
+            drop(st);
+            // SAFETY: the context is gone and will never take the node:
+            // this is its single execution.
+            unsafe { TaskNode::execute(node, true) };
+            return;
+        }
+        // SAFETY: per the caller's contract, alive, pinned and queued
+        // nowhere else until executed.
+        let wake = unsafe { st.push_task(node) };
+        drop(st);
+        if wake {
+            shared.wake();
         }
     }
 }
@@ -1406,6 +1474,14 @@ impl Scheduler for IoScheduler {
         IoSender::new(crate::sender::ScheduleAction {
             ctx: self.shared.clone(),
         })
+    }
+    fn erased(&self) -> Option<SchedulerRef<'_>> {
+        // `Arc::as_ptr` keeps the provenance of the whole allocation:
+        // `enqueue` takes a reference count through it.
+        let ptr = NonNull::new(Arc::as_ptr(&self.shared).cast_mut())?;
+        // SAFETY: the `Arc` in `self` keeps the state alive for the borrow
+        // of `self`.
+        Some(unsafe { SchedulerRef::from_ptr(ptr) })
     }
 }
 

@@ -15,10 +15,13 @@
 //!
 //! The `loom_tests` module models this with a mock driver.
 
-use core::ptr;
+use core::ptr::{self, NonNull};
+
+use exec_core::TaskNode;
 
 use crate::loom::cell::UnsafeCell;
 use crate::loom::sync::{Mutex, MutexGuard};
+use core::sync::atomic::Ordering;
 
 /// An intrusive list node. Every field is guarded by the inbox mutex.
 #[derive(Debug)]
@@ -45,6 +48,11 @@ impl Link {
 pub(crate) struct InboxState {
     head: *const Link,
     tail: *const Link,
+    /// Type-erased nodes ([`TaskNode`], `DynScheduler::enqueue`): a FIFO
+    /// linked through the nodes' own `next` links (read and written only
+    /// with the lock held).
+    task_head: *mut TaskNode,
+    task_tail: *mut TaskNode,
     /// The loop is (about to be) blocked in its driver.
     pub(crate) sleeping: bool,
     /// The context was dropped: nothing may be pushed any more.
@@ -69,6 +77,8 @@ impl Inbox {
             state: Mutex::new(InboxState {
                 head: ptr::null(),
                 tail: ptr::null(),
+                task_head: ptr::null_mut(),
+                task_tail: ptr::null_mut(),
                 sleeping: false,
                 closed: false,
                 released: Vec::new(),
@@ -83,7 +93,34 @@ impl Inbox {
 
 impl InboxState {
     pub(crate) fn is_empty(&self) -> bool {
-        self.head.is_null()
+        self.head.is_null() && self.task_head.is_null()
+    }
+
+    /// Appends a type-erased node. Returns whether the loop must be woken
+    /// (and clears `sleeping`).
+    ///
+    /// # Safety
+    /// `node` is alive, pinned and queued nowhere else until it is taken
+    /// by [`take_tasks`](Self::take_tasks).
+    pub(crate) unsafe fn push_task(&mut self, node: NonNull<TaskNode>) -> bool {
+        // SAFETY: the node and the current tail are alive and held by this
+        // inbox (lock held).
+        unsafe {
+            TaskNode::set_next(node, ptr::null_mut(), Ordering::Relaxed);
+            match NonNull::new(self.task_tail) {
+                None => self.task_head = node.as_ptr(),
+                Some(tail) => TaskNode::set_next(tail, node.as_ptr(), Ordering::Relaxed),
+            }
+        }
+        self.task_tail = node.as_ptr();
+        core::mem::replace(&mut self.sleeping, false)
+    }
+
+    /// Takes every queued type-erased node, oldest first: walk the result
+    /// with [`TaskNode::next`] (read each link before executing its node).
+    pub(crate) fn take_tasks(&mut self) -> *mut TaskNode {
+        self.task_tail = ptr::null_mut();
+        core::mem::replace(&mut self.task_head, ptr::null_mut())
     }
 
     /// Appends `link`. Returns whether the loop must be woken (and clears
