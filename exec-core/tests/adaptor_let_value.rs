@@ -4,35 +4,15 @@ mod common;
 
 use common::*;
 use exec_core::{Completion, Scheduler, SenderExt, StopSource, just, sync_wait};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-struct CountingAlloc;
-thread_local! {
-    static ALLOCS: Cell<usize> = const { Cell::new(0) };
-}
-// SAFETY: forwards to `System`; only counts.
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let _ = ALLOCS.try_with(|a| a.set(a.get() + 1));
-        // SAFETY: forwarded.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-#[global_allocator]
-static GLOBAL: CountingAlloc = CountingAlloc;
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
+use counting_alloc::allocations_in;
 
-fn allocations_in(f: impl FnOnce()) -> usize {
-    let before = ALLOCS.with(|a| a.get());
-    f();
-    ALLOCS.with(|a| a.get()) - before
-}
+#[global_allocator]
+static GLOBAL: counting_alloc::Counting = counting_alloc::Counting;
 
 #[test]
 fn value_runs_the_next_sender() {
