@@ -21,3 +21,9 @@ pub use exec_io as io;
 
 #[cfg(feature = "tokio")]
 pub use exec_adapters as adapters;
+
+/// The README's Rust examples, compiled and run as doctests so the quick
+/// start cannot drift from the code.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
