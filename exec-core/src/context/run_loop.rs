@@ -253,27 +253,6 @@ impl RunLoop {
         // call, past the unlock, while the owner may already free the loop
         // (miri reports it).
     }
-
-    /// # Safety
-    /// `task` is pinned and stays alive until executed.
-    unsafe fn push(&self, task: *const Task) {
-        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-        // SAFETY: caller keeps `task` alive; mutex held for `tail`.
-        unsafe {
-            TaskNode::set_next(node(task), ptr::null_mut(), Ordering::Relaxed);
-            if q.tail.is_null() {
-                q.head = task;
-            } else {
-                TaskNode::set_next(node(q.tail), task.cast_mut(), Ordering::Relaxed);
-            }
-        }
-        q.tail = task;
-        self.ready.store(true, Ordering::Relaxed);
-        if q.sleepers > 0 {
-            self.wakeup.notify_one();
-        }
-        drop(q);
-    }
 }
 
 impl Default for RunLoop {
@@ -404,9 +383,13 @@ impl<R: Receiver<(), Infallible>> OperationState for RunLoopScheduleOp<'_, R> {
         // Derived from the whole op (`#[repr(C)]`, `task` first), not from
         // `&self.task`, so `execute` may reach the receiver field through it.
         let task: *const Task = (self.as_ref().get_ref() as *const Self).cast::<Task>();
-        // SAFETY: the op is pinned and, by `start`'s contract, alive until it
-        // completes, which happens in `execute` after the loop pops it.
-        unsafe { self.run_loop.push(task) };
+        // SAFETY: `enqueue`'s contract: the loop is alive (the op borrows it
+        // for `'a`), and the node is pinned and, by `start`'s contract, alive
+        // until it completes, which happens in `execute` after the loop pops
+        // it. Going through `enqueue` (a pointer, not `&self`) also keeps the
+        // hand-off sound when the loop is `sync_wait`'s and the node's
+        // completion lets it return and free the loop.
+        unsafe { <RunLoop as DynScheduler>::enqueue(NonNull::from(self.run_loop), node(task)) };
     }
 }
 
