@@ -9,7 +9,10 @@
 //! worker plus one for all other threads — chosen by the thread that makes
 //! it: a reference made and dropped on one worker never leaves that
 //! worker's line. Each shard with a non-zero count holds one strong count
-//! of the `Arc<Shared>`; the `Arc` frees the state as before.
+//! of the `Arc<Shared>`; the `Arc` frees the state as before. Each worker
+//! keeps one reference in its own shard while it runs, so that a reference
+//! made and dropped there never moves that shard between 0 and 1, which
+//! would take and give up a strong count on the `Arc`'s shared line.
 //!
 //! # Why a shard's 0 → 1 and 1 → 0 may race safely
 //! A `PoolRef` is made only from a live `Arc<Shared>` or cloned from a live

@@ -227,7 +227,17 @@ impl LifoSlot {
     }
 
     /// Puts `job` in the slot (owner only); returns the job it displaced.
+    #[inline]
     pub(crate) fn put(&self, job: JobRef) -> Option<JobRef> {
+        // Only the owner fills the slot; others only empty it. So an empty
+        // slot seen by the owner stays empty until the owner fills it, and
+        // a plain store suffices (no read-modify-write on the common path,
+        // where the owner has just taken the slot's job to run it).
+        if self.job.load(Ordering::Relaxed).is_null() {
+            // Release: publishes `job` to a stealer's Acquire swap.
+            self.job.store(job.into_raw(), Ordering::Release);
+            return None;
+        }
         // AcqRel: Release publishes `job` to a stealer's Acquire; Acquire
         // takes ownership of the displaced job.
         let prev = self.job.swap(job.into_raw(), Ordering::AcqRel);
@@ -236,6 +246,7 @@ impl LifoSlot {
     }
 
     /// Takes the job out of the slot (owner or stealer).
+    #[inline]
     pub(crate) fn take(&self) -> Option<JobRef> {
         if self.job.load(Ordering::Relaxed).is_null() {
             return None;

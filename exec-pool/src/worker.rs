@@ -403,6 +403,11 @@ impl Worker<'_> {
 pub(crate) fn main(shared: Arc<Shared>, index: usize) {
     let shared_ref: &Shared = &shared;
     CURRENT.with(|c| c.set((shared_ref as *const Shared, index)));
+    // A reference counted in this worker's `PoolRef` shard for as long as
+    // the worker runs: the shard never drops to zero between a schedule
+    // sender made here and its drop here, so neither touches the `Arc`'s
+    // strong count, a line every worker would otherwise bounce (handle.rs).
+    let keep_shard = crate::handle::PoolRef::new(&shared);
     let guard = exec_core::NonBlockingGuard::enter("an exec-pool worker");
     if let Some(hook) = &shared.on_start {
         let _ = exec_core::catch_unwind(|| hook());
@@ -425,5 +430,6 @@ pub(crate) fn main(shared: Arc<Shared>, index: usize) {
         let _ = exec_core::catch_unwind(|| hook());
     }
     drop(guard);
+    drop(keep_shard);
     CURRENT.with(|c| c.set((core::ptr::null(), 0)));
 }

@@ -637,6 +637,16 @@ impl SpawnReceiver {
         // SAFETY: the block lives until whoever comes second frees it; we
         // have not published our state yet.
         let header = unsafe { block.cast::<SpawnHeader>().as_ref() };
+        // The common case: `start` returned long ago (`STARTED`, which only
+        // the starter's CAS writes, after the `STARTING` that happened-before
+        // this completion). Then we come second without a read-modify-write.
+        // Acquire: pairs with that CAS (the starter is done with the block).
+        if header.state.load(Ordering::Acquire) == STARTED {
+            // SAFETY: as below: completed, `start` returned, freed once.
+            unsafe { free(block) };
+            drop(assoc);
+            return;
+        }
         // SAFETY: the starter reads `deferred` only after seeing `COMPLETED`.
         header.deferred.with_mut(|d| unsafe { *d = Some(assoc) });
         if header
@@ -1077,6 +1087,83 @@ mod loom_tests {
             }
             assert!(scope.inner.try_associate().is_none(), "closed by join");
             assert_eq!(scope.inner.count(), 0);
+        });
+    }
+
+    type Handle = ::loom::sync::Arc<::loom::sync::Mutex<Option<::loom::thread::JoinHandle<()>>>>;
+
+    /// Completes from a thread it spawns in `start`, then, still in
+    /// `start`, writes `mark` (as an operation that starts a second child
+    /// after handing off the first would): the completion may free the
+    /// block only after `start` returned, and must see that write.
+    struct Late {
+        handle: Handle,
+        drops: ::loom::sync::Arc<Counter>,
+    }
+    struct LateOp<R> {
+        handle: Handle,
+        receiver: Option<R>,
+        mark: UnsafeCell<u32>,
+        drops: ::loom::sync::Arc<Counter>,
+    }
+    impl Sender for Late {
+        type Output = ();
+        type Error = Infallible;
+    }
+    impl<R: Receiver<(), Infallible> + Send + 'static> SenderTo<R> for Late {
+        type Operation = LateOp<R>;
+        fn connect(self, receiver: R) -> LateOp<R> {
+            LateOp {
+                handle: self.handle,
+                receiver: Some(receiver),
+                mark: UnsafeCell::new(0),
+                drops: self.drops,
+            }
+        }
+    }
+    impl<R: Receiver<(), Infallible> + Send + 'static> OperationState for LateOp<R> {
+        unsafe fn start(self: Pin<&mut Self>) {
+            // SAFETY: nothing is structurally pinned.
+            let this = unsafe { self.get_unchecked_mut() };
+            let r = this.receiver.take().unwrap();
+            let h = ::loom::thread::spawn(move || r.set_value(()));
+            *this.handle.lock().unwrap() = Some(h);
+            // SAFETY: only `start` and the op's drop touch the cell; the
+            // scope frees the op only after `start` returned.
+            this.mark.with_mut(|m| unsafe { *m = 1 });
+        }
+    }
+    impl<R> Drop for LateOp<R> {
+        fn drop(&mut self) {
+            // SAFETY: the op is being dropped: nobody else touches it.
+            assert_eq!(self.mark.with(|m| unsafe { *m }), 1);
+            self.drops.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// `spawn`'s hand-over between `start` returning and the work
+    /// completing on another thread (the `SpawnHeader` state): the block
+    /// is freed once, after `start` returned, and the work leaves the
+    /// scope once.
+    #[test]
+    fn spawned_work_completes_while_start_runs() {
+        ::loom::model(|| {
+            let scope = AsyncScope::new();
+            let handle: Handle = Default::default();
+            let drops = ::loom::sync::Arc::new(Counter::new(0));
+            assert!(scope.spawn(Late {
+                handle: handle.clone(),
+                drops: drops.clone(),
+            }));
+            let t = handle.lock().unwrap().take().unwrap();
+            t.join().unwrap();
+            assert_eq!(drops.load(Ordering::Relaxed), 1, "freed once");
+            let joined = Counter::new(0);
+            let op = pin!(scope.join().connect(Count(&joined)));
+            // SAFETY: the work has left (the thread is joined): `join`
+            // completes inside `start`.
+            unsafe { op.start() };
+            assert_eq!(joined.load(Ordering::Relaxed), 1, "joined exactly once");
         });
     }
 
