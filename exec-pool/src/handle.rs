@@ -78,6 +78,7 @@ impl PoolRef {
     /// # Safety
     /// `ptr` comes from an `Arc<Shared>`, and that `Arc` or a `PoolRef` to
     /// it is alive during the call.
+    #[inline]
     unsafe fn acquire(ptr: NonNull<Shared>) -> Self {
         // SAFETY: alive per the contract.
         let shared = unsafe { ptr.as_ref() };

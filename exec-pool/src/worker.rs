@@ -248,9 +248,12 @@ impl Worker<'_> {
             return Some(job);
         }
         let me = &shared.workers[self.index];
-        if self.lifo_streak < MAX_LIFO_STREAK {
+        // With nothing in the local queue there is nobody here to give a
+        // turn to (the injector has its own turns, above): pushing the LIFO
+        // job to the back of the queue would only pop it again.
+        if self.lifo_streak < MAX_LIFO_STREAK || me.queue.is_empty() {
             if let Some(job) = me.lifo.take() {
-                self.lifo_streak += 1;
+                self.lifo_streak = self.lifo_streak.saturating_add(1);
                 return Some(job);
             }
         } else if let Some(job) = me.lifo.take() {

@@ -1,0 +1,123 @@
+//! The pool's hot paths in isolation, for `perf stat`/`perf record`:
+//! the exec side of `benches/pool_vs.rs`'s `chained_spawn` and
+//! `yield_many`, without tokio and rayon in the process.
+//!
+//! `cargo run --release -p exec-pool --example hot_paths -- yield_many 50`
+//! runs the named scenario (`chained_spawn`, `yield_many`, `spawn_many`)
+//! the given number of rounds and prints the median wall-clock ns/op and
+//! the CPU time all threads of the process used per op (less sensitive to
+//! other processes on a busy machine; includes idle workers' spinning).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Instant;
+
+use exec_core::{AsyncScope, Scheduler, SenderExt, sync_wait};
+use exec_pool::{PoolScheduler, ThreadPool};
+
+struct Latch {
+    remaining: AtomicUsize,
+    done: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl Latch {
+    fn new(n: usize) -> Arc<Self> {
+        Arc::new(Latch {
+            remaining: AtomicUsize::new(n),
+            done: Mutex::new(false),
+            cv: Condvar::new(),
+        })
+    }
+    fn count_down(&self) {
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            *self.done.lock().unwrap() = true;
+            self.cv.notify_all();
+        }
+    }
+    fn wait(&self) {
+        let mut done = self.done.lock().unwrap();
+        while !*done {
+            done = self.cv.wait(done).unwrap();
+        }
+    }
+}
+
+fn chain(scope: Arc<AsyncScope<'static>>, sched: PoolScheduler, n: usize, latch: Arc<Latch>) {
+    if n == 0 {
+        latch.count_down();
+    } else {
+        let (s2, sc2) = (sched.clone(), scope.clone());
+        scope.spawn(
+            sched
+                .schedule()
+                .then(move |()| chain(sc2, s2, n - 1, latch)),
+        );
+    }
+}
+
+/// CPU time used so far by all threads of this process, in ns (Linux
+/// `schedstat`; 0 elsewhere).
+fn cpu_ns() -> u64 {
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    dir.filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let which = args.next().unwrap_or_else(|| "yield_many".into());
+    let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(20);
+    let pool = ThreadPool::builder().threads(2).build().unwrap();
+    let sched = pool.scheduler();
+    let (ops, f): (usize, Box<dyn Fn()>) = match which.as_str() {
+        "chained_spawn" => (
+            1_000,
+            Box::new(|| {
+                let scope = Arc::new(AsyncScope::new());
+                let latch = Latch::new(1);
+                chain(scope.clone(), sched.clone(), 1_000, latch.clone());
+                latch.wait();
+                sync_wait(scope.join()).unwrap();
+            }),
+        ),
+        "yield_many" => (
+            200 * 1_000,
+            Box::new(|| {
+                let scope = AsyncScope::new();
+                for _ in 0..200 {
+                    scope.spawn(sched.schedule().repeat_n(1_000));
+                }
+                sync_wait(scope.join()).unwrap();
+            }),
+        ),
+        "spawn_many" => (
+            100_000,
+            Box::new(|| {
+                let scope = AsyncScope::new();
+                for _ in 0..100_000 {
+                    scope.spawn(sched.schedule());
+                }
+                sync_wait(scope.join()).unwrap();
+            }),
+        ),
+        other => panic!("unknown scenario {other}"),
+    };
+    f();
+    let mut wall = Vec::with_capacity(rounds);
+    let c = cpu_ns();
+    for _ in 0..rounds {
+        let t = Instant::now();
+        f();
+        wall.push(t.elapsed().as_nanos() as f64 / ops as f64);
+    }
+    let cpu = (cpu_ns() - c) as f64 / (rounds * ops) as f64;
+    wall.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    println!(
+        "{which}: median {:.1} ns/op wall, mean {cpu:.1} ns/op cpu, over {rounds} rounds",
+        wall[rounds / 2],
+    );
+}
