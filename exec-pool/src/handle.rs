@@ -9,10 +9,25 @@
 //! worker plus one for all other threads — chosen by the thread that makes
 //! it: a reference made and dropped on one worker never leaves that
 //! worker's line. Each shard with a non-zero count holds one strong count
-//! of the `Arc<Shared>`; the `Arc` frees the state as before. Each worker
-//! keeps one reference in its own shard while it runs, so that a reference
-//! made and dropped there never moves that shard between 0 and 1, which
-//! would take and give up a strong count on the `Arc`'s shared line.
+//! of the `Arc<Shared>`; the `Arc` frees the state as before.
+//!
+//! # A worker's own shard: no read-modify-write
+//! Only worker `i`'s thread makes references in shard `i` (a reference is
+//! counted where it is made), so while `i` runs, the references it makes
+//! and drops itself are counted in `local`, which only that thread reads
+//! and writes (a load and a store, no locked instruction); references of
+//! shard `i` dropped on other threads subtract from `count` instead. The
+//! worker *opens* its shard when it starts (`enter_worker`: the shard takes
+//! a strong count, and the worker keeps one reference in it, so `local`
+//! stays ≥ 1 and no zero has to be detected while it runs) and *closes* it
+//! when it stops (`leave_worker`: it stops counting as worker `i`, so its
+//! own later drops subtract from `count` too, then adds `local` into
+//! `count`, which from then on is the number of references, and drops its
+//! own reference like any other). Before the close, `count` is 0 minus the
+//! remote drops, so no remote drop can see it fall from 1 to 0; after the
+//! close, the drop that does gives up the shard's strong count. A shard that
+//! several threads count in (the outside one, the one surplus workers of a
+//! very large pool share) keeps the protocol below.
 //!
 //! # Why a shard's 0 → 1 and 1 → 0 may race safely
 //! A `PoolRef` is made only from a live `Arc<Shared>` or cloned from a live
@@ -36,7 +51,7 @@ use core::ops::Deref;
 use core::ptr::NonNull;
 
 use crate::loom::sync::Arc;
-use crate::loom::sync::atomic::Ordering;
+use crate::loom::sync::atomic::{AtomicUsize, Ordering};
 use crate::worker::Shared;
 
 /// How many shards a pool has at most (they are indexed by the pointer's
@@ -44,6 +59,31 @@ use crate::worker::Shared;
 pub(crate) const SHARDS: usize = 64;
 const MASK: usize = SHARDS - 1;
 const _: () = assert!(core::mem::align_of::<Shared>() >= SHARDS);
+
+/// One shard's counts (see the module docs).
+pub(crate) struct Shard {
+    /// A shared shard: the references counted here. A worker's own shard:
+    /// minus (wrapping) the references dropped on other threads until the
+    /// worker closes it, then the references counted here.
+    count: AtomicUsize,
+    /// A worker's own shard while open: the references its worker made
+    /// minus those it dropped. Only that thread touches it (Relaxed load
+    /// and store).
+    local: AtomicUsize,
+    /// Whether exactly one worker counts in this shard.
+    owned: bool,
+}
+
+impl Shard {
+    /// A shard with no references; `owned` if exactly one worker counts in it.
+    pub(crate) fn new(owned: bool) -> Self {
+        Shard {
+            count: AtomicUsize::new(0),
+            local: AtomicUsize::new(0),
+            owned,
+        }
+    }
+}
 
 /// A counted reference to a pool's [`Shared`] state (see the module docs).
 pub(crate) struct PoolRef {
@@ -84,9 +124,19 @@ impl PoolRef {
         let shared = unsafe { ptr.as_ref() };
         let shard = shared.current_shard();
         debug_assert!(shard < SHARDS);
+        let counts = &shared.shards[shard];
+        if counts.owned {
+            // We are the worker of this open shard (only it maps here):
+            // `local` is ours alone.
+            let local = counts.local.load(Ordering::Relaxed);
+            counts.local.store(local + 1, Ordering::Relaxed);
+            return PoolRef {
+                tagged: ptr.map_addr(|a| a | shard),
+            };
+        }
         // Relaxed: the shard count only decides who holds the strong count;
         // the `Arc` orders the final free.
-        if shared.shards[shard].fetch_add(1, Ordering::Relaxed) == 0 {
+        if counts.count.fetch_add(1, Ordering::Relaxed) == 0 {
             // SAFETY: the pointer comes from an `Arc` whose strong count is
             // non-zero during the call (per the contract).
             unsafe { Arc::increment_strong_count(ptr.as_ptr() as *const Shared) };
@@ -94,6 +144,38 @@ impl PoolRef {
         PoolRef {
             tagged: ptr.map_addr(|a| a | shard),
         }
+    }
+
+    /// Makes the calling thread worker `index` of the pool `from` refers
+    /// to and opens its shard (see the module docs); returns the reference
+    /// that keeps the shard open, for [`leave_worker`](Self::leave_worker).
+    pub(crate) fn enter_worker(from: &PoolRef, index: usize) -> PoolRef {
+        from.set_current_worker(Some(index));
+        let shard = from.current_shard();
+        if from.shards[shard].owned {
+            // The open shard's strong count, given up by the drop that
+            // brings `count` to zero after the close.
+            // SAFETY: `from` keeps the `Arc`-owned state alive; its pointer
+            // carries the provenance of the whole allocation.
+            unsafe { Arc::increment_strong_count(from.ptr().as_ptr() as *const Shared) };
+        }
+        // Counted in `local` (owned) or as in any shared shard.
+        from.clone()
+    }
+
+    /// The calling thread stops being a worker and closes the shard `keep`
+    /// (from [`enter_worker`](Self::enter_worker)) kept open.
+    pub(crate) fn leave_worker(keep: PoolRef) {
+        keep.set_current_worker(None);
+        let counts = &keep.shards[keep.shard()];
+        if counts.owned {
+            // From now on our drops, like everyone's, go to `count`; hand
+            // it what `local` counted. AcqRel: as for a drop (below).
+            let local = counts.local.load(Ordering::Relaxed);
+            counts.local.store(0, Ordering::Relaxed);
+            counts.count.fetch_add(local, Ordering::AcqRel);
+        }
+        drop(keep);
     }
 
     /// The state's address, without the shard.
@@ -136,9 +218,24 @@ impl Drop for PoolRef {
     fn drop(&mut self) {
         // Read what we need first: giving up the strong count may free it.
         let ptr = self.ptr().as_ptr() as *const Shared;
+        let index = self.shard();
         // SAFETY: alive until the strong count below is given up.
-        let shard = unsafe { &(*ptr).shards[self.shard()] };
-        if shard.fetch_sub(1, Ordering::Relaxed) == 1 {
+        let shared = unsafe { &*ptr };
+        let counts = &shared.shards[index];
+        let last = if !counts.owned {
+            counts.count.fetch_sub(1, Ordering::Relaxed) == 1
+        } else if shared.current_shard() == index {
+            // The shard's worker, shard open: `local` is ours and stays ≥ 1
+            // (the worker's own reference), so this is never the last.
+            let local = counts.local.load(Ordering::Relaxed);
+            counts.local.store(local - 1, Ordering::Relaxed);
+            false
+        } else {
+            // AcqRel: our uses of the state happen-before the free by
+            // whoever brings `count` to zero (it acquires them all).
+            counts.count.fetch_sub(1, Ordering::AcqRel) == 1
+        };
+        if last {
             // SAFETY: this shard held one strong count (module invariant),
             // which we give up; the `Arc` orders the free (AcqRel).
             unsafe { Arc::decrement_strong_count(ptr) };

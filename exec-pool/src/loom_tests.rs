@@ -245,14 +245,45 @@ fn pool_ref_shards_free_once() {
         drop(shared);
         let b = a.clone();
         let t = thread::spawn(move || {
-            b.pretend_worker(Some(0));
+            let keep = PoolRef::enter_worker(&b, 0);
             let c = b.clone();
             drop(b);
-            c.pretend_worker(None);
+            PoolRef::leave_worker(keep);
             drop(c);
         });
         drop(a);
         t.join().unwrap();
+    });
+}
+
+/// A worker's own shard (counted without read-modify-writes while it is
+/// open): references made there are dropped by the worker, by another
+/// thread while the worker still runs, and after it closed the shard, on
+/// its thread and on others, racing the close and the outside shard's last
+/// drop. The state is freed exactly once, after the last reference.
+#[test]
+fn pool_ref_worker_shard_open_and_close() {
+    use crate::handle::PoolRef;
+    use crate::worker::Shared;
+    loom::model(|| {
+        let shared = Arc::new(Shared::new(1, None, None));
+        let a = PoolRef::new(&shared);
+        drop(shared);
+        let b = a.clone();
+        let t = thread::spawn(move || {
+            let keep = PoolRef::enter_worker(&b, 0);
+            drop(b);
+            let (c, d, e) = (keep.clone(), keep.clone(), keep.clone());
+            drop(c); // by the worker, shard open
+            // Dropped on another thread, racing the close.
+            let u = thread::spawn(move || drop(d));
+            PoolRef::leave_worker(keep);
+            u.join().unwrap();
+            e // dropped on the main thread, after the close
+        });
+        drop(a);
+        let e = t.join().unwrap();
+        drop(e);
     });
 }
 

@@ -4,6 +4,7 @@ use core::cell::Cell;
 
 use crossbeam_utils::CachePadded;
 
+use crate::handle::PoolRef;
 use crate::idle::Idle;
 use crate::job::{JobRef, Mode};
 use crate::loom::sync::Arc;
@@ -51,7 +52,7 @@ pub(crate) struct Shared {
     pub(crate) workers: Box<[WorkerQueues]>,
     /// Reference counts of the `PoolRef`s (see `handle.rs`): one per
     /// worker (up to `handle::SHARDS - 1`), then one for every other thread.
-    pub(crate) shards: Box<[CachePadded<AtomicUsize>]>,
+    pub(crate) shards: Box<[CachePadded<crate::handle::Shard>]>,
     pub(crate) injector: CachePadded<Injector>,
     pub(crate) idle: CachePadded<Idle>,
     /// Set once by shutdown (Release); workers stop running jobs and cancel
@@ -90,9 +91,19 @@ impl Shared {
                     lifo: CachePadded::new(LifoSlot::new()),
                 })
                 .collect(),
-            shards: (0..(threads + 1).min(crate::handle::SHARDS))
-                .map(|_| CachePadded::new(AtomicUsize::new(0)))
-                .collect(),
+            shards: {
+                // One shard per worker, then the outside one; surplus workers
+                // of a very large pool share the last worker shard.
+                let n = (threads + 1).min(crate::handle::SHARDS);
+                let outside = n - 1;
+                let shared_last = threads > outside;
+                (0..n)
+                    .map(|i| {
+                        let owned = i < outside && !(shared_last && i == outside - 1);
+                        CachePadded::new(crate::handle::Shard::new(owned))
+                    })
+                    .collect()
+            },
             injector: CachePadded::new(Injector::new()),
             idle: CachePadded::new(Idle::new(threads)),
             shutdown: AtomicBool::new(false),
@@ -111,10 +122,9 @@ impl Shared {
         core::ptr::eq(pool, self).then_some(index)
     }
 
-    /// Makes the calling thread count as worker `index` of this pool (loom
-    /// models of `PoolRef` shards), or as no worker with `None`.
-    #[cfg(all(test, loom))]
-    pub(crate) fn pretend_worker(&self, index: Option<usize>) {
+    /// Makes the calling thread count as worker `index` of this pool, or as
+    /// no worker with `None` (see `PoolRef::enter_worker`).
+    pub(crate) fn set_current_worker(&self, index: Option<usize>) {
         let v = match index {
             Some(i) => (self as *const Shared, i),
             None => (core::ptr::null(), 0),
@@ -405,12 +415,11 @@ impl Worker<'_> {
 /// The body of worker thread `index`.
 pub(crate) fn main(shared: Arc<Shared>, index: usize) {
     let shared_ref: &Shared = &shared;
-    CURRENT.with(|c| c.set((shared_ref as *const Shared, index)));
-    // A reference counted in this worker's `PoolRef` shard for as long as
-    // the worker runs: the shard never drops to zero between a schedule
-    // sender made here and its drop here, so neither touches the `Arc`'s
-    // strong count, a line every worker would otherwise bounce (handle.rs).
-    let keep_shard = crate::handle::PoolRef::new(&shared);
+    // Worker `index` from here on, with its `PoolRef` shard open: the
+    // schedule senders it makes and drops count there without any
+    // read-modify-write (handle.rs).
+    // (Closed again by the guard's drop, even if this thread unwinds.)
+    let keep_shard = LeaveWorker(Some(PoolRef::enter_worker(&PoolRef::new(&shared), index)));
     let guard = exec_core::NonBlockingGuard::enter("an exec-pool worker");
     if let Some(hook) = &shared.on_start {
         let _ = exec_core::catch_unwind(|| hook());
@@ -434,5 +443,15 @@ pub(crate) fn main(shared: Arc<Shared>, index: usize) {
     }
     drop(guard);
     drop(keep_shard);
-    CURRENT.with(|c| c.set((core::ptr::null(), 0)));
+}
+
+/// Makes the worker leave (`PoolRef::leave_worker`) when dropped.
+struct LeaveWorker(Option<PoolRef>);
+
+impl Drop for LeaveWorker {
+    fn drop(&mut self) {
+        if let Some(keep) = self.0.take() {
+            PoolRef::leave_worker(keep);
+        }
+    }
 }
