@@ -81,3 +81,39 @@ fn asynchronous_iterations_and_cancellation() {
     rec.expect_stopped();
     op.finish();
 }
+
+#[test]
+fn iterations_completing_after_start_returned_end_once() {
+    // Every iteration here completes after its `start` returned (the loop's
+    // hand-over without the stash): a stopped or panicking iteration ends
+    // the loop exactly once, and what the loop holds is dropped.
+    let sch = ManualScheduler::new();
+    let (op, rec) = start(sch.schedule().repeat_n(5));
+    assert!(sch.run_one());
+    assert_eq!(sch.stop_all(), 1);
+    rec.expect_stopped();
+    assert_eq!(rec.completions(), 1);
+    assert_eq!(sch.pending(), 0, "no iteration after the stopped one");
+    op.finish();
+
+    let drops = DropCounter::new();
+    let held = Arc::new(drops.track(()));
+    let runs = Arc::new(AtomicUsize::new(0));
+    let r2 = runs.clone();
+    let (op, rec) = start(
+        sch.schedule()
+            .then(move |()| {
+                let _ = &held;
+                if r2.fetch_add(1, Ordering::SeqCst) == 1 {
+                    panic!("second")
+                }
+            })
+            .repeat_n(5),
+    );
+    assert_eq!(sch.run_all(), 2);
+    assert_eq!(rec.expect_panic(), "second");
+    assert_eq!(rec.completions(), 1);
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    assert_eq!(drops.alive(), 0, "the loop dropped its body when it ended");
+    op.finish();
+}

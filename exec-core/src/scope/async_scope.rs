@@ -67,8 +67,17 @@ impl Inner {
         // Relaxed: only the closed bit in the same word matters here, and
         // the read-modify-write sees the latest value of it.
         let prev = self.assoc.fetch_add(ONE, Ordering::Relaxed);
+        let ptr = Arc::as_ptr(self);
+        if prev < ONE {
+            // 0 → 1: the associated work as a whole holds one strong count
+            // (see `Assoc`). A racing 1 → 0 may give up the previous one
+            // meanwhile: `self` keeps the count above zero.
+            // SAFETY: `ptr` comes from the live `Arc` `self`.
+            unsafe { Arc::increment_strong_count(ptr) };
+        }
         let assoc = Assoc {
-            inner: self.clone(),
+            // SAFETY: an `Arc`'s pointer is never null.
+            inner: InnerRef(unsafe { NonNull::new_unchecked(ptr.cast_mut()) }),
         };
         if prev & CLOSED != 0 {
             // Refused: leave again (waking joiners if we were the last).
@@ -108,20 +117,62 @@ const CLOSED: usize = 1;
 const ONE: usize = 2;
 
 /// One unit of work counted in the scope; dropping it leaves the scope.
+///
+/// While the count is non-zero, the associated work as a whole holds one
+/// strong count of the scope's `Arc<Inner>` (taken by the association that
+/// brings the count from 0 to 1, given up by the drop that brings it back
+/// to 0), instead of one per association: one read-modify-write less on
+/// each side. A 1 → 0 racing a 0 → 1 is harmless: the new association is
+/// made through a live `Arc` (`try_associate` takes `&Arc<Inner>`), which
+/// keeps the strong count above zero in between (as for exec-pool's
+/// `PoolRef` shards).
 pub(crate) struct Assoc {
-    inner: Arc<Inner>,
+    inner: InnerRef,
+}
+
+/// The scope state an [`Assoc`] keeps alive (through the associated work's
+/// strong count).
+pub(crate) struct InnerRef(NonNull<Inner>);
+
+// SAFETY: a shared reference to `Inner`, which is `Send + Sync` (as an
+// `Arc<Inner>` would be).
+unsafe impl Send for InnerRef {}
+// SAFETY: as above.
+unsafe impl Sync for InnerRef {}
+
+impl core::ops::Deref for InnerRef {
+    type Target = Inner;
+    #[inline]
+    fn deref(&self) -> &Inner {
+        // SAFETY: alive while the `Assoc` holding it exists (see `Assoc`).
+        unsafe { self.0.as_ref() }
+    }
 }
 
 impl Drop for Assoc {
     fn drop(&mut self) {
         // AcqRel: releases what this work did; the last one acquires what
-        // all the others did, for the joiners it wakes.
+        // all the others did, for the joiners it wakes and for the free.
         let prev = self.inner.assoc.fetch_sub(ONE, Ordering::AcqRel);
-        if prev != ONE | CLOSED {
-            // Work is left, or the scope is open (then there is no joiner:
-            // `join` closes the scope before it waits).
+        if prev >> 1 != 1 {
+            // Work is left.
             return;
         }
+        if prev & CLOSED != 0 {
+            self.wake_joiners();
+        }
+        // Last: give up the associated work's strong count (`Assoc` docs).
+        // Nothing of `self.inner` is touched afterwards.
+        // SAFETY: from `Arc::as_ptr` in `try_associate`; this is the count
+        // the 0 → 1 association took.
+        unsafe { Arc::decrement_strong_count(self.inner.0.as_ptr().cast_const()) };
+    }
+}
+
+impl Assoc {
+    /// Wakes the joiners, after the last work left a closed scope. (With
+    /// the scope open there is no joiner: `join` closes it before waiting.)
+    fn wake_joiners(&self) {
         // Wake the joiners one at a time. The count is re-checked under the
         // lock: a refused association may bump it for a moment, and then
         // its own drop, which brings it back to zero, wakes the rest.
