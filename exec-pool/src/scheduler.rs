@@ -109,25 +109,37 @@ impl Scheduler for PoolScheduler {
 // (or cancelled once, with `stopped`, by a shut-down pool), like a schedule
 // operation's. `this` is only ever a `Shared` inside an `Arc`, with that
 // allocation's provenance (the one `SchedulerRef` to a `Shared` is made from
-// `Arc::as_ptr` in `PoolScheduler::erased`); we take our own
-// reference before submitting, so the pool state stays alive across
-// `submit` even if the node's completion frees the handle it came from.
+// `Arc::as_ptr` in `PoolScheduler::erased`); off the pool we take our own
+// reference before submitting, and on a worker the worker's thread holds
+// one, so the pool state stays alive across the submission even if the
+// node's completion frees the handle it came from.
 #[cfg(not(loom))]
 unsafe impl DynScheduler for crate::worker::Shared {
     unsafe fn enqueue(this: core::ptr::NonNull<Self>, node: core::ptr::NonNull<TaskNode>) {
         let ptr: *const Self = this.as_ptr();
+        // SAFETY: the node is a `TaskNode` (which `JobHeader` wraps
+        // transparently) derived from its whole operation state, alive until
+        // executed and queued nowhere else (the caller's contract); this is
+        // the only `JobRef` made for it.
+        let job = unsafe { JobRef::new(node.as_ptr().cast::<JobHeader>()) };
+        // SAFETY: alive when called, per the contract.
+        let this_ref = unsafe { &*ptr };
+        if let Some(index) = this_ref.current_worker() {
+            // On one of this pool's workers, whose thread owns an
+            // `Arc<Shared>` until it exits (`worker::main`): the state
+            // outlives this call without a count of our own, which would be
+            // two read-modify-writes on the `Arc`'s line, shared by all
+            // workers.
+            this_ref.submit_local(index, job, true);
+            return;
+        }
         // SAFETY: `ptr` is the pointee of a live `Arc<Shared>` (see above),
         // alive when called per the contract.
         let shared = unsafe {
             Arc::increment_strong_count(ptr);
             Arc::from_raw(ptr)
         };
-        // SAFETY: the node is a `TaskNode` (which `JobHeader` wraps
-        // transparently) derived from its whole operation state, alive until
-        // executed and queued nowhere else (the caller's contract); this is
-        // the only `JobRef` made for it.
-        let job = unsafe { JobRef::new(node.as_ptr().cast::<JobHeader>()) };
-        shared.submit(job);
+        shared.submit_remote(job);
         drop(shared);
     }
 }

@@ -247,7 +247,8 @@ struct Worker<'a> {
 
 impl Worker<'_> {
     /// Finds the next job: the injector now and then, the LIFO slot (a few
-    /// times in a row at most), the local queue, the injector, other
+    /// times in a row at most, unless the local queue is empty), the local
+    /// queue, the injector, other
     /// workers' queues. `last_resort` also takes other workers' LIFO slots.
     fn find_work(&mut self, last_resort: bool) -> Option<JobRef> {
         let shared = self.shared;
