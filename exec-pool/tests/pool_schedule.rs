@@ -222,3 +222,39 @@ fn work_in_a_busy_workers_lifo_slot_is_taken_by_an_idle_worker() {
         "no timeout assertion fired on a worker"
     );
 }
+
+#[test]
+fn a_job_that_keeps_rescheduling_itself_gives_queued_work_a_turn() {
+    // One worker. B is queued behind a loop A that reschedules itself (into
+    // the LIFO slot) until B has run: A must leave the slot for the back of
+    // the queue after a few turns, or B never runs.
+    let pool = ThreadPool::builder().threads(1).build().unwrap();
+    let sched = pool.scheduler();
+    let scope = Arc::new(exec_core::AsyncScope::new());
+    let b_ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let turns = Arc::new(AtomicUsize::new(0));
+    let spawned = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (s2, sc2, b2, t2) = (sched.clone(), scope.clone(), b_ran.clone(), turns.clone());
+    let sp2 = spawned.clone();
+    scope.spawn(sched.schedule().then(move |()| {
+        // On the worker: B fills the LIFO slot, then A's first schedule
+        // displaces it into the local queue.
+        let b3 = b2.clone();
+        sc2.spawn(
+            s2.schedule()
+                .then(move |()| b3.store(true, Ordering::SeqCst)),
+        );
+        sc2.spawn(s2.schedule().repeat_effect_until(move |()| {
+            // (Bounded, so that a starving B fails the assertion below
+            // instead of hanging the test.)
+            t2.fetch_add(1, Ordering::SeqCst) >= 100_000 || b2.load(Ordering::SeqCst)
+        }));
+        sp2.store(true, Ordering::SeqCst);
+    }));
+    // `join` closes the scope: only once both are in it.
+    wait_until(|| spawned.load(Ordering::SeqCst));
+    assert_eq!(sync_wait(scope.join()), Ok(Some(())));
+    assert!(b_ran.load(Ordering::SeqCst));
+    let turns = turns.load(Ordering::SeqCst);
+    assert!(turns < 10, "B waited {turns} turns of A");
+}
