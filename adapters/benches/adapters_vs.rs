@@ -21,12 +21,20 @@
 //! - a tokio future run by `from_future_on(pool, …)` with the runtime
 //!   entered, awaited from a tokio task, vs the same future spawned on tokio.
 //!
+//! - both pool rows again with `.spin_for(20µs)` on the future: the tokio
+//!   thread busy-waits for the pool's completion instead of parking, which
+//!   removes the tokio-side wake-up (the cost that dominates the plain rows).
+//!
 //! Prints ns per operation (best of 5 rounds) and the ratio adapter / native.
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use exec_adapters::{SenderFutureExt, TokioScheduler, from_future_on};
 use exec_core::{Scheduler, SenderExt, just, sync_wait};
+
+/// The `spin_for` budget of the spinning rows: about what parking and
+/// waking a thread costs here.
+const SPIN: Duration = Duration::from_micros(20);
 
 fn work(x: u64) -> u64 {
     black_box(x)
@@ -129,6 +137,29 @@ fn main() {
         adapter,
         native,
     );
+    // The same await with `spin_for(SPIN)`: the tokio task's thread waits
+    // for the pool's completion instead of parking (no wake-up to pay).
+    let spun = measure(n, |iters| {
+        let pool_sch = pool.scheduler();
+        rt.block_on(async move {
+            tokio::spawn(async move {
+                let mut acc = 0u64;
+                for i in 0..iters {
+                    acc ^= pool_sch
+                        .schedule()
+                        .then(move |()| work(i))
+                        .into_future()
+                        .spin_for(SPIN)
+                        .await
+                        .unwrap();
+                }
+                black_box(acc)
+            })
+            .await
+            .unwrap()
+        });
+    });
+    report("  the same .spin_for(20µs) vs spawn(f).await", spun, native);
     // The same cross-thread-pool hop, done by tokio itself: a reference for
     // what waking another pool's parked thread and back costs here.
     let hop = measure(n, |iters| {
@@ -212,6 +243,29 @@ fn main() {
         adapter,
         native,
     );
+    let spun = measure(n, |iters| {
+        let (pool_sch, sch) = (pool.scheduler(), sch.clone());
+        rt.block_on(async move {
+            tokio::spawn(async move {
+                let mut acc = 0u64;
+                for i in 0..iters {
+                    let fut = sch.enter(async move {
+                        tokio::task::yield_now().await;
+                        work(i)
+                    });
+                    acc ^= from_future_on(pool_sch.clone(), fut)
+                        .into_future()
+                        .spin_for(SPIN)
+                        .await
+                        .unwrap();
+                }
+                black_box(acc)
+            })
+            .await
+            .unwrap()
+        });
+    });
+    report("  the same .spin_for(20µs) vs tokio::spawn", spun, native);
 
     let adapter = measure(n * 4, |iters| {
         rt.block_on(async move {

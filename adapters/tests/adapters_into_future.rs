@@ -355,3 +355,102 @@ mod self_completing {
         unsafe { fire(p.0) };
     }
 }
+
+mod spin_for {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn completion_within_the_spin_resolves_on_the_first_poll_without_a_wake() {
+        let sch = ManualScheduler::new();
+        let mut fut = sch
+            .schedule()
+            .then(|()| 7)
+            .into_future()
+            .spin_for(Duration::from_secs(10));
+        let s2 = sch.clone();
+        let worker = std::thread::spawn(move || {
+            while s2.pending() == 0 {
+                std::thread::yield_now();
+            }
+            s2.run_all();
+        });
+        let (waker, count) = counting_waker();
+        // The first poll starts the op and waits for the worker's completion.
+        assert_eq!(poll_once(&mut fut, &waker), Poll::Ready(Ok(7)));
+        worker.join().unwrap();
+        assert_eq!(count.0.load(Ordering::SeqCst), 0, "no waker was needed");
+    }
+
+    #[test]
+    fn a_completion_after_the_spin_is_awaited_normally() {
+        let sch = ManualScheduler::new();
+        let mut fut = sch
+            .schedule()
+            .then(|()| 8)
+            .into_future()
+            .spin_for(Duration::from_millis(2));
+        let (waker, count) = counting_waker();
+        let t0 = Instant::now();
+        assert!(poll_once(&mut fut, &waker).is_pending());
+        assert!(t0.elapsed() >= Duration::from_millis(2), "it did spin");
+        sch.run_all();
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert_eq!(poll_once(&mut fut, &waker), Poll::Ready(Ok(8)));
+    }
+
+    #[test]
+    fn only_the_first_poll_spins() {
+        let sch = ManualScheduler::new();
+        let mut fut = sch
+            .schedule()
+            .then(|()| 9)
+            .into_future()
+            .spin_for(Duration::from_millis(200));
+        let (waker, _count) = counting_waker();
+        assert!(poll_once(&mut fut, &waker).is_pending());
+        let t0 = Instant::now();
+        assert!(poll_once(&mut fut, &waker).is_pending());
+        assert!(
+            t0.elapsed() < Duration::from_millis(200),
+            "a later poll returns at once"
+        );
+        sch.run_all();
+        assert_eq!(poll_once(&mut fut, &waker), Poll::Ready(Ok(9)));
+    }
+
+    #[test]
+    fn error_stopped_and_drop_mid_flight_behave_as_without_spin() {
+        let spin = Duration::from_micros(50);
+        assert_eq!(
+            block_on(
+                exec_core::just_error::<(), i32>(3)
+                    .into_future()
+                    .spin_for(spin)
+            ),
+            Err(AwaitError::Error(3))
+        );
+        assert_eq!(
+            block_on(
+                exec_core::just_stopped::<(), Infallible>()
+                    .into_future()
+                    .spin_for(spin)
+            ),
+            Err(AwaitError::Stopped)
+        );
+        let drops = DropCounter::new();
+        let sch = ManualScheduler::new();
+        let t = drops.track(());
+        let mut fut = sch
+            .schedule()
+            .then(move |()| drop(t))
+            .into_future()
+            .spin_for(spin);
+        let (waker, _count) = counting_waker();
+        assert!(poll_once(&mut fut, &waker).is_pending());
+        drop(fut);
+        assert_eq!(drops.alive(), 1);
+        sch.run_all();
+        assert_eq!(drops.alive(), 0, "stopped op freed its block");
+    }
+}
