@@ -223,7 +223,10 @@ impl Drop for PoolRef {
         let shared = unsafe { &*ptr };
         let counts = &shared.shards[index];
         let last = if !counts.owned {
-            counts.count.fetch_sub(1, Ordering::Relaxed) == 1
+            // AcqRel (the `Arc` drop pattern): our uses of the state
+            // happen-before the free by whoever brings `count` to zero and
+            // then gives up the shard's strong count.
+            counts.count.fetch_sub(1, Ordering::AcqRel) == 1
         } else if shared.current_shard() == index {
             // The shard's worker, shard open: `local` is ours and stays ≥ 1
             // (the worker's own reference), so this is never the last.
