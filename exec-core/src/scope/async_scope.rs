@@ -326,16 +326,24 @@ impl<'env> AsyncScope<'env> {
         let raw: *mut SpawnBlock<S::Operation> = Box::into_raw(Box::new(SpawnBlock {
             header: SpawnHeader {
                 state: AtomicU8::new(STARTING),
-                deferred: UnsafeCell::new(None),
+                assoc: UnsafeCell::new(Some(assoc)),
+                free: free_block::<S::Operation>,
             },
             op: MaybeUninit::uninit(),
         }));
-        // Frees the (still uninitialized) block if `connect` unwinds.
+        // Frees the (still uninitialized) block, leaving the scope, if
+        // `connect` unwinds.
         struct FreeUninit<O>(*mut SpawnBlock<O>);
         impl<O> Drop for FreeUninit<O> {
             fn drop(&mut self) {
                 // SAFETY: allocated above, op not initialized, never shared.
-                drop(unsafe { Box::from_raw(self.0) });
+                let block = unsafe { Box::from_raw(self.0) };
+                let assoc = block.header.assoc.with_mut(|a| {
+                    // SAFETY: never shared.
+                    unsafe { (*a).take() }
+                });
+                drop(block);
+                drop(assoc);
             }
         }
         let guard = FreeUninit(raw);
@@ -343,10 +351,8 @@ impl<'env> AsyncScope<'env> {
         // pointers derived from it.
         let op: *mut S::Operation = unsafe { (&raw mut (*raw).op).cast() };
         let receiver = SpawnReceiver {
-            assoc,
             // SAFETY: from `Box::into_raw`, not null.
             block: unsafe { NonNull::new_unchecked(raw.cast()) },
-            free: free_block::<S::Operation>,
         };
         // SAFETY: `op` points into the block, suitably aligned, uninit.
         unsafe { op.write(sender.connect(receiver)) };
@@ -365,8 +371,9 @@ impl<'env> AsyncScope<'env> {
         {
             // The work completed while we were in `start` and left the
             // freeing (and leaving the scope) to us.
-            // SAFETY: the completion wrote `deferred` before its Release.
-            let assoc = header.deferred.with_mut(|d| unsafe { (*d).take() });
+            // SAFETY: the completion is over (we acquired its `COMPLETED`):
+            // the cell is ours.
+            let assoc = header.assoc.with_mut(|d| unsafe { (*d).take() });
             // SAFETY: completed, and we are the one to free it.
             unsafe { free_block::<S::Operation>(NonNull::new_unchecked(raw.cast())) };
             drop(assoc);
@@ -579,18 +586,22 @@ const STARTED: u8 = 1;
 /// The work completed during `start`: the starter frees the block.
 const COMPLETED: u8 = 2;
 
-/// The type-erased front of a spawned block.
+/// The type-erased front of a spawned block: what the work's receiver (one
+/// pointer to it) needs.
 ///
 /// Freeing an operation state while its `start` is still running (inline
 /// completion, or completion on another thread) would free memory that a
 /// live `&mut` points to. So the completion and the return from `start`
 /// race on `state`, and whoever comes second frees the block and leaves
-/// the scope (the association is parked in `deferred` for the starter).
+/// the scope.
 struct SpawnHeader {
     state: AtomicU8,
-    /// Written by the completion before its Release CAS to `COMPLETED`;
-    /// taken by the starter after its Acquire failure.
-    deferred: UnsafeCell<Option<Assoc>>,
+    /// The work's place in the scope. Read (shared) by the receiver's env
+    /// while the work runs; taken by whoever comes second, after the
+    /// completion (the starter after its Acquire failure to `STARTED`).
+    assoc: UnsafeCell<Option<Assoc>>,
+    /// Drops the op and frees the block (its type erased).
+    free: unsafe fn(NonNull<()>),
 }
 
 #[repr(C)]
@@ -611,11 +622,12 @@ unsafe fn free_block<O>(p: NonNull<()>) {
 
 /// The receiver [`AsyncScope::spawn`] connects the work to. It frees the
 /// work's allocation when the work completes.
+///
+/// One pointer: what it needs lives in the block's header.
 pub struct SpawnReceiver {
-    assoc: Assoc,
-    /// The `SpawnBlock`, whose first field is a `SpawnHeader`.
+    /// The `SpawnBlock`, whose first field is a `SpawnHeader`; alive until
+    /// this receiver has been completed.
     block: NonNull<()>,
-    free: unsafe fn(NonNull<()>),
 }
 
 // SAFETY: `spawn` requires the operation (which the receiver frees) to be
@@ -629,16 +641,28 @@ impl fmt::Debug for SpawnReceiver {
 }
 
 impl SpawnReceiver {
+    fn header(&self) -> &SpawnHeader {
+        // SAFETY: the block lives until this receiver has been completed.
+        unsafe { self.block.cast::<SpawnHeader>().as_ref() }
+    }
+
+    fn assoc(&self) -> &Assoc {
+        // SAFETY: only taken after the completion, which needs `self` by
+        // value: while `&self` exists it is there and nobody writes it.
+        self.header()
+            .assoc
+            .with(|a| unsafe { (*a).as_ref() })
+            .expect("scope: spawned work left the scope before completing")
+    }
+
     fn finish(self, panic: Option<PanicPayload>) {
-        let SpawnReceiver { assoc, block, free } = self;
         if let Some(p) = panic {
-            assoc.inner.record_panic(p);
+            self.assoc().inner.record_panic(p);
         }
+        let block = self.block;
         // SAFETY: the block lives until whoever comes second frees it; we
         // have not published our state yet.
         let header = unsafe { block.cast::<SpawnHeader>().as_ref() };
-        // SAFETY: the starter reads `deferred` only after seeing `COMPLETED`.
-        header.deferred.with_mut(|d| unsafe { *d = Some(assoc) });
         if header
             .state
             .compare_exchange(STARTING, COMPLETED, Ordering::AcqRel, Ordering::Acquire)
@@ -647,8 +671,9 @@ impl SpawnReceiver {
             // `start` is still running: the starter frees and leaves.
             return;
         }
-        // SAFETY: the starter is gone (`STARTED`): the cell is ours again.
-        let assoc = header.deferred.with_mut(|d| unsafe { (*d).take() });
+        // SAFETY: the starter is gone (`STARTED`): the cell is ours.
+        let assoc = header.assoc.with_mut(|d| unsafe { (*d).take() });
+        let free = header.free;
         // SAFETY: the op has completed (we are its completion) and touches
         // nothing of its own afterwards; `start` returned; freed once.
         unsafe { free(block) };
@@ -673,7 +698,7 @@ impl<T> Receiver<T, Infallible> for SpawnReceiver {
     }
     fn env(&self) -> impl Env<'_> {
         ScopeEnv {
-            stop: &self.assoc.inner.stop,
+            stop: &self.assoc().inner.stop,
         }
     }
 }
