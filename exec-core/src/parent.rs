@@ -228,6 +228,8 @@ impl<M> ErasedParentEnvRef<M> {
 
 impl<M> fmt::Debug for ErasedParentEnvRef<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("ErasedParentEnvRef").field(&self.ptr).finish()
+        f.debug_tuple("ErasedParentEnvRef")
+            .field(&self.ptr)
+            .finish()
     }
 }

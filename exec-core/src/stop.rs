@@ -139,10 +139,7 @@ impl Node {
     unsafe fn source(&self) -> (*const State, bool) {
         // SAFETY: owner-only field, per the contract.
         let p = self.state.with(|s| unsafe { *s });
-        (
-            p.map_addr(|a| a & !REGISTERED),
-            p.addr() & REGISTERED != 0,
-        )
+        (p.map_addr(|a| a & !REGISTERED), p.addr() & REGISTERED != 0)
     }
 
     /// # Safety
@@ -150,7 +147,13 @@ impl Node {
     unsafe fn set_registered(&self, registered: bool) {
         // SAFETY: owner-only field, per the contract.
         self.state.with_mut(|s| unsafe {
-            *s = (*s).map_addr(|a| if registered { a | REGISTERED } else { a & !REGISTERED });
+            *s = (*s).map_addr(|a| {
+                if registered {
+                    a | REGISTERED
+                } else {
+                    a & !REGISTERED
+                }
+            });
         });
     }
 

@@ -34,12 +34,11 @@ use core::pin::Pin;
 
 use crate::adaptor::probe::SendProbe;
 use crate::env::CapturedEnv;
-use crate::parent::{ErasedParentEnvRef, NotifyEnv};
 use crate::loom::cell::UnsafeCell;
 use crate::loom::sync::atomic::{AtomicU8, Ordering};
+use crate::parent::{ErasedParentEnvRef, NotifyEnv};
 use crate::{
-    Env, Notify, OperationState, PanicPayload, ParentRef, Receiver, Sender,
-    SenderTo, catch_unwind,
+    Env, Notify, OperationState, PanicPayload, ParentRef, Receiver, Sender, SenderTo, catch_unwind,
 };
 
 /// Sender for the [`let_value`](crate::SenderExt::let_value) method.
