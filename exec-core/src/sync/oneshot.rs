@@ -436,3 +436,98 @@ impl<T, R: Receiver<T, RecvError>> OperationState for RecvOp<T, R> {
         }
     }
 }
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    //! The hand-over of a waiting receive operation: `send` (or the sending
+    //! half's drop) racing a stop request; exactly one of them completes it.
+    use super::*;
+    use crate::loom::sync::atomic::{AtomicUsize, Ordering};
+    use crate::{PanicPayload, StopSource};
+    use ::loom::sync::Arc as LoomArc;
+    use alloc::boxed::Box;
+
+    /// 0: nothing yet; 1: value 7; 2: error; 3: stopped.
+    struct Rec {
+        outcome: LoomArc<AtomicUsize>,
+        completions: LoomArc<AtomicUsize>,
+        stop: LoomArc<StopSource>,
+    }
+    impl Rec {
+        fn record(&self, what: usize) {
+            self.completions.fetch_add(1, Ordering::Relaxed);
+            self.outcome.store(what, Ordering::Release);
+        }
+    }
+    struct RecEnv<'a>(&'a StopSource);
+    impl<'a> crate::Env<'a> for RecEnv<'a> {
+        fn stop_token(&self) -> StopToken<'a> {
+            self.0.token()
+        }
+    }
+    impl Receiver<u32, RecvError> for Rec {
+        fn set_value(self, v: u32) {
+            assert_eq!(v, 7);
+            self.record(1);
+        }
+        fn set_error(self, _: RecvError) {
+            self.record(2);
+        }
+        fn set_stopped(self) {
+            self.record(3);
+        }
+        fn set_panic(self, _: PanicPayload) {
+            panic!("no panic expected");
+        }
+        fn env(&self) -> impl crate::Env<'_> {
+            RecEnv(&self.stop)
+        }
+    }
+
+    fn model(send: bool) {
+        ::loom::model(move || {
+            let stop = LoomArc::new(StopSource::new());
+            let outcome = LoomArc::new(AtomicUsize::new(0));
+            let completions = LoomArc::new(AtomicUsize::new(0));
+            let (tx, rx) = channel::<u32>();
+            let mut op = Box::pin(rx.connect(Rec {
+                outcome: outcome.clone(),
+                completions: completions.clone(),
+                stop: stop.clone(),
+            }));
+            // SAFETY: `op` is dropped only after both threads were joined
+            // and it has completed (asserted below).
+            unsafe { op.as_mut().start() };
+            let s2 = stop.clone();
+            let stopper = ::loom::thread::spawn(move || {
+                s2.request_stop();
+            });
+            let delivered = if send {
+                tx.send(7).is_ok()
+            } else {
+                drop(tx);
+                true
+            };
+            stopper.join().unwrap();
+            assert_eq!(completions.load(Ordering::Relaxed), 1);
+            let got = outcome.load(Ordering::Acquire);
+            if send {
+                // `send` succeeds exactly when the value was delivered.
+                assert_eq!(delivered, got == 1, "outcome {got}");
+            } else {
+                assert!(got == 2 || got == 3, "outcome {got}");
+            }
+            drop(op);
+        });
+    }
+
+    #[test]
+    fn loom_oneshot_send_races_stop() {
+        model(true);
+    }
+
+    #[test]
+    fn loom_oneshot_sender_drop_races_stop() {
+        model(false);
+    }
+}
