@@ -373,6 +373,35 @@ impl<T, R: Receiver<T, RecvError>> RecvOp<T, R> {
     }
 }
 
+impl<T, R> RecvOp<T, R> {
+    /// Registers the stop callback of an operation that is about to wait
+    /// (only then: a receive that completes at once costs no registration).
+    /// Returns `false` if stop has been requested meanwhile (nothing
+    /// registered).
+    ///
+    /// Called with the channel's lock held, *before* the waiter is linked:
+    /// a stop request from the registration on runs `cancel`, which needs
+    /// that lock and so finds the waiter linked. (The stop source's lock is
+    /// only ever taken inside the channel's, never the other way round:
+    /// stop callbacks run without the source's lock held.)
+    ///
+    /// # Safety
+    /// `this` is the started, pinned op (derived from the whole op), not
+    /// registered; `token` is its receiver's, which the op keeps until the
+    /// callback is deregistered.
+    unsafe fn arm(this: *const Self, token: StopToken<'static>) -> bool {
+        if !token.stop_possible() {
+            return true;
+        }
+        // SAFETY: per the contract; the op's drop (or the owner of the
+        // completion) deregisters before the memory goes away.
+        unsafe {
+            (*this).head.stop.set_token(token);
+            StopNode::register(this.cast::<StopNode>())
+        }
+    }
+}
+
 impl<T, R: Receiver<T, RecvError>> OperationState for RecvOp<T, R> {
     unsafe fn start(self: Pin<&mut Self>) {
         // SAFETY: nothing is moved out; every later access goes through this
@@ -387,16 +416,6 @@ impl<T, R: Receiver<T, RecvError>> OperationState for RecvOp<T, R> {
                 r.env().stop_token().detach()
             })
         };
-        if !token.stop_requested() {
-            // SAFETY: not registered yet; the op is pinned and its drop (or
-            // the owner of the completion) deregisters. If stop is requested
-            // from here on, the callback finds the waiter not (yet) linked
-            // and does nothing; the check under the lock below sees it.
-            unsafe {
-                (*this).head.stop.set_token(token);
-                StopNode::register(this.cast::<StopNode>());
-            }
-        }
         let w = this.cast::<Waiting<T>>();
         // SAFETY: not linked: the channel cell is ours.
         let next = unsafe {
@@ -410,9 +429,13 @@ impl<T, R: Receiver<T, RecvError>> OperationState for RecvOp<T, R> {
                         Next::Value(v)
                     } else if s.sender_gone {
                         Next::Closed
-                    } else {
+                    } else if Self::arm(this, token) {
                         s.waiter = w;
                         Next::Wait
+                    } else {
+                        // Stop was requested since the check above.
+                        s.receiver_gone = true;
+                        Next::Stopped(None)
                     }
                 })
             })
@@ -484,7 +507,11 @@ mod loom_tests {
         }
     }
 
-    fn model(send: bool) {
+    /// `send`: send (else drop the sending half, or, with `race_start`,
+    /// keep it: only the stop request can complete the op); `race_start`:
+    /// the stop request also races `start` (else the op waits before it is
+    /// made).
+    fn model(send: bool, race_start: bool) {
         ::loom::model(move || {
             let stop = LoomArc::new(StopSource::new());
             let outcome = LoomArc::new(AtomicUsize::new(0));
@@ -495,18 +522,31 @@ mod loom_tests {
                 completions: completions.clone(),
                 stop: stop.clone(),
             }));
-            // SAFETY: `op` is dropped only after both threads were joined
-            // and it has completed (asserted below).
-            unsafe { op.as_mut().start() };
             let s2 = stop.clone();
-            let stopper = ::loom::thread::spawn(move || {
-                s2.request_stop();
-            });
-            let delivered = if send {
-                tx.send(7).is_ok()
+            let spawn_stopper = move || {
+                ::loom::thread::spawn(move || {
+                    s2.request_stop();
+                })
+            };
+            let stopper = if race_start {
+                let t = spawn_stopper();
+                // SAFETY: `op` is dropped only after both threads were
+                // joined and it has completed (asserted below).
+                unsafe { op.as_mut().start() };
+                t
             } else {
-                drop(tx);
-                true
+                // SAFETY: as above.
+                unsafe { op.as_mut().start() };
+                spawn_stopper()
+            };
+            let (delivered, tx) = match (send, race_start) {
+                (true, _) => (tx.send(7).is_ok(), None),
+                // The stop request alone must complete the op.
+                (false, true) => (false, Some(tx)),
+                (false, false) => {
+                    drop(tx);
+                    (true, None)
+                }
             };
             stopper.join().unwrap();
             assert_eq!(completions.load(Ordering::Relaxed), 1);
@@ -514,20 +554,33 @@ mod loom_tests {
             if send {
                 // `send` succeeds exactly when the value was delivered.
                 assert_eq!(delivered, got == 1, "outcome {got}");
+            } else if race_start {
+                assert_eq!(got, 3, "not stopped");
             } else {
                 assert!(got == 2 || got == 3, "outcome {got}");
             }
+            drop(tx);
             drop(op);
         });
     }
 
     #[test]
     fn loom_oneshot_send_races_stop() {
-        model(true);
+        model(true, false);
+    }
+
+    #[test]
+    fn loom_oneshot_stop_races_start_and_send() {
+        model(true, true);
+    }
+
+    #[test]
+    fn loom_oneshot_stop_races_start() {
+        model(false, true);
     }
 
     #[test]
     fn loom_oneshot_sender_drop_races_stop() {
-        model(false);
+        model(false, false);
     }
 }
