@@ -11,7 +11,7 @@ fn op_size<S: SenderTo<SpawnReceiver>>(_: &S) -> usize {
 }
 
 #[test]
-fn idle_spawned_task_fits_in_136_bytes() {
+fn idle_spawned_task_fits_in_128_bytes() {
     let pool = exec_pool::ThreadPool::builder().threads(1).build().unwrap();
     let sched = pool.scheduler();
     let (tx, rx) = oneshot::channel::<u64>();
@@ -21,7 +21,7 @@ fn idle_spawned_task_fits_in_136_bytes() {
         .let_value(move |()| rx)
         .then(|_| ())
         .upon_error(|_| ());
-    // The spawn block is a 24-byte header plus the operation.
+    // The spawn block is a two-word header plus the operation: 128 B.
     assert!(op_size(&task) <= 112, "spawned op is {} B", op_size(&task));
     assert_eq!(size_of::<SpawnReceiver>(), size_of::<usize>());
     // And it still works.
