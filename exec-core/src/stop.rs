@@ -99,13 +99,6 @@ pub(crate) struct Node {
     _pin: PhantomPinned,
 }
 
-// SAFETY: the links are only touched under the source's lock, `state` only
-// by the owner; `run` is immutable. Owners that run the callback on another
-// thread say so with their own bounds (see `StopCallback`'s impls).
-unsafe impl Send for Node {}
-// SAFETY: as above.
-unsafe impl Sync for Node {}
-
 impl Node {
     /// A node for `token` whose callback is `run`, not yet registered.
     pub(crate) fn new(token: StopToken<'_>, run: unsafe fn(*const Node)) -> Self {

@@ -3,10 +3,18 @@
 //! # Protocol
 //! One `Arc`-shared channel (the one allocation): under its lock, the value
 //! slot, whether either half has gone, and the waiting receive operation (at
-//! most one). `send` stores the value and takes the waiter in one critical
-//! section, then wakes it outside the lock; the woken operation takes the
-//! value under the lock. Dropping the sending half without sending marks it
-//! gone and wakes the waiter the same way, which then finds no value.
+//! most one). `send` either takes the waiter out (and hands it the value
+//! outside the lock, through its `wake` function) or, if none waits, stores
+//! the value — one critical section either way. Dropping the sending half
+//! without sending marks it gone and wakes the waiter the same way, with no
+//! value.
+//!
+//! A receive operation that finds a value (or the sending half gone) at
+//! `start` completes at once. Only one that has to wait registers a stop
+//! callback — its own first field, so the operation is its own callback
+//! node — and it does so under the channel's lock, before linking itself.
+//! Whoever unlinks the waiter (the sending half, or the stop callback)
+//! owns its completion; see [`RecvOp`].
 
 use alloc::sync::Arc;
 use core::fmt;
@@ -291,9 +299,6 @@ impl<T, R> Drop for RecvOp<T, R> {
 // SAFETY: the receiver is `Send` (required by `connect`) and may be completed
 // by the sending thread or the one requesting stop; `T` moves between threads.
 unsafe impl<T: Send, R: Send> Send for RecvOp<T, R> {}
-// SAFETY: `&RecvOp` gives access to nothing (every method takes a pinned
-// `&mut` or a raw pointer owned per the protocol above).
-unsafe impl<T: Send, R: Send> Sync for RecvOp<T, R> {}
 
 enum Next<T> {
     Value(T),
