@@ -4,7 +4,9 @@
 //! two iteration counts and subtract to remove the fixed start-up cost).
 //!
 //! Scenarios: `base` (`sync_wait(just)`), `then`, `let_value`, `when_all`,
-//! `any` (`AnySender` around `just`), `fib` (the inline fork of
+//! `any` (`AnySender` around `just`), `oneshot_wait` / `oneshot_ready` (a
+//! oneshot receive spawned into an `AsyncScope`, the value sent after /
+//! before it starts), `fib` (the inline fork of
 //! `benches/pool_vs.rs`'s fib_join reference: `when_all` + `let_value` +
 //! `AnySender` per fork; the iteration count is `n` of fib(n), and the
 //! per-fork cost is the total over the number of forks printed).
@@ -12,7 +14,7 @@
 use core::convert::Infallible;
 use std::hint::black_box;
 
-use exec_core::{AnySender, SenderExt, just, sync_wait, when_all};
+use exec_core::{AnySender, AsyncScope, SenderExt, just, oneshot, sync_wait, when_all};
 
 fn fib_seq(n: u64) -> u64 {
     if n < 2 {
@@ -91,6 +93,37 @@ fn main() {
             acc = sync_wait(fib(black_box(n))).unwrap().unwrap();
             assert_eq!(acc, fib_seq(n));
             forks(n)
+        }
+        "oneshot_wait" | "oneshot_ready" => {
+            // A task spawned into a scope (whose stop token makes a waiting
+            // receive register a stop callback) receives from a oneshot;
+            // `oneshot_wait` sends after the task waits, `oneshot_ready`
+            // before it starts.
+            let ready = scenario == "oneshot_ready";
+            let scope = AsyncScope::new();
+            for i in 0..n {
+                let (tx, rx) = oneshot::channel::<u64>();
+                if ready {
+                    tx.send(black_box(i)).unwrap();
+                    scope.spawn(
+                        rx.then(|v| {
+                            black_box(v);
+                        })
+                        .upon_error(|_| ()),
+                    );
+                } else {
+                    scope.spawn(
+                        rx.then(|v| {
+                            black_box(v);
+                        })
+                        .upon_error(|_| ()),
+                    );
+                    tx.send(black_box(i)).unwrap();
+                }
+            }
+            sync_wait(scope.join()).unwrap();
+            acc = n;
+            n
         }
         other => panic!("unknown scenario {other}"),
     };

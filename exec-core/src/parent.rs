@@ -21,8 +21,11 @@
 //! shared references concurrently.
 
 use core::fmt;
+use core::marker::PhantomData;
 use core::pin::Pin;
 use core::ptr::NonNull;
+
+use crate::env::CapturedEnv;
 
 /// A pointer from a child receiver to state inside its pinned parent.
 pub struct ParentRef<P: ?Sized> {
@@ -144,5 +147,89 @@ unsafe fn notify_shim<P: Notify<M>, M>(ptr: NonNull<()>, message: M) {
 impl<M> fmt::Debug for ErasedParentRef<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("ErasedParentRef").field(&self.ptr).finish()
+    }
+}
+
+/// A parent that also answers its erased child's environment queries: the
+/// child's receiver holds an [`ErasedParentEnvRef`] (two words) instead of
+/// an [`ErasedParentRef`] plus a captured copy of the environment.
+pub(crate) trait NotifyEnv<M>: Notify<M> {
+    /// The environment the child sees: captured from the parent's own
+    /// receiver at the time of the query.
+    ///
+    /// Called from any thread the child runs on, while the child has not
+    /// completed; the answers must stay valid until it has (the
+    /// [`CapturedEnv::capture`] contract).
+    fn child_env(parent: &Self) -> CapturedEnv;
+}
+
+/// What an [`ErasedParentEnvRef`] can do with its erased parent.
+struct ParentVTable<M> {
+    notify: unsafe fn(NonNull<()>, M),
+    env: unsafe fn(NonNull<()>) -> CapturedEnv,
+}
+
+struct VTableOf<P, M>(PhantomData<fn(P, M)>);
+
+impl<P: NotifyEnv<M>, M> VTableOf<P, M> {
+    const VTABLE: ParentVTable<M> = ParentVTable {
+        notify: notify_shim::<P, M>,
+        env: env_shim::<P, M>,
+    };
+}
+
+/// # Safety
+/// `ptr` points to a live, pinned `P` (made by [`ErasedParentEnvRef::new`]).
+unsafe fn env_shim<P: NotifyEnv<M>, M>(ptr: NonNull<()>) -> CapturedEnv {
+    // SAFETY: per the contract; only a shared reference is made.
+    P::child_env(unsafe { ptr.cast::<P>().as_ref() })
+}
+
+/// An [`ErasedParentRef`] whose parent also answers the child's
+/// environment ([`NotifyEnv`]); as small as an `ErasedParentRef`.
+pub(crate) struct ErasedParentEnvRef<M> {
+    ptr: NonNull<()>,
+    /// A promoted constant (static memory), so valid forever; a pointer
+    /// rather than `&'static` because `M` need not be `'static`.
+    vtable: NonNull<ParentVTable<M>>,
+}
+
+impl<M> ErasedParentEnvRef<M> {
+    /// Refers to `parent`, erasing its type.
+    ///
+    /// # Safety
+    /// As [`ParentRef::new`]: `parent` stays alive and in place until the
+    /// returned value has been consumed by [`notify`](Self::notify) (or
+    /// dropped).
+    #[inline]
+    pub(crate) unsafe fn new<P: NotifyEnv<M>>(parent: Pin<&P>) -> Self {
+        ErasedParentEnvRef {
+            ptr: NonNull::from(parent.get_ref()).cast(),
+            vtable: NonNull::from(&VTableOf::<P, M>::VTABLE),
+        }
+    }
+
+    /// Delivers `message` to the parent ([`Notify::notify`]).
+    #[inline]
+    pub(crate) fn notify(self, message: M) {
+        // SAFETY: `ptr` and the vtable were made together from a live `P` in
+        // `new`, whose contract keeps the parent alive until this call.
+        unsafe { (self.vtable.as_ref().notify)(self.ptr, message) }
+    }
+
+    /// The child's environment ([`NotifyEnv::child_env`]).
+    #[inline]
+    pub(crate) fn env(&self) -> CapturedEnv {
+        // SAFETY: as for `notify`: the parent is alive while `self` is; the
+        // vtable is static.
+        unsafe { (self.vtable.as_ref().env)(self.ptr) }
+    }
+}
+
+impl<M> fmt::Debug for ErasedParentEnvRef<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ErasedParentEnvRef")
+            .field(&self.ptr)
+            .finish()
     }
 }

@@ -9,17 +9,26 @@
 //! # Protocol
 //! - `request_stop` sets `REQUESTED` and `LOCKED` together, then pops the
 //!   callbacks one at a time. Before running one it records it as `running`,
-//!   releases the lock, runs it, re-takes the lock. Callbacks registered after
-//!   `REQUESTED` was set run inline in `register` and never enter the list.
+//!   releases the lock, runs it, clears `running` and re-takes the lock.
+//!   After a callback has returned the notifier touches only the source's
+//!   state, never the node again. Callbacks registered after `REQUESTED` was
+//!   set run inline in `register` and never enter the list.
 //! - Dropping a registered callback takes the lock. If the node is still in
 //!   the list it is unlinked and that is all. If the node is the one running:
 //!   on the notifying thread itself (the callback drops its own
-//!   registration) the notifier is told through `removed` not to touch the
-//!   node again; on any other thread the drop waits until the notifier
-//!   publishes `done` (Release/Acquire), so the callback's captures are never
-//!   freed while it runs.
-//! - Every field of a node other than `done` is only accessed with the lock
-//!   held (or before registration / after deregistration, by the owner).
+//!   registration) the drop returns at once; on any other thread it releases
+//!   the lock and waits until `running` is no longer the node. The notifier
+//!   clears `running` (Release) after the callback returned, and the waiter
+//!   reads it (Acquire), so the callback's return happens before the drop
+//!   returns: the callback's captures are never freed while it runs.
+//! - A node's links are only accessed with the lock held (or before
+//!   registration / after deregistration, by the owner). A node is linked
+//!   iff it is the list's head or its `prev` is non-null (the head's `prev`
+//!   is null, and unlinking nulls `prev`), so it needs no flag of its own.
+//!
+//! A node is three words (links and the function that runs it) plus its
+//! owner's tagged pointer to the source: a [`StopCallback`] is 32 bytes plus
+//! its callback.
 
 use core::fmt;
 use core::marker::{PhantomData, PhantomPinned};
@@ -27,7 +36,7 @@ use core::pin::Pin;
 use core::ptr;
 
 use crate::loom::cell::UnsafeCell;
-use crate::loom::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use crate::loom::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
 
 const REQUESTED: u8 = 0b01;
 const LOCKED: u8 = 0b10;
@@ -53,32 +62,159 @@ fn thread_token() -> Option<usize> {
 }
 
 /// The shared state of a stop source. Callbacks hang off it.
-struct State {
+pub(crate) struct State {
     /// `REQUESTED | LOCKED` bits.
     bits: AtomicU8,
     /// Head of the intrusive list of registered callbacks. Guarded by `LOCKED`.
     head: UnsafeCell<*const Node>,
-    /// The node whose callback is executing, or null. Guarded by `LOCKED`.
-    running: UnsafeCell<*const Node>,
+    /// The node whose callback is executing, or null. Set under the lock;
+    /// cleared (Release) by the notifier once the callback has returned,
+    /// which a deregistration waiting for it observes (Acquire) without the
+    /// lock.
+    running: AtomicPtr<Node>,
     /// The thread that requested stop (valid once `REQUESTED`). Guarded by `LOCKED`.
     notifier: UnsafeCell<Option<usize>>,
 }
 
-/// The intrusive list node embedded in every [`StopCallback`].
-struct Node {
+/// Bit 0 of [`Node::state`]: `register` linked the node, so dropping it
+/// must deregister. `State` is pointer-aligned, so the bit is free.
+const REGISTERED: usize = 1;
+
+/// The intrusive list node of a stop callback: the first field of every
+/// [`StopCallback`] and of crate-internal operation states that register
+/// themselves directly (`#[repr(C)]`, so a `*const Node` is a pointer to the
+/// whole owner, which `run` casts back).
+#[repr(C)]
+pub(crate) struct Node {
     /// Guarded by the state's lock.
     prev: UnsafeCell<*const Node>,
     /// Guarded by the state's lock.
     next: UnsafeCell<*const Node>,
-    /// Whether the node is currently linked into the list. Guarded by the lock.
-    linked: UnsafeCell<bool>,
-    /// Points at the notifier's `removed` flag while the callback runs, so a
-    /// callback that drops its own registration can say so. Guarded by the lock.
-    removed: UnsafeCell<*mut bool>,
-    /// Set (Release) by the notifier once the callback has returned.
-    done: AtomicBool,
-    /// Runs the callback this node belongs to. The pointer is the node.
+    /// Runs the callback this node belongs to. The pointer is the node, as
+    /// passed to [`register`](Self::register). Never changes.
     run: unsafe fn(*const Node),
+    /// The source's state (null for a token that never stops), with
+    /// [`REGISTERED`] in bit 0. Only the owner touches it.
+    state: UnsafeCell<*const State>,
+    _pin: PhantomPinned,
+}
+
+impl Node {
+    /// A node for `token` whose callback is `run`, not yet registered.
+    pub(crate) fn new(token: StopToken<'_>, run: unsafe fn(*const Node)) -> Self {
+        Node {
+            prev: UnsafeCell::new(ptr::null()),
+            next: UnsafeCell::new(ptr::null()),
+            run,
+            state: UnsafeCell::new(token.state.map_or(ptr::null(), |s| s as *const State)),
+            _pin: PhantomPinned,
+        }
+    }
+
+    /// Sets the token the node registers with (for owners that learn it
+    /// only once pinned, at `start`).
+    ///
+    /// # Safety
+    /// Called by the owner, while the node is not registered; the token's
+    /// source outlives the node's registration (as for
+    /// [`StopToken::detach`]).
+    pub(crate) unsafe fn set_token(&self, token: StopToken<'_>) {
+        // SAFETY: owner-only field, not registered: nobody else reads it.
+        self.state.with_mut(|s| unsafe {
+            *s = token.state.map_or(ptr::null(), |s| s as *const State);
+        });
+    }
+
+    /// The source, and whether the node is registered with it.
+    ///
+    /// # Safety
+    /// Called by the owner (nobody else touches `state`).
+    unsafe fn source(&self) -> (*const State, bool) {
+        // SAFETY: owner-only field, per the contract.
+        let p = self.state.with(|s| unsafe { *s });
+        (p.map_addr(|a| a & !REGISTERED), p.addr() & REGISTERED != 0)
+    }
+
+    /// # Safety
+    /// As for [`source`](Self::source).
+    unsafe fn set_registered(&self, registered: bool) {
+        // SAFETY: owner-only field, per the contract.
+        self.state.with_mut(|s| unsafe {
+            *s = (*s).map_addr(|a| {
+                if registered {
+                    a | REGISTERED
+                } else {
+                    a & !REGISTERED
+                }
+            });
+        });
+    }
+
+    /// Whether [`register`](Self::register) linked the node and it has not
+    /// been deregistered since.
+    ///
+    /// # Safety
+    /// As for [`source`](Self::source).
+    pub(crate) unsafe fn is_registered(&self) -> bool {
+        // SAFETY: per the contract.
+        unsafe { self.source().1 }
+    }
+
+    /// Links the node into its source's list. Returns `false` if it did not:
+    /// stop was already requested (the caller then acts on the stop itself;
+    /// `run` is not called) or the token can never stop. Registering a
+    /// registered node again does nothing and returns `true`.
+    ///
+    /// # Safety
+    /// `this` points to a node owned by the caller, derived from a pointer
+    /// to its whole owner (so `run` may cast it back); the owner is pinned
+    /// and stays alive until [`deregister`](Self::deregister) has returned
+    /// (or the node is dropped: dropping deregisters).
+    pub(crate) unsafe fn register(this: *const Node) -> bool {
+        // SAFETY: owned by the caller, alive.
+        let (state, registered) = unsafe { (*this).source() };
+        if registered {
+            return true;
+        }
+        if state.is_null() {
+            return false;
+        }
+        // SAFETY: the source outlives the token's users (the token's
+        // lifetime, or `StopToken::detach`'s contract); `this` is pinned and
+        // stays alive until deregistered, per the contract.
+        let linked = unsafe { (*state).register(this) };
+        if linked {
+            // SAFETY: owner.
+            unsafe { (*this).set_registered(true) };
+        }
+        linked
+    }
+
+    /// Unlinks the node if it is registered; if its callback is running on
+    /// another thread, waits until it has returned. Afterwards the node is
+    /// no longer registered (registering again is not supported: stop may
+    /// have been requested meanwhile).
+    ///
+    /// # Safety
+    /// Called by the owner.
+    pub(crate) unsafe fn deregister(&self) {
+        // SAFETY: owner, per the contract.
+        let (state, registered) = unsafe { self.source() };
+        if !registered {
+            return;
+        }
+        // SAFETY: registered on `state` (alive, as in `register`).
+        unsafe { (*state).deregister(self) };
+        // SAFETY: owner.
+        unsafe { self.set_registered(false) };
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        // SAFETY: `&mut self`: we are the owner.
+        unsafe { self.deregister() };
+    }
 }
 
 impl State {
@@ -86,7 +222,7 @@ impl State {
         State {
             bits: AtomicU8::new(0),
             head: UnsafeCell::new(ptr::null()),
-            running: UnsafeCell::new(ptr::null()),
+            running: AtomicPtr::new(ptr::null_mut()),
             notifier: UnsafeCell::new(None),
         }
     }
@@ -152,27 +288,12 @@ impl State {
         // SAFETY: we hold the lock.
         self.notifier.with_mut(|n| unsafe { *n = thread_token() });
 
-        // Runs on unwind out of a callback: mark it done, clear `running`,
-        // release the lock, so no deregistration waits forever.
-        struct Finish<'a> {
-            state: &'a State,
-            node: *const Node,
-            removed: *const bool,
-        }
+        // Clears `running` once the callback has returned (or unwound),
+        // releasing a deregistration that waits for it.
+        struct Finish<'a>(&'a State);
         impl Drop for Finish<'_> {
             fn drop(&mut self) {
-                // SAFETY: `removed` points at the notifier's live stack flag.
-                // If it is false the node is still alive (its owner waits for
-                // `done`), so touching it is sound.
-                unsafe {
-                    if !*self.removed {
-                        (*self.node).done.store(true, Ordering::Release);
-                    }
-                }
-                self.state.lock(false);
-                // SAFETY: we hold the lock.
-                self.state.running.with_mut(|r| unsafe { *r = ptr::null() });
-                self.state.unlock();
+                self.0.running.store(ptr::null_mut(), Ordering::Release);
             }
         }
 
@@ -183,31 +304,32 @@ impl State {
             if node.is_null() {
                 break;
             }
-            let mut removed = false;
-            // One raw pointer for both the writer (a callback dropping its own
-            // registration) and `Finish`, so neither invalidates the other.
-            let removed_ptr: *mut bool = &mut removed;
             // SAFETY: lock held; `node` was just unlinked and is alive: its
             // owner, to free it, must take the lock and will then find it
-            // `running` and wait for `done`.
-            unsafe {
-                (*node).removed.with_mut(|r| *r = removed_ptr);
-                self.running.with_mut(|r| *r = node);
-            }
+            // `running` and wait until it no longer is. `run` never changes.
+            self.running.store(node.cast_mut(), Ordering::Relaxed);
+            // SAFETY: as just said.
+            let run = unsafe { (*node).run };
             self.unlock();
-            let finish = Finish {
-                state: self,
-                node,
-                removed: removed_ptr,
-            };
+            let finish = Finish(self);
             // SAFETY: `node` is alive (see above) and its callback has not run:
             // a node is run at most once because it was unlinked by us.
-            unsafe { ((*node).run)(node) };
+            unsafe { run(node) };
+            // From here on the node may be gone: only our own state is touched.
             drop(finish);
             self.lock(false);
         }
         self.unlock();
         true
+    }
+
+    /// Whether `node` is in the list.
+    ///
+    /// # Safety
+    /// Lock held; `node` alive.
+    unsafe fn is_linked(&self, node: *const Node) -> bool {
+        // SAFETY: per the contract.
+        unsafe { ptr::eq(self.head.with(|h| *h), node) || !(*node).prev.with(|p| *p).is_null() }
     }
 
     /// # Safety
@@ -224,7 +346,7 @@ impl State {
                 (*next).prev.with_mut(|p| *p = ptr::null());
             }
             self.head.with_mut(|h| *h = next);
-            (*head).linked.with_mut(|l| *l = false);
+            (*head).next.with_mut(|n| *n = ptr::null());
             head
         }
     }
@@ -233,7 +355,8 @@ impl State {
     /// already requested.
     ///
     /// # Safety
-    /// `node` is pinned and stays alive until `deregister(node)` returns.
+    /// `node` is pinned, not linked, and stays alive until
+    /// `deregister(node)` returns.
     unsafe fn register(&self, node: *const Node) -> bool {
         if !self.lock(true) {
             return false;
@@ -243,7 +366,6 @@ impl State {
             let head = self.head.with(|h| *h);
             (*node).prev.with_mut(|p| *p = ptr::null());
             (*node).next.with_mut(|n| *n = head);
-            (*node).linked.with_mut(|l| *l = true);
             if !head.is_null() {
                 (*head).prev.with_mut(|p| *p = node);
             }
@@ -262,7 +384,7 @@ impl State {
         self.lock(false);
         // SAFETY: lock held; `node` alive (the caller owns it).
         unsafe {
-            if (*node).linked.with(|l| *l) {
+            if self.is_linked(node) {
                 let prev = (*node).prev.with(|p| *p);
                 let next = (*node).next.with(|n| *n);
                 if prev.is_null() {
@@ -273,28 +395,34 @@ impl State {
                 if !next.is_null() {
                     (*next).prev.with_mut(|p| *p = prev);
                 }
-                (*node).linked.with_mut(|l| *l = false);
+                (*node).prev.with_mut(|p| *p = ptr::null());
+                (*node).next.with_mut(|n| *n = ptr::null());
                 self.unlock();
                 return;
             }
-            if self.running.with(|r| *r) == node {
+            // Acquire: if the notifier has just cleared it (outside the lock),
+            // the callback's return happens before we report it finished.
+            if ptr::eq(self.running.load(Ordering::Acquire), node) {
                 let notifier = self.notifier.with(|n| *n);
                 let me = thread_token();
                 if me.is_some() && notifier == me {
-                    // The callback is dropping its own registration.
-                    let removed = (*node).removed.with(|r| *r);
-                    *removed = true;
+                    // The callback is dropping its own registration: the
+                    // notifier will not touch the node after it returns.
                     self.unlock();
                     return;
                 }
+                // Running elsewhere: wait until the notifier has cleared
+                // `running` (Release, after the callback returned). It never
+                // becomes this node again: the node is not linked, and stop
+                // has been requested, so it cannot be registered again.
                 self.unlock();
-                while !(*node).done.load(Ordering::Acquire) {
+                while ptr::eq(self.running.load(Ordering::Acquire), node) {
                     crate::loom::spin();
                 }
                 return;
             }
         }
-        // Already ran to completion.
+        // Not linked, not running: it ran to completion.
         self.unlock();
     }
 }
@@ -510,16 +638,14 @@ impl<F: FnOnce()> OnStop for F {
 /// ```
 #[repr(C)]
 pub struct StopCallback<'a, F: OnStop> {
-    /// First field, so a `*const Node` is a `*const StopCallback`.
+    /// First field, so a `*const Node` is a `*const StopCallback`. Dropped
+    /// first: deregistration (waiting for a running callback) comes before
+    /// the callback's captures are dropped.
     node: Node,
-    state: Option<&'a State>,
-    /// Whether `register` linked the node (so drop must deregister).
-    registered: bool,
-    /// Taken by whichever of `run` or drop gets it. Accessed by the notifier
-    /// only between unlink and `done`, by the owner only when not linked and
-    /// not running.
+    /// Taken by whichever of `run` or `register`'s inline path gets it.
+    /// Accessed by the notifier only while the node is `running`, by the
+    /// owner only when it is neither linked nor running.
     callback: UnsafeCell<Option<F>>,
-    _pin: PhantomPinned,
     _lt: PhantomData<&'a ()>,
 }
 
@@ -527,18 +653,8 @@ impl<'a, F: OnStop> StopCallback<'a, F> {
     /// A callback for `token`, not yet registered.
     pub fn new(token: StopToken<'a>, callback: F) -> Self {
         StopCallback {
-            node: Node {
-                prev: UnsafeCell::new(ptr::null()),
-                next: UnsafeCell::new(ptr::null()),
-                linked: UnsafeCell::new(false),
-                removed: UnsafeCell::new(ptr::null_mut()),
-                done: AtomicBool::new(false),
-                run: Self::run,
-            },
-            state: token.state,
-            registered: false,
+            node: Node::new(token, Self::run),
             callback: UnsafeCell::new(Some(callback)),
-            _pin: PhantomPinned,
             _lt: PhantomData,
         }
     }
@@ -548,32 +664,34 @@ impl<'a, F: OnStop> StopCallback<'a, F> {
     pub fn register(self: Pin<&mut Self>) {
         // SAFETY: we never move out of the pinned value.
         let this = unsafe { self.get_unchecked_mut() };
-        if this.registered {
-            return;
-        }
-        let Some(state) = this.state else { return };
         // Derived from the whole callback, so `run` may reach the other fields.
         let node: *const Node = (this as *mut Self).cast::<Node>().cast_const();
-        // SAFETY: `this` is pinned, so `node` stays put; `Drop` deregisters
-        // before the memory goes away (pinning's drop guarantee).
-        if unsafe { state.register(node) } {
-            this.registered = true;
-        } else {
-            // Stop already requested: run inline.
-            this.registered = false;
-            let f = this.callback.with_mut(|c| {
-                // SAFETY: not linked, so nobody else can reach the cell.
-                unsafe { (*c).take() }
-            });
-            if let Some(f) = f {
-                f.on_stop();
-            }
+        // SAFETY: we own the node; `this` is pinned, so `node` stays put; its
+        // drop deregisters before the memory goes away (pinning's drop
+        // guarantee).
+        if unsafe { Node::register(node) } || !this.node_token_can_stop() {
+            return;
         }
+        // Stop already requested: run inline. The node was never linked
+        // (a registered node returns `true` above), so nobody else can reach
+        // the cell.
+        // SAFETY: as just said.
+        let f = this.callback.with_mut(|c| unsafe { (*c).take() });
+        if let Some(f) = f {
+            f.on_stop();
+        }
+    }
+
+    /// Whether the token can stop at all (owner only).
+    fn node_token_can_stop(&self) -> bool {
+        // SAFETY: `&self` of the owner; `state` is owner-only.
+        !unsafe { self.node.source() }.0.is_null()
     }
 
     /// Whether the callback has been registered and not yet run inline.
     pub fn is_registered(&self) -> bool {
-        self.registered
+        // SAFETY: only `register` and drop (both `&mut`) write the tag.
+        unsafe { self.node.is_registered() }
     }
 
     /// # Safety
@@ -581,7 +699,7 @@ impl<'a, F: OnStop> StopCallback<'a, F> {
     /// notifier has just unlinked; called once.
     unsafe fn run(node: *const Node) {
         let this = node as *const Self;
-        // SAFETY: per the contract, the callback cell is ours until `done`.
+        // SAFETY: per the contract, the callback cell is ours while running.
         let f = unsafe { (*this).callback.with_mut(|c| (*c).take()) };
         if let Some(f) = f {
             f.on_stop();
@@ -589,19 +707,10 @@ impl<'a, F: OnStop> StopCallback<'a, F> {
     }
 }
 
-impl<F: OnStop> Drop for StopCallback<'_, F> {
-    fn drop(&mut self) {
-        if let (true, Some(state)) = (self.registered, self.state) {
-            // SAFETY: registered on `state` by `register`.
-            unsafe { state.deregister(&self.node) };
-        }
-    }
-}
-
 impl<F: OnStop> fmt::Debug for StopCallback<'_, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StopCallback")
-            .field("registered", &self.registered)
+            .field("registered", &self.is_registered())
             .finish_non_exhaustive()
     }
 }
@@ -609,7 +718,8 @@ impl<F: OnStop> fmt::Debug for StopCallback<'_, F> {
 // SAFETY: the callback may run on the thread that requests stop, so it must
 // be `Send`; the node fields are guarded by the state's lock.
 unsafe impl<F: OnStop + Send> Send for StopCallback<'_, F> {}
-// SAFETY: `&StopCallback` exposes nothing but `is_registered`.
+// SAFETY: `&StopCallback` exposes nothing but `is_registered`, a read of an
+// owner-only word that only `&mut` methods write.
 unsafe impl<F: OnStop + Send> Sync for StopCallback<'_, F> {}
 
 #[cfg(all(test, loom))]

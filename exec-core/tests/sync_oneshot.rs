@@ -124,3 +124,18 @@ fn stop_races_send_and_drop() {
         op.finish();
     }
 }
+
+#[test]
+fn receive_op_is_small() {
+    // Stop node (4 words), wake fn, receiver, channel handle: with a
+    // one-word receiver (the recorder's `Arc`), 7 words. It was 17.
+    let (_tx, rx) = oneshot::channel::<u64>();
+    let (r, _rec) = recorder::<u64, oneshot::RecvError>();
+    assert_eq!(size_of_val(&r), size_of::<usize>());
+    let op = rx.connect(r);
+    assert!(
+        size_of_val(&op) <= 7 * size_of::<usize>(),
+        "RecvOp is {} B",
+        size_of_val(&op)
+    );
+}

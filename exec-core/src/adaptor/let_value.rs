@@ -36,9 +36,9 @@ use crate::adaptor::probe::SendProbe;
 use crate::env::CapturedEnv;
 use crate::loom::cell::UnsafeCell;
 use crate::loom::sync::atomic::{AtomicU8, Ordering};
+use crate::parent::{ErasedParentEnvRef, NotifyEnv};
 use crate::{
-    Env, ErasedParentRef, Notify, OperationState, PanicPayload, ParentRef, Receiver, Sender,
-    SenderTo, catch_unwind,
+    Env, Notify, OperationState, PanicPayload, ParentRef, Receiver, Sender, SenderTo, catch_unwind,
 };
 
 /// Sender for the [`let_value`](crate::SenderExt::let_value) method.
@@ -233,9 +233,10 @@ enum LetState<S, O1, O2> {
 /// println!("{:?}", sync_wait(s));
 /// ```
 pub struct LetReceiver<T, E, M> {
-    parent: ErasedParentRef<LetInput<T, E>>,
-    /// The downstream receiver's environment, captured when the op started.
-    env: CapturedEnv,
+    /// Also answers the environment: the downstream receiver's, which the
+    /// op keeps until the first operation has completed (two words, where
+    /// a captured copy of the environment would add three).
+    parent: ErasedParentEnvRef<LetInput<T, E>>,
     _marker: PhantomData<M>,
 }
 
@@ -269,9 +270,10 @@ where
 {
 }
 
-// SAFETY: through `&LetReceiver` only the captured environment (a `Sync`
-// stop token) can be reached; completing needs ownership.
-unsafe impl<T, E, M> Sync for LetReceiver<T, E, M> {}
+// SAFETY: through `&LetReceiver` only the environment can be reached: the
+// downstream receiver's `env`, called through a shared reference (hence
+// `R: Sync`); completing needs ownership.
+unsafe impl<T, E, S, B, R: Sync> Sync for LetReceiver<T, E, (S, B, R)> {}
 
 impl<T, E, M> Receiver<T, E> for LetReceiver<T, E, M> {
     fn set_value(self, value: T) {
@@ -287,7 +289,7 @@ impl<T, E, M> Receiver<T, E> for LetReceiver<T, E, M> {
         self.parent.notify(LetInput::Panic(payload))
     }
     fn env(&self) -> impl Env<'_> {
-        self.env
+        self.parent.env()
     }
 }
 
@@ -316,10 +318,11 @@ where
 {
     /// `IDLE`/`IN_START`/`DEFERRED`, see the module docs.
     phase: AtomicU8,
-    /// Taken once, when the first operation has completed.
-    branch: UnsafeCell<Option<B>>,
-    /// Taken once, when the first operation has completed.
-    receiver: UnsafeCell<Option<R>>,
+    /// The branch and the downstream receiver, taken together once, when
+    /// the first operation has completed (one `Option`: one niche, where
+    /// two options may each need a tag word). Until then the receiver is
+    /// only read, by [`NotifyEnv::child_env`].
+    next: UnsafeCell<Option<(B, R)>>,
     /// Written by an inline completion, read by `start` (handed over by `phase`).
     stash: UnsafeCell<Option<LetInput<S::Output, S::Error>>>,
     /// Structurally pinned: the child operations live here. Written by
@@ -350,8 +353,7 @@ where
         LetOp {
             inner: LetInner {
                 phase: AtomicU8::new(IDLE),
-                branch: UnsafeCell::new(Some(branch)),
-                receiver: UnsafeCell::new(Some(receiver)),
+                next: UnsafeCell::new(Some((branch, receiver))),
                 stash: UnsafeCell::new(None),
                 state: UnsafeCell::new(LetState::Init(sender)),
             },
@@ -376,14 +378,11 @@ where
         // SAFETY: only the single handler of the first completion gets here
         // (see `phase`), and the first operation no longer touches itself
         // once it has called its receiver, so it may be dropped in place.
-        let (branch, receiver) = unsafe {
+        let next = unsafe {
             inner.state.with_mut(|st| *st = LetState::Empty);
-            (
-                inner.branch.with_mut(|b| (*b).take()),
-                inner.receiver.with_mut(|r| (*r).take()),
-            )
+            inner.next.with_mut(|n| (*n).take())
         };
-        let (Some(branch), Some(receiver)) = (branch, receiver) else {
+        let Some((branch, receiver)) = next else {
             unreachable!("let: the first operation completed twice")
         };
         match branch.branch(input) {
@@ -436,6 +435,30 @@ where
     }
 }
 
+impl<S, B, R> NotifyEnv<LetInput<S::Output, S::Error>> for LetInner<S, B, R>
+where
+    S: SenderTo<Recv<S, B, R>>,
+    B: LetBranch<S::Output, S::Error>,
+    B::Next: SenderTo<R>,
+    R: Receiver<<B::Next as Sender>::Output, <B::Next as Sender>::Error>,
+{
+    fn child_env(inner: &Self) -> CapturedEnv {
+        // The downstream receiver, whose env produced the answers, stays in
+        // this op until the first operation (the only one asking) has
+        // completed, and that operation drops its registrations before
+        // completing: that is what `capture` (and `detach`) ask.
+        // SAFETY: while the first operation runs, `receiver` is only read
+        // (here); it is taken in `resume`, after the first operation has
+        // completed and so stopped asking.
+        inner.next.with(|n| unsafe {
+            match &*n {
+                Some((_, r)) => CapturedEnv::capture(&r.env()),
+                None => CapturedEnv::empty(),
+            }
+        })
+    }
+}
+
 impl<S, B, R> OperationState for LetOp<S, B, R>
 where
     S: SenderTo<Recv<S, B, R>>,
@@ -448,24 +471,12 @@ where
         let inner: Pin<&LetInner<S, B, R>> =
             unsafe { self.map_unchecked_mut(|op| &mut op.inner) }.into_ref();
         let inner_ref = inner.get_ref();
-        // The downstream receiver, whose env produced the token, stays in
-        // this op until the first operation has completed, and the first
-        // operation drops its registrations before completing: that is
-        // what `detach` asks.
-        // SAFETY: see above; no child exists yet, so the cell is ours.
-        let env = inner_ref.receiver.with(|r| unsafe {
-            match &*r {
-                Some(r) => CapturedEnv::capture(&r.env()),
-                None => CapturedEnv::empty(),
-            }
-        });
         // SAFETY: the op is pinned and, by `start`'s contract, alive until it
         // completes, which it does only after the first operation completed
         // (consuming the receiver holding this reference).
-        let parent = unsafe { ErasedParentRef::new(inner) };
+        let parent = unsafe { ErasedParentEnvRef::new(inner) };
         let receiver = LetReceiver {
             parent,
-            env,
             _marker: PhantomData,
         };
         // SAFETY: no child exists yet: `state` is ours. The first operation

@@ -39,8 +39,7 @@ use core::pin::Pin;
 use core::ptr::NonNull;
 
 use crate::adaptor::{EnsureStarted, EnsureStartedReceiver, Hooks, start_eagerly};
-use crate::loom::cell::UnsafeCell;
-use crate::loom::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use crate::loom::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use crate::sync::wait_list::{Lock, Node, WaitList, Waiter};
 use crate::{
     Env, OnStop, OperationState, PanicPayload, Receiver, Sender, SenderTo, StopCallback,
@@ -146,6 +145,26 @@ impl core::ops::Deref for InnerRef {
     fn deref(&self) -> &Inner {
         // SAFETY: alive while the `Assoc` holding it exists (see `Assoc`).
         unsafe { self.0.as_ref() }
+    }
+}
+
+impl Assoc {
+    /// The association as a raw pointer (still counted in the scope).
+    fn into_raw(self) -> *const Inner {
+        // Not dropped: the association (its unit of the count) moves into
+        // the pointer.
+        let this = core::mem::ManuallyDrop::new(self);
+        this.inner.0.as_ptr().cast_const()
+    }
+
+    /// # Safety
+    /// `ptr` came from [`into_raw`](Self::into_raw), and is used once.
+    unsafe fn from_raw(ptr: *const Inner) -> Self {
+        Assoc {
+            // SAFETY: per the contract, a pointer `into_raw` took from a
+            // live association (never null).
+            inner: InnerRef(unsafe { NonNull::new_unchecked(ptr.cast_mut()) }),
+        }
     }
 }
 
@@ -375,18 +394,21 @@ impl<'env> AsyncScope<'env> {
             return false;
         };
         let raw: *mut SpawnBlock<S::Operation> = Box::into_raw(Box::new(SpawnBlock {
-            header: SpawnHeader {
-                state: AtomicU8::new(STARTING),
-                deferred: UnsafeCell::new(None),
-            },
+            header: SpawnHeader::new(assoc, free_block::<S::Operation>),
             op: MaybeUninit::uninit(),
         }));
-        // Frees the (still uninitialized) block if `connect` unwinds.
+        // Frees the (still uninitialized) block, leaving the scope, if
+        // `connect` unwinds.
         struct FreeUninit<O>(*mut SpawnBlock<O>);
         impl<O> Drop for FreeUninit<O> {
             fn drop(&mut self) {
                 // SAFETY: allocated above, op not initialized, never shared.
-                drop(unsafe { Box::from_raw(self.0) });
+                let block = unsafe { Box::from_raw(self.0) };
+                // SAFETY: the work never ran: the association is taken once,
+                // here.
+                let assoc = unsafe { block.header.take_assoc() };
+                drop(block);
+                drop(assoc);
             }
         }
         let guard = FreeUninit(raw);
@@ -394,10 +416,8 @@ impl<'env> AsyncScope<'env> {
         // pointers derived from it.
         let op: *mut S::Operation = unsafe { (&raw mut (*raw).op).cast() };
         let receiver = SpawnReceiver {
-            assoc,
             // SAFETY: from `Box::into_raw`, not null.
             block: unsafe { NonNull::new_unchecked(raw.cast()) },
-            free: free_block::<S::Operation>,
         };
         // SAFETY: `op` points into the block, suitably aligned, uninit.
         unsafe { op.write(sender.connect(receiver)) };
@@ -409,15 +429,12 @@ impl<'env> AsyncScope<'env> {
         // SAFETY: the block is alive until one of us frees it (below or in
         // `SpawnReceiver::finish`, whichever sees the other's state).
         let header = unsafe { &(*raw).header };
-        if header
-            .state
-            .compare_exchange(STARTING, STARTED, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
+        if !header.transition(STARTING, STARTED) {
             // The work completed while we were in `start` and left the
             // freeing (and leaving the scope) to us.
-            // SAFETY: the completion wrote `deferred` before its Release.
-            let assoc = header.deferred.with_mut(|d| unsafe { (*d).take() });
+            // SAFETY: the completion is over (we acquired its `COMPLETED`);
+            // we come second, so the association is ours to take.
+            let assoc = unsafe { header.take_assoc() };
             // SAFETY: completed, and we are the one to free it.
             unsafe { free_block::<S::Operation>(NonNull::new_unchecked(raw.cast())) };
             drop(assoc);
@@ -624,24 +641,90 @@ impl fmt::Debug for AsyncScope<'_> {
 // ------------------------------------------------------------------ spawn
 
 /// `start` has not returned yet.
-const STARTING: u8 = 0;
+const STARTING: usize = 0;
 /// `start` returned: the completion frees the block.
-const STARTED: u8 = 1;
+const STARTED: usize = 1;
 /// The work completed during `start`: the starter frees the block.
-const COMPLETED: u8 = 2;
+const COMPLETED: usize = 2;
+/// The bits of `SpawnHeader::word` that hold the state.
+const STATE_BITS: usize = 0b11;
+const _: () = assert!(core::mem::align_of::<Inner>() > STATE_BITS);
 
-/// The type-erased front of a spawned block.
+/// The type-erased front of a spawned block: what the work's receiver (one
+/// pointer to it) needs.
 ///
 /// Freeing an operation state while its `start` is still running (inline
 /// completion, or completion on another thread) would free memory that a
 /// live `&mut` points to. So the completion and the return from `start`
 /// race on `state`, and whoever comes second frees the block and leaves
-/// the scope (the association is parked in `deferred` for the starter).
+/// the scope.
+///
+/// Two words: the state shares a word with the work's [`Assoc`] (its
+/// `Arc<Inner>` as a raw pointer, whose alignment leaves the two low bits
+/// free).
 struct SpawnHeader {
-    state: AtomicU8,
-    /// Written by the completion before its Release CAS to `COMPLETED`;
-    /// taken by the starter after its Acquire failure.
-    deferred: UnsafeCell<Option<Assoc>>,
+    /// `Arc::into_raw` of the work's association, `|` the state in
+    /// [`STATE_BITS`]. The pointer part never changes; the association is
+    /// turned back into an [`Assoc`] (leaving the scope) once, by whoever
+    /// comes second (the starter after its Acquire failure to `STARTED`).
+    /// The receiver's env reads the scope through it while the work runs.
+    word: AtomicPtr<Inner>,
+    /// Drops the op and frees the block (its type erased).
+    free: unsafe fn(NonNull<()>),
+}
+
+impl SpawnHeader {
+    fn new(assoc: Assoc, free: unsafe fn(NonNull<()>)) -> Self {
+        let ptr = assoc.into_raw();
+        SpawnHeader {
+            word: AtomicPtr::new(ptr.cast_mut().map_addr(|a| a | STARTING)),
+            free,
+        }
+    }
+
+    /// The association's pointer (without the state).
+    fn inner_ptr(&self) -> *const Inner {
+        // Relaxed: the pointer part was written before the block was
+        // shared, and only the state bits change.
+        self.word
+            .load(Ordering::Relaxed)
+            .map_addr(|a| a & !STATE_BITS)
+            .cast_const()
+    }
+
+    /// The state bits.
+    fn state(&self, order: Ordering) -> usize {
+        self.word.load(order).addr() & STATE_BITS
+    }
+
+    /// The scope, for the receiver's env.
+    fn inner(&self) -> &Inner {
+        // SAFETY: the association is alive until taken, which happens only
+        // after the work completed (it no longer asks).
+        unsafe { &*self.inner_ptr() }
+    }
+
+    /// Moves the state `from → to` (AcqRel); `false` if it was not `from`.
+    fn transition(&self, from: usize, to: usize) -> bool {
+        let ptr = self.inner_ptr().cast_mut();
+        self.word
+            .compare_exchange(
+                ptr.map_addr(|a| a | from),
+                ptr.map_addr(|a| a | to),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+    }
+
+    /// Takes the association back (to leave the scope by dropping it).
+    ///
+    /// # Safety
+    /// Once, by whoever comes second (or by `spawn` if `connect` unwound).
+    unsafe fn take_assoc(&self) -> Assoc {
+        // SAFETY: made by `Assoc::into_raw` in `new`, taken once.
+        unsafe { Assoc::from_raw(self.inner_ptr()) }
+    }
 }
 
 #[repr(C)]
@@ -662,11 +745,12 @@ unsafe fn free_block<O>(p: NonNull<()>) {
 
 /// The receiver [`AsyncScope::spawn`] connects the work to. It frees the
 /// work's allocation when the work completes.
+///
+/// One pointer: what it needs lives in the block's header.
 pub struct SpawnReceiver {
-    assoc: Assoc,
-    /// The `SpawnBlock`, whose first field is a `SpawnHeader`.
+    /// The `SpawnBlock`, whose first field is a `SpawnHeader`; alive until
+    /// this receiver has been completed.
     block: NonNull<()>,
-    free: unsafe fn(NonNull<()>),
 }
 
 // SAFETY: `spawn` requires the operation (which the receiver frees) to be
@@ -680,11 +764,16 @@ impl fmt::Debug for SpawnReceiver {
 }
 
 impl SpawnReceiver {
+    fn header(&self) -> &SpawnHeader {
+        // SAFETY: the block lives until this receiver has been completed.
+        unsafe { self.block.cast::<SpawnHeader>().as_ref() }
+    }
+
     fn finish(self, panic: Option<PanicPayload>) {
-        let SpawnReceiver { assoc, block, free } = self;
         if let Some(p) = panic {
-            assoc.inner.record_panic(p);
+            self.header().inner().record_panic(p);
         }
+        let block = self.block;
         // SAFETY: the block lives until whoever comes second frees it; we
         // have not published our state yet.
         let header = unsafe { block.cast::<SpawnHeader>().as_ref() };
@@ -692,24 +781,14 @@ impl SpawnReceiver {
         // the starter's CAS writes, after the `STARTING` that happened-before
         // this completion). Then we come second without a read-modify-write.
         // Acquire: pairs with that CAS (the starter is done with the block).
-        if header.state.load(Ordering::Acquire) == STARTED {
-            // SAFETY: as below: completed, `start` returned, freed once.
-            unsafe { free(block) };
-            drop(assoc);
-            return;
-        }
-        // SAFETY: the starter reads `deferred` only after seeing `COMPLETED`.
-        header.deferred.with_mut(|d| unsafe { *d = Some(assoc) });
-        if header
-            .state
-            .compare_exchange(STARTING, COMPLETED, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-        {
+        // Otherwise race the starter for the hand-over.
+        if header.state(Ordering::Acquire) != STARTED && header.transition(STARTING, COMPLETED) {
             // `start` is still running: the starter frees and leaves.
             return;
         }
-        // SAFETY: the starter is gone (`STARTED`): the cell is ours again.
-        let assoc = header.deferred.with_mut(|d| unsafe { (*d).take() });
+        // SAFETY: the starter is gone (`STARTED`): we come second.
+        let assoc = unsafe { header.take_assoc() };
+        let free = header.free;
         // SAFETY: the op has completed (we are its completion) and touches
         // nothing of its own afterwards; `start` returned; freed once.
         unsafe { free(block) };
@@ -734,7 +813,7 @@ impl<T> Receiver<T, Infallible> for SpawnReceiver {
     }
     fn env(&self) -> impl Env<'_> {
         ScopeEnv {
-            stop: &self.assoc.inner.stop,
+            stop: &self.header().inner().stop,
         }
     }
 }
@@ -1104,6 +1183,7 @@ mod loom_tests {
     use super::*;
     use ::loom::sync::atomic::AtomicUsize as Counter;
     use core::pin::pin;
+    use crate::loom::cell::UnsafeCell;
 
     struct Count<'a>(&'a Counter);
     impl Receiver<(), Infallible> for Count<'_> {
@@ -1237,6 +1317,71 @@ mod loom_tests {
                 t.join().unwrap();
                 assert_eq!(joined.load(Ordering::Relaxed), 1, "joined exactly once");
             }
+        });
+    }
+
+    /// Completes from a thread it spawns in `start`; counts its drops.
+    struct OnThread {
+        handle: ::loom::sync::Arc<::loom::sync::Mutex<Option<::loom::thread::JoinHandle<()>>>>,
+        drops: ::loom::sync::Arc<Counter>,
+    }
+    struct OnThreadOp<R> {
+        handle: ::loom::sync::Arc<::loom::sync::Mutex<Option<::loom::thread::JoinHandle<()>>>>,
+        drops: ::loom::sync::Arc<Counter>,
+        receiver: Option<R>,
+        _pin: core::marker::PhantomPinned,
+    }
+    impl<R> Drop for OnThreadOp<R> {
+        fn drop(&mut self) {
+            self.drops.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    impl Sender for OnThread {
+        type Output = ();
+        type Error = Infallible;
+    }
+    impl<R: Receiver<(), Infallible> + Send + 'static> SenderTo<R> for OnThread {
+        type Operation = OnThreadOp<R>;
+        fn connect(self, receiver: R) -> OnThreadOp<R> {
+            OnThreadOp {
+                handle: self.handle,
+                drops: self.drops,
+                receiver: Some(receiver),
+                _pin: core::marker::PhantomPinned,
+            }
+        }
+    }
+    impl<R: Receiver<(), Infallible> + Send + 'static> OperationState for OnThreadOp<R> {
+        unsafe fn start(self: Pin<&mut Self>) {
+            // SAFETY: nothing is structurally pinned.
+            let this = unsafe { self.get_unchecked_mut() };
+            let r = this.receiver.take().unwrap();
+            let handle = this.handle.clone();
+            // Touch nothing of `this` after the spawn: the completion may be
+            // freeing it.
+            let h = ::loom::thread::spawn(move || r.set_value(()));
+            *handle.lock().unwrap() = Some(h);
+        }
+    }
+
+    /// Spawned work completing on another thread before, during or after
+    /// `spawn`'s return from `start` (the header's STARTING / STARTED /
+    /// COMPLETED hand-over): the block is freed exactly once, and the work
+    /// leaves the scope once.
+    #[test]
+    fn spawned_work_completes_while_spawn_returns() {
+        ::loom::model(|| {
+            let scope = AsyncScope::new();
+            let handle = ::loom::sync::Arc::new(::loom::sync::Mutex::new(None));
+            let drops = ::loom::sync::Arc::new(Counter::new(0));
+            assert!(scope.spawn(OnThread {
+                handle: handle.clone(),
+                drops: drops.clone(),
+            }));
+            let t = handle.lock().unwrap().take().expect("spawned");
+            t.join().unwrap();
+            assert_eq!(drops.load(Ordering::Relaxed), 1, "freed exactly once");
+            assert_eq!(scope.inner.count(), 0, "left the scope");
         });
     }
 }
