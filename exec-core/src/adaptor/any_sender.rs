@@ -298,25 +298,28 @@ impl<S: SenderTo<AnyReceiver<T, E>>, T, E> SlotFns<S, T, E> {
 
     /// See [`SlotVTable::release`].
     unsafe fn release(ptr: NonNull<u8>) {
-        /// Frees the frame even if a destructor unwinds.
-        struct Free(NonNull<u8>, Layout);
-        impl Drop for Free {
+        /// Frees the frame even if a destructor unwinds (generic, so the
+        /// layout, hence the size class, is a constant).
+        struct Free<S: SenderTo<AnyReceiver<T, E>>, T, E>(
+            NonNull<u8>,
+            PhantomData<SlotFns<S, T, E>>,
+        );
+        impl<S: SenderTo<AnyReceiver<T, E>>, T, E> Drop for Free<S, T, E> {
+            #[inline]
             fn drop(&mut self) {
-                // SAFETY: allocated by `frame_cache::alloc(self.1)`; freed
+                // SAFETY: allocated by `frame_cache::alloc(LAYOUT)`; freed
                 // once, after its contents were dropped.
-                unsafe { super::frame_cache::dealloc(self.0, self.1) }
+                unsafe { super::frame_cache::dealloc(self.0, SlotFns::<S, T, E>::LAYOUT) }
             }
         }
-        let _free = Free(ptr, Self::LAYOUT);
+        let _free = Free::<S, T, E>(ptr, PhantomData);
         let slot = ptr.cast::<Slot<S, S::Operation>>().as_ptr();
         // SAFETY: a live slot of this type that nothing uses any more
         // (contract); the tag says which field is initialized.
         unsafe {
             match (*slot).tag {
                 SENDER => ptr::drop_in_place(ptr::addr_of_mut!((*slot).data.sender).cast::<S>()),
-                OP => ptr::drop_in_place(
-                    ptr::addr_of_mut!((*slot).data.op).cast::<S::Operation>(),
-                ),
+                OP => ptr::drop_in_place(ptr::addr_of_mut!((*slot).data.op).cast::<S::Operation>()),
                 _ => {}
             }
         }
@@ -522,5 +525,106 @@ impl<T, E, R: Receiver<T, E>> OperationState for AnyOp<T, E, R> {
                 ANY_SENDER_MAX_DEPTH,
             )
         }
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    //! The inner operation completes on another thread while `run_start` may
+    //! still be running: the completion frees the frame and delivers by
+    //! itself (no hand-shake), and `run_start` touches nothing afterwards.
+    use super::*;
+    use crate::SenderExt;
+    use crate::loom::sync::atomic::{AtomicUsize, Ordering};
+    use ::loom::sync::{Arc, Mutex};
+    use ::loom::thread::JoinHandle;
+    use alloc::boxed::Box;
+    use core::convert::Infallible;
+
+    type Handle = Arc<Mutex<Option<JoinHandle<()>>>>;
+
+    /// Completes with 1 from a thread it spawns in `start`.
+    struct Spawn {
+        handle: Handle,
+    }
+    struct SpawnOp<R> {
+        handle: Handle,
+        receiver: Option<R>,
+        _pin: PhantomPinned,
+    }
+    impl Sender for Spawn {
+        type Output = u32;
+        type Error = Infallible;
+    }
+    impl<R: Receiver<u32, Infallible> + Send + 'static> SenderTo<R> for Spawn {
+        type Operation = SpawnOp<R>;
+        fn connect(self, receiver: R) -> SpawnOp<R> {
+            SpawnOp {
+                handle: self.handle,
+                receiver: Some(receiver),
+                _pin: PhantomPinned,
+            }
+        }
+    }
+    impl<R: Receiver<u32, Infallible> + Send + 'static> OperationState for SpawnOp<R> {
+        unsafe fn start(self: Pin<&mut Self>) {
+            // SAFETY: nothing is structurally pinned.
+            let this = unsafe { self.get_unchecked_mut() };
+            let r = this.receiver.take().unwrap();
+            let handle = this.handle.clone();
+            // Do not touch `this` after the spawn: the completion frees it.
+            let h = ::loom::thread::spawn(move || r.set_value(1));
+            *handle.lock().unwrap() = Some(h);
+        }
+    }
+
+    struct Out {
+        seen: Arc<Mutex<Option<u32>>>,
+        completions: Arc<AtomicUsize>,
+    }
+    impl Receiver<u32, Infallible> for Out {
+        fn set_value(self, v: u32) {
+            self.completions.fetch_add(1, Ordering::Relaxed);
+            *self.seen.lock().unwrap() = Some(v);
+        }
+        fn set_error(self, e: Infallible) {
+            match e {}
+        }
+        fn set_stopped(self) {
+            self.completions.fetch_add(1, Ordering::Relaxed);
+        }
+        fn set_panic(self, _: PanicPayload) {
+            self.completions.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Inner completion on another thread, racing the rest of `start`: the
+    /// frame is freed once, the value delivered once (loom checks the cells
+    /// the two threads touch for races).
+    #[test]
+    fn loom_inner_completes_on_another_thread() {
+        ::loom::model(|| {
+            let handle: Handle = Arc::new(Mutex::new(None));
+            let seen = Arc::new(Mutex::new(None));
+            let completions = Arc::new(AtomicUsize::new(0));
+            let s = Spawn {
+                handle: handle.clone(),
+            }
+            .then(|v| v + 1)
+            .boxed()
+            .then(|v| v * 10);
+            let mut op = Box::pin(s.connect(Out {
+                seen: seen.clone(),
+                completions: completions.clone(),
+            }));
+            // SAFETY: `op` is dropped only after the completing thread has
+            // been joined, i.e. after the operation completed.
+            unsafe { op.as_mut().start() };
+            let h = handle.lock().unwrap().take().unwrap();
+            h.join().unwrap();
+            assert_eq!(completions.load(Ordering::Relaxed), 1);
+            assert_eq!(seen.lock().unwrap().take(), Some(20));
+            drop(op);
+        });
     }
 }
