@@ -180,7 +180,18 @@ impl Drop for Level {
     #[inline]
     fn drop(&mut self) {
         if self.depth == 0 {
-            leave_outermost();
+            // Fast path: nothing queued, nothing to drain (or to abort for).
+            let drained = TRAMPOLINE.with(|t| {
+                let empty = t.head.get().is_null();
+                if empty {
+                    t.unwinding.set(false);
+                    t.depth.set(0);
+                }
+                empty
+            });
+            if !drained {
+                leave_outermost();
+            }
         } else {
             let depth = self.depth;
             TRAMPOLINE.with(|t| t.depth.set(depth));
