@@ -201,3 +201,71 @@ fn deep_fork_join_keeps_few_operations_alive() {
     // the right spines made eagerly); breadth-first it was about 62,000.
     assert!(peak < 5_000, "{peak} fork operations alive at once");
 }
+
+/// `s` boxed again `levels` times: starting it nests `levels` erased starts,
+/// and its completion `levels` erased deliveries.
+fn rebox<T: Send + 'static, E: Send + 'static>(
+    s: AnySender<T, E>,
+    levels: usize,
+) -> AnySender<T, E> {
+    (0..levels).fold(s, |s, _| s.boxed())
+}
+
+/// Deeper than the trampoline bound (16): the starts and the deliveries
+/// beyond it are queued on the trampoline (a queued delivery keeps the
+/// outcome in the operation until it runs). Every channel arrives once,
+/// unchanged; a value is dropped once, after it was taken.
+#[test]
+fn deliveries_beyond_the_trampoline_bound_on_every_channel() {
+    const LEVELS: usize = 40;
+    let drops = DropCounter::new();
+    let (op, rec) = start(rebox(just(drops.track(7)).boxed(), LEVELS));
+    let v = rec.expect_value();
+    assert_eq!(v.value, 7);
+    assert_eq!(
+        drops.alive(),
+        1,
+        "the value is alive until its owner drops it"
+    );
+    drop(v);
+    assert_eq!(drops.alive(), 0);
+    op.finish();
+
+    let (op, rec) = start(rebox(
+        Fixed::<i32, &str>(Completion::Error("e")).boxed(),
+        LEVELS,
+    ));
+    assert_eq!(rec.expect_error(), "e");
+    op.finish();
+    let (op, rec) = start(rebox(
+        Fixed::<i32, &str>(Completion::Stopped).boxed(),
+        LEVELS,
+    ));
+    rec.expect_stopped();
+    op.finish();
+    let deep_panic = just(1).then(|_: i32| -> i32 { panic!("deep") }).boxed();
+    let (op, rec) = start(rebox(deep_panic, LEVELS));
+    assert_eq!(rec.expect_panic(), "deep");
+    op.finish();
+
+    // Asynchronous inner completion, delivered through 40 erased levels.
+    let sch = ManualScheduler::new();
+    let (op, rec) = start(rebox(sch.schedule().then(|()| 9).boxed(), LEVELS));
+    assert!(!rec.is_complete());
+    sch.run_all();
+    assert_eq!(rec.expect_value(), 9);
+    op.finish();
+}
+
+/// A stop request reaches an operation started beyond the trampoline bound.
+#[test]
+fn cancellation_reaches_beyond_the_trampoline_bound() {
+    let source = Arc::new(StopSource::new());
+    let sch = ManualScheduler::new();
+    let (r, rec) = recorder_with_stop::<(), Infallible>(source.clone());
+    let op = start_with(rebox(sch.schedule().boxed(), 40), r, &rec);
+    source.request_stop();
+    sch.run_all();
+    rec.expect_stopped();
+    op.finish();
+}
