@@ -243,7 +243,7 @@ union SlotData<S, O> {
 }
 
 /// The functions of a slot for sender `S` (never instantiated).
-struct SlotFns<S, T, E>(PhantomData<fn() -> (S, T, E)>);
+struct SlotFns<S, T, E>(PhantomData<fn(S, T, E)>);
 
 impl<S: SenderTo<AnyReceiver<T, E>>, T, E> SlotFns<S, T, E> {
     const LAYOUT: Layout = Layout::new::<Slot<S, S::Operation>>();
