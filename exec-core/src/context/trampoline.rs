@@ -321,9 +321,10 @@ pub(crate) const ANY_SENDER_MAX_DEPTH: usize = 16;
 
 #[cfg(feature = "std")]
 /// A scheduler whose `schedule()` completes inline, unless the current
-/// thread is already nested too deep in inline completions; then the
-/// completion is queued on a thread-local trampoline and runs as soon as the
-/// outermost trampolined frame on this thread unwinds back to it.
+/// thread is already nested too deep in inline completions (or the stack is
+/// unwinding towards work queued that way); then the completion is queued
+/// on a thread-local trampoline and runs as soon as the outermost
+/// trampolined frame on this thread unwinds back to it.
 ///
 /// Use it to break recursion: a loop or a recursive chain that reschedules on
 /// a `TrampolineScheduler` between steps never nests more than
