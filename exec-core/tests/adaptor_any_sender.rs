@@ -269,3 +269,24 @@ fn cancellation_reaches_beyond_the_trampoline_bound() {
     rec.expect_stopped();
     op.finish();
 }
+
+/// A `sync_wait` called from inside erased work while the trampoline is
+/// unwinding towards queued starts (here: the first branch of the
+/// `when_all` went deeper than the bound) runs its own work on a fresh
+/// trampoline instead of queueing it behind the blocked outer frame.
+#[test]
+fn nested_sync_wait_while_the_trampoline_unwinds() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let s = exec_core::when_all(
+            rebox(just(1).boxed(), 40),
+            just(()).then(|()| sync_wait(just(2).boxed()).unwrap().unwrap()),
+        )
+        .boxed();
+        tx.send(sync_wait(s)).unwrap();
+    });
+    let got = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("nested sync_wait deadlocked");
+    assert_eq!(got, Ok(Some((1, 2))));
+}

@@ -284,6 +284,42 @@ pub(crate) fn nest<A>(max_depth: usize, arg: A, f: impl FnOnce(A)) -> Option<A> 
     }
 }
 
+/// Runs `f` on a fresh trampoline (depth 0, nothing queued, not
+/// unwinding), then puts this thread's trampoline back as it was.
+///
+/// For blocking consumers ([`sync_wait`](crate::sync_wait)): work they
+/// start inside a trampolined frame must not be queued on that frame's
+/// queue, which only the outer frame — blocked in the consumer — would
+/// drain. Whatever `f` queues runs before `f` returns (its own outermost
+/// level drains it).
+#[cfg(feature = "std")]
+pub(crate) fn isolated<T>(f: impl FnOnce() -> T) -> T {
+    type Saved = (usize, bool, *const Task, *const Task);
+    /// Puts the outer trampoline back, also if `f` unwinds.
+    struct Restore(Saved);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let (depth, unwinding, head, tail) = self.0;
+            TRAMPOLINE.with(|t| {
+                t.depth.set(depth);
+                t.unwinding.set(unwinding);
+                t.head.set(head);
+                t.tail.set(tail);
+            });
+        }
+    }
+    let saved = TRAMPOLINE.with(|t| {
+        (
+            t.depth.replace(0),
+            t.unwinding.replace(false),
+            t.head.replace(ptr::null()),
+            t.tail.replace(ptr::null()),
+        )
+    });
+    let _restore = Restore(saved);
+    f()
+}
+
 /// Queues `run(ctx)` on `task`, to be run by the outermost trampolined frame
 /// of this thread once the stack has unwound to it.
 ///
