@@ -65,12 +65,12 @@ where
         let bomb = Bomb;
         // On a fresh trampoline: work started here must not be queued on
         // an enclosing trampolined frame, which waits for us.
-        crate::context::trampoline::isolated(|| {
-            // SAFETY: started once; `op` lives on this frame until after
-            // `run()` returns, i.e. until the receiver has been completed.
-            unsafe { crate::OperationState::start(op.as_mut()) };
-            state.run_loop.run();
-        });
+        let fresh = crate::context::trampoline::Fresh::enter();
+        // SAFETY: started once; `op` lives on this frame until after
+        // `run()` returns, i.e. until the receiver has been completed.
+        unsafe { crate::OperationState::start(op.as_mut()) };
+        state.run_loop.run();
+        drop(fresh);
         core::mem::forget(bomb);
     }
     // SAFETY: the completion wrote the outcome before `finish()`, whose

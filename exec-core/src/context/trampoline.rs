@@ -284,40 +284,70 @@ pub(crate) fn nest<A>(max_depth: usize, arg: A, f: impl FnOnce(A)) -> Option<A> 
     }
 }
 
-/// Runs `f` on a fresh trampoline (depth 0, nothing queued, not
-/// unwinding), then puts this thread's trampoline back as it was.
+/// While alive, this thread runs on a fresh trampoline (depth 0, nothing
+/// queued, not unwinding); dropping it puts the previous one back.
 ///
 /// For blocking consumers ([`sync_wait`](crate::sync_wait)): work they
 /// start inside a trampolined frame must not be queued on that frame's
 /// queue, which only the outer frame — blocked in the consumer — would
-/// drain. Whatever `f` queues runs before `f` returns (its own outermost
-/// level drains it).
+/// drain. Whatever is queued meanwhile runs before the fresh trampoline's
+/// outermost level returns, so nothing is left on it when it is dropped.
 #[cfg(feature = "std")]
-pub(crate) fn isolated<T>(f: impl FnOnce() -> T) -> T {
-    type Saved = (usize, bool, *const Task, *const Task);
-    /// Puts the outer trampoline back, also if `f` unwinds.
-    struct Restore(Saved);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            let (depth, unwinding, head, tail) = self.0;
-            TRAMPOLINE.with(|t| {
-                t.depth.set(depth);
-                t.unwinding.set(unwinding);
-                t.head.set(head);
-                t.tail.set(tail);
-            });
+#[derive(Debug)]
+pub(crate) struct Fresh {
+    /// The outer trampoline's depth, unwinding flag, head and tail; `None`
+    /// if there was no trampolined frame (already fresh).
+    saved: Option<(usize, bool, *const Task, *const Task)>,
+}
+
+#[cfg(feature = "std")]
+impl Fresh {
+    /// Sets a fresh trampoline up on this thread.
+    #[inline]
+    pub(crate) fn enter() -> Fresh {
+        // Depth 0: no trampolined frame, so nothing queued and not
+        // unwinding: already fresh.
+        if TRAMPOLINE.with(|t| t.depth.get()) == 0 {
+            return Fresh { saved: None };
+        }
+        Self::save()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn save() -> Fresh {
+        let saved = TRAMPOLINE.with(|t| {
+            (
+                t.depth.replace(0),
+                t.unwinding.replace(false),
+                t.head.replace(ptr::null()),
+                t.tail.replace(ptr::null()),
+            )
+        });
+        Fresh { saved: Some(saved) }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn restore(saved: (usize, bool, *const Task, *const Task)) {
+        let (depth, unwinding, head, tail) = saved;
+        TRAMPOLINE.with(|t| {
+            t.depth.set(depth);
+            t.unwinding.set(unwinding);
+            t.head.set(head);
+            t.tail.set(tail);
+        });
+    }
+}
+
+#[cfg(feature = "std")]
+impl Drop for Fresh {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(saved) = self.saved.take() {
+            Self::restore(saved);
         }
     }
-    let saved = TRAMPOLINE.with(|t| {
-        (
-            t.depth.replace(0),
-            t.unwinding.replace(false),
-            t.head.replace(ptr::null()),
-            t.tail.replace(ptr::null()),
-        )
-    });
-    let _restore = Restore(saved);
-    f()
 }
 
 /// Queues `run(ctx)` on `task`, to be run by the outermost trampolined frame
