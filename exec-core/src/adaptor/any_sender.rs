@@ -14,7 +14,11 @@
 //! the inner operation in place inside the frame, with an [`AnyReceiver`]
 //! that refers back to the pinned `AnyOp` through an [`ErasedParentRef`].
 //! When the inner operation completes, the frame is freed (back to the
-//! completing thread's cache) before the completion is forwarded.
+//! completing thread's cache) before the completion is forwarded — even if
+//! the inner operation completed inside its own `start`, which every
+//! operation allows (after calling its receiver it touches nothing of
+//! itself). So no hand-shake between the start and the completion is
+//! needed: after starting the inner operation, `AnyOp` touches nothing.
 //!
 //! # Stack depth
 //! Starting the inner operation and delivering its completion both go
@@ -23,22 +27,21 @@
 //! are queued and run when the stack has unwound to the outermost one. A
 //! recursion built through `AnySender` (each level a boxed sender whose
 //! continuation boxes the next level) therefore uses bounded stack, both
-//! while starting and while completing. (A completion that arrives while
-//! the inner `start` is still running is delivered from the trampoline entry
-//! of that start, once it has returned, rather than from a second entry.)
+//! while starting and while completing. A delivery that runs inline carries
+//! the outcome on the stack; only a queued one stores it in the operation.
 //! Without the `std` feature there is no trampoline and such recursion
 //! nests on the stack.
 
 use core::alloc::Layout;
 use core::fmt;
-use core::marker::PhantomPinned;
+use core::marker::{PhantomData, PhantomPinned};
+use core::mem::ManuallyDrop;
 use core::pin::Pin;
-use core::ptr::NonNull;
+use core::ptr::{self, NonNull};
 
-use crate::context::trampoline::{ANY_SENDER_MAX_DEPTH, Task, submit};
+use crate::context::trampoline::{ANY_SENDER_MAX_DEPTH, Task, nest, queue, submit};
 use crate::env::CapturedEnv;
 use crate::loom::cell::UnsafeCell;
-use crate::loom::sync::atomic::{AtomicU8, Ordering};
 use crate::{
     Env, ErasedParentRef, Notify, OperationState, PanicPayload, ParentRef, Receiver, Sender,
     SenderTo,
@@ -107,55 +110,73 @@ impl<T, E> AnySender<T, E> {
         E: 'static,
     {
         AnySender {
-            slot: Frame::new(Slot::<S, T, E> {
-                state: SlotState::Sender(sender),
-                _pin: PhantomPinned,
-                _types: core::marker::PhantomData,
-            }),
+            slot: SlotFns::<S, T, E>::frame(sender),
         }
     }
 }
 
-/// The one allocation behind an [`AnySender`]: a pinned, type-erased
-/// [`Slot`] in a frame from [`frame_cache`](super::frame_cache) (a
-/// `Pin<Box<dyn ErasedSlot>>` whose memory is recycled per thread).
+/// The one allocation behind an [`AnySender`]: a pinned [`Slot`] in a
+/// frame from [`frame_cache`](super::frame_cache), with the functions that
+/// know its type (a hand-made vtable: starting, and dropping + freeing,
+/// each one call that knows the slot's layout at compile time).
 struct Frame<T, E> {
-    /// Owned; allocated by `frame_cache::alloc` with the pointee's layout,
-    /// initialized, never moved until dropped in place by `Drop`.
-    ptr: NonNull<dyn ErasedSlot<T, E> + Send>,
+    /// Owned; a `Slot<S, S::Operation>` for the `S` the vtable was made
+    /// for, allocated by `frame_cache::alloc` with its layout, initialized,
+    /// never moved until released by `Drop`.
+    ptr: NonNull<u8>,
+    /// Points to the promoted `SlotFns::<S, T, E>::VTABLE` (a `'static`
+    /// constant; a raw pointer only so `Frame` needs no `T: 'static` bound).
+    vtable: *const SlotVTable<T, E>,
 }
 
-// SAFETY: `Frame` owns its pointee like a `Box` does, and the pointee is
-// `Send` (the trait object says so).
+// SAFETY: `Frame` owns its slot like a `Box` does; `SlotFns::frame` only
+// makes frames for `Send` senders whose operations are `Send`, and the
+// vtable is an immutable constant.
 unsafe impl<T, E> Send for Frame<T, E> {}
 
-impl<T, E> Frame<T, E> {
-    fn new<X: ErasedSlot<T, E> + Send + 'static>(slot: X) -> Self {
-        let raw = super::frame_cache::alloc(Layout::new::<X>()).cast::<X>();
-        // SAFETY: freshly allocated for an `X`: valid and aligned.
-        unsafe { raw.as_ptr().write(slot) };
-        let ptr: NonNull<dyn ErasedSlot<T, E> + Send> = raw;
-        Frame { ptr }
-    }
+/// The functions of one slot type.
+struct SlotVTable<T, E> {
+    /// Connects the sender to the receiver in place and starts it.
+    ///
+    /// Safety: called once, with the frame's pointer; the slot stays
+    /// pinned and alive until the operation has completed.
+    start: unsafe fn(NonNull<u8>, AnyReceiver<T, E>),
+    /// Drops what the slot holds (sender, operation or nothing) in place
+    /// and frees the frame.
+    ///
+    /// Safety: called once, with the frame's pointer, when nothing uses the
+    /// slot any more.
+    release: unsafe fn(NonNull<u8>),
+}
 
-    /// The slot, pinned (it never moves until dropped).
-    fn pin_mut(&mut self) -> Pin<&mut (dyn ErasedSlot<T, E> + Send)> {
-        // SAFETY: owned and initialized (field invariant); `&mut self` makes
-        // the borrow unique; the pointee is never moved.
-        unsafe { Pin::new_unchecked(self.ptr.as_mut()) }
+impl<T, E> Frame<T, E> {
+    /// Connects and starts the erased sender of the frame at `this` in place.
+    ///
+    /// Takes a raw pointer, not `&self`: the operation may complete inside
+    /// this call, and its completion frees the frame and overwrites the
+    /// place `this` points to; nothing here is touched after the call.
+    ///
+    /// # Safety
+    /// `this` points to a live frame. Called once; the frame is not dropped
+    /// before the operation has completed (its completion may drop it).
+    #[inline]
+    unsafe fn start(this: *const Self, receiver: AnyReceiver<T, E>) {
+        // SAFETY: `this` is live (contract); the fields are copied out
+        // before the call. `vtable` points to the constant made with this
+        // frame; the caller's promise is the one `start` asks for.
+        unsafe {
+            let (ptr, vtable) = ((*this).ptr, (*this).vtable);
+            ((*vtable).start)(ptr, receiver)
+        }
     }
 }
 
 impl<T, E> Drop for Frame<T, E> {
+    #[inline]
     fn drop(&mut self) {
-        // SAFETY: the pointee is initialized and owned (field invariant);
-        // the layout is read before it is dropped, and the memory is freed
-        // with the layout it was allocated with.
-        unsafe {
-            let layout = Layout::for_value(self.ptr.as_ref());
-            core::ptr::drop_in_place(self.ptr.as_ptr());
-            super::frame_cache::dealloc(self.ptr.cast(), layout);
-        }
+        // SAFETY: the frame is owned and initialized (field invariant) and
+        // released once, here.
+        unsafe { ((*self.vtable).release)(self.ptr) }
     }
 }
 
@@ -180,7 +201,6 @@ where
     fn connect(self, receiver: R) -> AnyOp<T, E, R> {
         AnyOp {
             inner: AnyInner {
-                phase: AtomicU8::new(IDLE),
                 task: Task::new(),
                 slot: UnsafeCell::new(Some(self.slot)),
                 receiver: UnsafeCell::new(Some(receiver)),
@@ -199,59 +219,110 @@ enum Outcome<T, E> {
     Panic(PanicPayload),
 }
 
-/// The heap slot behind an [`AnySender`].
-trait ErasedSlot<T, E> {
-    /// Connects the sender to `receiver` in place and starts it.
-    ///
-    /// # Safety
-    /// Called once; the slot stays pinned and alive until the operation has
-    /// completed (the contract of [`OperationState::start`]).
-    unsafe fn start(self: Pin<&mut Self>, receiver: AnyReceiver<T, E>);
-}
+/// `Slot::tag`: the slot holds the sender.
+const SENDER: u8 = 0;
+/// `Slot::tag`: the slot holds the operation (structurally pinned).
+const OP: u8 = 1;
+/// `Slot::tag`: the slot holds nothing (while connecting).
+const EMPTY: u8 = 2;
 
-enum SlotState<S, O> {
-    Sender(S),
-    Op(O),
-    Empty,
-}
-
-struct Slot<S: SenderTo<AnyReceiver<T, E>>, T, E> {
-    /// The sender, then (structurally pinned) its operation.
-    state: SlotState<S, S::Operation>,
+/// The heap slot behind an [`AnySender`]: the sender until the operation
+/// starts, then the operation, in the same bytes. A tag and a union rather
+/// than an enum, so that making the frame copies only the sender's bytes,
+/// not the whole (operation-sized) slot.
+struct Slot<S, O> {
+    /// `SENDER`, `OP` or `EMPTY`: which field of `data` is initialized.
+    tag: u8,
+    data: SlotData<S, O>,
     _pin: PhantomPinned,
-    _types: core::marker::PhantomData<fn() -> (T, E)>,
 }
 
-impl<S: SenderTo<AnyReceiver<T, E>>, T, E> ErasedSlot<T, E> for Slot<S, T, E> {
-    unsafe fn start(self: Pin<&mut Self>, receiver: AnyReceiver<T, E>) {
-        // SAFETY: the sender is not pinned (moved out below); the operation
-        // is written in place and never moved after.
-        let this = unsafe { self.get_unchecked_mut() };
-        let state: *mut SlotState<S, S::Operation> = &mut this.state;
-        // Moves only the sender out (not the whole state, which is sized for
-        // the operation) and writes the operation straight into the state,
-        // so no copy of the whole slot is made on the way.
-        // SAFETY: `state` is valid; the sender is read out once and the
-        // state is overwritten with `Empty` (nothing dropped) before
-        // anything can unwind, so it is never dropped twice.
-        let sender = unsafe {
-            let SlotState::Sender(sender) = &*state else {
-                unreachable!("AnySender started twice")
-            };
-            let sender = core::ptr::read(sender);
-            core::ptr::write(state, SlotState::Empty);
-            sender
-        };
-        // SAFETY: the state is `Empty` (nothing to drop); written in place.
-        unsafe { core::ptr::write(state, SlotState::Op(sender.connect(receiver))) };
-        // SAFETY: just written.
-        let SlotState::Op(op) = (unsafe { &mut *state }) else {
-            unreachable!()
-        };
-        // SAFETY: pinned in the frame, which the `AnyOp` frees only after
-        // the operation has completed (and keeps alive until then by
-        // `start`'s contract).
-        unsafe { OperationState::start(Pin::new_unchecked(op)) }
+union SlotData<S, O> {
+    sender: ManuallyDrop<S>,
+    op: ManuallyDrop<O>,
+}
+
+/// The functions of a slot for sender `S` (never instantiated).
+struct SlotFns<S, T, E>(PhantomData<fn(S, T, E)>);
+
+impl<S: SenderTo<AnyReceiver<T, E>>, T, E> SlotFns<S, T, E> {
+    const LAYOUT: Layout = Layout::new::<Slot<S, S::Operation>>();
+    const VTABLE: SlotVTable<T, E> = SlotVTable {
+        start: Self::start,
+        release: Self::release,
+    };
+
+    /// A frame holding `sender`.
+    #[inline]
+    fn frame(sender: S) -> Frame<T, E>
+    where
+        S: Send,
+        S::Operation: Send,
+    {
+        let raw = super::frame_cache::alloc(Self::LAYOUT)
+            .cast::<Slot<S, S::Operation>>()
+            .as_ptr();
+        // SAFETY: freshly allocated for a `Slot`: valid and aligned. Only
+        // the tag and the sender's bytes are written.
+        unsafe {
+            ptr::addr_of_mut!((*raw).tag).write(SENDER);
+            ptr::addr_of_mut!((*raw).data.sender).write(ManuallyDrop::new(sender));
+        }
+        Frame {
+            // SAFETY: from a `NonNull`.
+            ptr: unsafe { NonNull::new_unchecked(raw.cast()) },
+            vtable: &Self::VTABLE,
+        }
+    }
+
+    /// See [`SlotVTable::start`].
+    unsafe fn start(ptr: NonNull<u8>, receiver: AnyReceiver<T, E>) {
+        let slot = ptr.cast::<Slot<S, S::Operation>>().as_ptr();
+        // SAFETY: `ptr` is a live slot of this type (vtable invariant),
+        // reached only through raw pointers here. The sender is read out
+        // once and the tag set to `EMPTY` before anything can unwind, so it
+        // is never dropped twice; the operation is written in place and
+        // pinned there (never moved until `release` drops it in place).
+        unsafe {
+            assert!((*slot).tag == SENDER, "AnySender started twice");
+            let sender = ManuallyDrop::into_inner(ptr::addr_of!((*slot).data.sender).read());
+            (*slot).tag = EMPTY;
+            let op = ptr::addr_of_mut!((*slot).data.op).cast::<S::Operation>();
+            op.write(sender.connect(receiver));
+            (*slot).tag = OP;
+            // Kept alive and pinned until it completes: the `AnyOp` frees
+            // the frame only in the completion (the contract of `start`).
+            OperationState::start(Pin::new_unchecked(&mut *op))
+        }
+    }
+
+    /// See [`SlotVTable::release`].
+    unsafe fn release(ptr: NonNull<u8>) {
+        /// Frees the frame even if a destructor unwinds (generic, so the
+        /// layout, hence the size class, is a constant).
+        struct Free<S: SenderTo<AnyReceiver<T, E>>, T, E>(
+            NonNull<u8>,
+            PhantomData<SlotFns<S, T, E>>,
+        );
+        impl<S: SenderTo<AnyReceiver<T, E>>, T, E> Drop for Free<S, T, E> {
+            #[inline]
+            fn drop(&mut self) {
+                // SAFETY: allocated by `frame_cache::alloc(LAYOUT)`; freed
+                // once, after its contents were dropped.
+                unsafe { super::frame_cache::dealloc(self.0, SlotFns::<S, T, E>::LAYOUT) }
+            }
+        }
+        let _free = Free::<S, T, E>(ptr, PhantomData);
+        let slot = ptr.cast::<Slot<S, S::Operation>>().as_ptr();
+        // SAFETY: a live slot of this type that nothing uses any more
+        // (contract); the tag says which field is initialized.
+        unsafe {
+            match (*slot).tag {
+                SENDER => ptr::drop_in_place(ptr::addr_of_mut!((*slot).data.sender).cast::<S>()),
+                OP => ptr::drop_in_place(ptr::addr_of_mut!((*slot).data.op).cast::<S::Operation>()),
+                _ => {}
+            }
+        }
     }
 }
 
@@ -307,38 +378,28 @@ impl<T, E, R> fmt::Debug for AnyOp<T, E, R> {
     }
 }
 
-/// `run_start` is not inside the inner operation's `start`.
-const IDLE: u8 = 0;
-/// `run_start` is inside the inner operation's `start`.
-const IN_START: u8 = 1;
-/// The inner operation completed inside its `start`; `run_start` takes over.
-const DEFERRED: u8 = 2;
-
 struct AnyInner<T, E, R> {
-    /// Who handles the inner completion: `run_start` if it happens inside the
-    /// inner `start` (then the completion only stashes), else the completion
-    /// itself. Same protocol as `let_value`'s (see its module docs). Either
-    /// way the inner operation is dropped *before* the completion is
-    /// forwarded, so nested erased operations are freed level by level, not
-    /// by one recursive drop at the end.
-    phase: AtomicU8,
-    /// Trampoline node, used first to start, then to deliver (never both
-    /// queued at once: delivery follows the inner completion, which follows
-    /// the start).
+    /// Trampoline node, used first to start, then (only if delivery has to
+    /// be deferred) to deliver; never both queued at once: delivery follows
+    /// the inner completion, which follows the start.
     task: Task,
     /// The box; its contents are pinned. Touched by `run_start`, then by the
-    /// single handler of the inner completion.
+    /// inner completion (`notify`), which frees it.
     /// `None` once the inner operation has completed and been freed.
     slot: UnsafeCell<Option<Frame<T, E>>>,
-    /// Taken once, by `run_deliver`.
+    /// Taken once, by `deliver`.
     receiver: UnsafeCell<Option<R>>,
-    /// Written by the inner completion, read by its handler and then by
-    /// `run_deliver`.
+    /// The outcome, kept here only while its delivery is queued on the
+    /// trampoline (the thread was nested too deeply to deliver at once).
     stash: UnsafeCell<Option<Outcome<T, E>>>,
 }
 
 impl<T, E, R: Receiver<T, E>> AnyInner<T, E, R> {
     /// Connects and starts the inner operation (from the trampoline).
+    ///
+    /// Touches nothing of the op once the inner `start` has been called: the
+    /// inner operation may complete inside it, and the receiver's
+    /// completion may free this op.
     ///
     /// # Safety
     /// `ctx` is a started, pinned `AnyInner<T, E, R>`; called once.
@@ -361,84 +422,29 @@ impl<T, E, R: Receiver<T, E>> AnyInner<T, E, R> {
         let parent = unsafe { ErasedParentRef::new(inner) };
         // SAFETY: no inner operation exists yet: the slot is ours.
         let slot: *mut Option<Frame<T, E>> = inner.slot.with_mut(|s| s);
-        inner.phase.store(IN_START, Ordering::Relaxed);
-        // SAFETY: started once; the frame lives as long as this op.
+        // SAFETY: started once; the frame lives until the inner operation
+        // completes. No reference into `slot` is held across the call (the
+        // completion frees the frame and empties the slot, maybe inside it).
         unsafe {
-            let Some(frame) = &mut *slot else {
-                unreachable!("AnySender: started twice")
+            let frame: *const Frame<T, E> = match &*slot {
+                Some(frame) => frame,
+                None => unreachable!("AnySender: started twice"),
             };
-            frame.pin_mut().start(AnyReceiver { parent, env })
-        }
-        if inner
-            .phase
-            .compare_exchange(IN_START, IDLE, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-        {
-            // Completes later; from here on the op may be gone.
-            return;
-        }
-        // Completed inside `start`: `run_start` is itself running from the
-        // trampoline, one level deeper than its caller, and its `start` has
-        // returned, so the completion is delivered from here, at this level,
-        // instead of through a second trampoline entry. (Completions that
-        // arrive later go through `finish`, which uses the trampoline; a
-        // chain of erased senders completing inline still enters the
-        // trampoline once per level, through each one's `run_start`, so the
-        // stack stays bounded.)
-        // SAFETY: completed inside `start`; `phase` handed it to us.
-        unsafe {
-            Self::release_frame(ctx);
-            Self::run_deliver(ctx)
+            Frame::start(frame, AnyReceiver { parent, env })
         }
     }
 
-    /// Frees the frame of the completed inner operation (back to this
-    /// thread's frame cache, for the next erased sender made here).
+    /// Delivers `outcome` to the real receiver.
     ///
     /// # Safety
-    /// `ctx` is a started `AnyInner<T, E, R>` whose inner operation has
-    /// completed; called once, by the single handler of that completion.
-    unsafe fn release_frame(ctx: *const ()) {
-        let inner = ctx as *const Self;
-        // SAFETY: the handler owns the slot now; the inner operation no
-        // longer touches itself.
-        unsafe {
-            let slot: *mut Option<Frame<T, E>> = (*inner).slot.with_mut(|s| s);
-            drop((*slot).take());
-        }
-    }
-
-    /// The inner operation has completed (its outcome is stashed): drop it
-    /// and deliver the outcome through the trampoline.
-    ///
-    /// # Safety
-    /// `ctx` is a started `AnyInner<T, E, R>` whose inner operation has
-    /// completed; called once, by the single handler of that completion.
-    unsafe fn finish(ctx: *const ()) {
-        let inner = ctx as *const Self;
-        // SAFETY: per the contract.
-        unsafe { Self::release_frame(ctx) };
-        // SAFETY: the op has not completed, so it stays alive until
-        // `run_deliver` has run; the task node is free (its start has run).
-        unsafe { submit(&(*inner).task, Self::run_deliver, ctx, ANY_SENDER_MAX_DEPTH) }
-    }
-
-    /// Delivers the stashed completion to the real receiver.
-    ///
-    /// # Safety
-    /// `ctx` is a started, pinned `AnyInner<T, E, R>` whose inner operation
-    /// has completed; called once.
-    unsafe fn run_deliver(ctx: *const ()) {
-        let inner = ctx as *const Self;
-        // SAFETY: the inner operation completed (stash written, once); this
-        // runs once; nobody else touches these cells any more.
-        let (outcome, receiver) = unsafe {
-            (
-                (*inner).stash.with_mut(|s| (*s).take()),
-                (*inner).receiver.with_mut(|r| (*r).take()),
-            )
-        };
-        let (Some(outcome), Some(receiver)) = (outcome, receiver) else {
+    /// `inner` is a started, pinned `AnyInner<T, E, R>` whose inner
+    /// operation has completed and been freed; called once. The op may be
+    /// freed by the completion: nothing of it is touched afterwards.
+    unsafe fn deliver(inner: *const Self, outcome: Outcome<T, E>) {
+        // SAFETY: the inner operation completed; this runs once; nobody else
+        // touches the receiver any more.
+        let receiver = unsafe { (*inner).receiver.with_mut(|r| (*r).take()) };
+        let Some(receiver) = receiver else {
             unreachable!("AnySender: completed twice")
         };
         match outcome {
@@ -448,24 +454,60 @@ impl<T, E, R: Receiver<T, E>> AnyInner<T, E, R> {
             Outcome::Panic(p) => receiver.set_panic(p),
         }
     }
+
+    /// Delivers the stashed completion (a delivery the trampoline deferred).
+    ///
+    /// # Safety
+    /// `ctx` is a started, pinned `AnyInner<T, E, R>` whose outcome was
+    /// stashed by `notify`; called once, from the trampoline.
+    unsafe fn run_deliver(ctx: *const ()) {
+        let inner = ctx as *const Self;
+        // SAFETY: written by `notify` before queueing this task; nobody else
+        // touches the stash.
+        let outcome = unsafe { (*inner).stash.with_mut(|s| (*s).take()) };
+        let Some(outcome) = outcome else {
+            unreachable!("AnySender: deferred delivery without an outcome")
+        };
+        // SAFETY: per the contract (the frame was freed before queueing).
+        unsafe { Self::deliver(inner, outcome) }
+    }
 }
 
 impl<T, E, R: Receiver<T, E>> Notify<Outcome<T, E>> for AnyInner<T, E, R> {
+    /// The inner operation completed: free its frame (back to this thread's
+    /// cache), then deliver through the trampoline — at once, one level
+    /// deeper, or, if this thread is nested too deeply, from the outermost
+    /// trampolined frame once the stack has unwound.
+    ///
+    /// The inner operation may still be inside its own `start` (it completed
+    /// inline): dropping it here is what every operation allows (after
+    /// calling its receiver it touches nothing of itself), and `run_start`
+    /// touches nothing after that `start` returns.
     fn notify(this: ParentRef<Self>, outcome: Outcome<T, E>) {
-        let inner = this.get();
-        // SAFETY: the inner operation completes once; until `phase` hands
-        // over, this is the only access to the stash.
-        inner.stash.with_mut(|s| unsafe { *s = Some(outcome) });
-        if inner
-            .phase
-            .compare_exchange(IN_START, DEFERRED, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-        {
-            return;
+        let inner: *const Self = this.get();
+        // SAFETY: the inner operation completes once and no longer touches
+        // itself after calling its receiver; `run_start` does not touch the
+        // slot after starting it. So this completion owns the slot.
+        unsafe {
+            let slot: *mut Option<Frame<T, E>> = (*inner).slot.with_mut(|s| s);
+            drop((*slot).take());
         }
-        let ctx = inner as *const Self as *const ();
-        // SAFETY: `run_start` has returned: we are the single handler.
-        unsafe { Self::finish(ctx) }
+        let deferred = nest(ANY_SENDER_MAX_DEPTH, outcome, |outcome| {
+            // SAFETY: the frame was freed above; the op is alive until its
+            // receiver completes, which is this call, made once.
+            unsafe { Self::deliver(inner, outcome) }
+        });
+        if let Some(outcome) = deferred {
+            // SAFETY: the op is alive until it completes (after this queued
+            // delivery has run); the stash is only touched by this
+            // completion and then by `run_deliver`; the task node is free
+            // (its start has run: the inner operation exists only after
+            // `run_start`).
+            unsafe {
+                (*inner).stash.with_mut(|s| *s = Some(outcome));
+                queue(&(*inner).task, Self::run_deliver, inner.cast());
+            }
+        }
     }
 }
 
@@ -483,5 +525,106 @@ impl<T, E, R: Receiver<T, E>> OperationState for AnyOp<T, E, R> {
                 ANY_SENDER_MAX_DEPTH,
             )
         }
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    //! The inner operation completes on another thread while `run_start` may
+    //! still be running: the completion frees the frame and delivers by
+    //! itself (no hand-shake), and `run_start` touches nothing afterwards.
+    use super::*;
+    use crate::SenderExt;
+    use crate::loom::sync::atomic::{AtomicUsize, Ordering};
+    use ::loom::sync::{Arc, Mutex};
+    use ::loom::thread::JoinHandle;
+    use alloc::boxed::Box;
+    use core::convert::Infallible;
+
+    type Handle = Arc<Mutex<Option<JoinHandle<()>>>>;
+
+    /// Completes with 1 from a thread it spawns in `start`.
+    struct Spawn {
+        handle: Handle,
+    }
+    struct SpawnOp<R> {
+        handle: Handle,
+        receiver: Option<R>,
+        _pin: PhantomPinned,
+    }
+    impl Sender for Spawn {
+        type Output = u32;
+        type Error = Infallible;
+    }
+    impl<R: Receiver<u32, Infallible> + Send + 'static> SenderTo<R> for Spawn {
+        type Operation = SpawnOp<R>;
+        fn connect(self, receiver: R) -> SpawnOp<R> {
+            SpawnOp {
+                handle: self.handle,
+                receiver: Some(receiver),
+                _pin: PhantomPinned,
+            }
+        }
+    }
+    impl<R: Receiver<u32, Infallible> + Send + 'static> OperationState for SpawnOp<R> {
+        unsafe fn start(self: Pin<&mut Self>) {
+            // SAFETY: nothing is structurally pinned.
+            let this = unsafe { self.get_unchecked_mut() };
+            let r = this.receiver.take().unwrap();
+            let handle = this.handle.clone();
+            // Do not touch `this` after the spawn: the completion frees it.
+            let h = ::loom::thread::spawn(move || r.set_value(1));
+            *handle.lock().unwrap() = Some(h);
+        }
+    }
+
+    struct Out {
+        seen: Arc<Mutex<Option<u32>>>,
+        completions: Arc<AtomicUsize>,
+    }
+    impl Receiver<u32, Infallible> for Out {
+        fn set_value(self, v: u32) {
+            self.completions.fetch_add(1, Ordering::Relaxed);
+            *self.seen.lock().unwrap() = Some(v);
+        }
+        fn set_error(self, e: Infallible) {
+            match e {}
+        }
+        fn set_stopped(self) {
+            self.completions.fetch_add(1, Ordering::Relaxed);
+        }
+        fn set_panic(self, _: PanicPayload) {
+            self.completions.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Inner completion on another thread, racing the rest of `start`: the
+    /// frame is freed once, the value delivered once (loom checks the cells
+    /// the two threads touch for races).
+    #[test]
+    fn loom_inner_completes_on_another_thread() {
+        ::loom::model(|| {
+            let handle: Handle = Arc::new(Mutex::new(None));
+            let seen = Arc::new(Mutex::new(None));
+            let completions = Arc::new(AtomicUsize::new(0));
+            let s = Spawn {
+                handle: handle.clone(),
+            }
+            .then(|v| v + 1)
+            .boxed()
+            .then(|v| v * 10);
+            let mut op = Box::pin(s.connect(Out {
+                seen: seen.clone(),
+                completions: completions.clone(),
+            }));
+            // SAFETY: `op` is dropped only after the completing thread has
+            // been joined, i.e. after the operation completed.
+            unsafe { op.as_mut().start() };
+            let h = handle.lock().unwrap().take().unwrap();
+            h.join().unwrap();
+            assert_eq!(completions.load(Ordering::Relaxed), 1);
+            assert_eq!(seen.lock().unwrap().take(), Some(20));
+            drop(op);
+        });
     }
 }

@@ -395,7 +395,8 @@ where
                 // has been completed.
                 unsafe {
                     let op: *mut NextOp<S, B, R> = inner.state.with_mut(|st| {
-                        *st = LetState::Second(op);
+                        // `Empty` (written above): nothing to drop.
+                        core::ptr::write(st, LetState::Second(op));
                         match &mut *st {
                             LetState::Second(op) => op as *mut _,
                             _ => unreachable!(),
@@ -484,10 +485,16 @@ where
         // after it has completed.
         let first: *mut S::Operation = unsafe {
             inner_ref.state.with_mut(|st| {
-                let LetState::Init(sender) = core::mem::replace(&mut *st, LetState::Empty) else {
+                // Moves only the sender out (not the whole state, which is
+                // sized for the operations) and writes the first operation
+                // straight in; the state is `Empty` in between, so nothing
+                // is dropped twice if `connect` unwinds.
+                let LetState::Init(sender) = &*st else {
                     unreachable!("let: started twice")
                 };
-                *st = LetState::First(sender.connect(receiver));
+                let sender = core::ptr::read(sender);
+                core::ptr::write(st, LetState::Empty);
+                core::ptr::write(st, LetState::First(sender.connect(receiver)));
                 match &mut *st {
                     LetState::First(op) => op as *mut _,
                     _ => unreachable!(),

@@ -63,10 +63,14 @@ where
         // operation (or our state) could still be referenced from another
         // thread: we cannot return, so abort.
         let bomb = Bomb;
+        // On a fresh trampoline: work started here must not be queued on
+        // an enclosing trampolined frame, which waits for us.
+        let fresh = crate::context::trampoline::Fresh::enter();
         // SAFETY: started once; `op` lives on this frame until after
         // `run()` returns, i.e. until the receiver has been completed.
         unsafe { crate::OperationState::start(op.as_mut()) };
         state.run_loop.run();
+        drop(fresh);
         core::mem::forget(bomb);
     }
     // SAFETY: the completion wrote the outcome before `finish()`, whose

@@ -10,10 +10,24 @@
 //! `trampoline_scheduler` does, and what keeps recursive chains built through
 //! [`AnySender`](crate::AnySender) from growing the stack without bound.
 //!
+//! Once a task has been queued, every later `submit` on the thread queues
+//! too, until the outermost frame takes the next task from the queue: the
+//! frames that unwind towards it queue the work they still had to start
+//! instead of starting it at the depth they are at. Without this, a tree of
+//! work (a recursive fork-join) that reaches the bound would, while
+//! unwinding, start every pending sibling subtree as far as the bound
+//! allows — a breadth-first expansion with exponentially many operations
+//! alive at once (thousands of live frames for `fib(30)`, which overflowed
+//! the frame cache and the CPU caches). With it the queue holds at most
+//! about one task per frame that was on the stack, and the work proceeds
+//! depth-first, a bounded number of operations alive at a time.
+//!
 //! # Invariants
 //! - Depth `> 0` on a thread means an outermost `submit` frame is active on
 //!   that thread and will drain the queue before it returns, so a queued task
 //!   always runs.
+//! - `unwinding` is set only while depth `> 0` (by a queueing, cleared by
+//!   the outermost frame before it runs a queued task and when it returns).
 //! - A queued task's node and context stay alive until the task has run (the
 //!   operation that queued it is started and has not completed).
 //! - If a panic unwinds through the outermost frame while tasks are still
@@ -77,6 +91,11 @@ impl fmt::Debug for Task {
 #[cfg(feature = "std")]
 struct Trampoline {
     depth: Cell<usize>,
+    /// Set when a task is queued, cleared when the outermost frame takes
+    /// the next task: while set, every `submit` queues too, so that the
+    /// frames unwinding towards the outermost one queue their remaining
+    /// work instead of starting it (see the module docs).
+    unwinding: Cell<bool>,
     head: Cell<*const Task>,
     tail: Cell<*const Task>,
 }
@@ -117,33 +136,105 @@ impl Trampoline {
 #[cfg(all(feature = "std", not(loom)))]
 std::thread_local! {
     static TRAMPOLINE: Trampoline = const {
-        Trampoline { depth: Cell::new(0), head: Cell::new(ptr::null()), tail: Cell::new(ptr::null()) }
+        Trampoline { depth: Cell::new(0), unwinding: Cell::new(false), head: Cell::new(ptr::null()), tail: Cell::new(ptr::null()) }
     };
 }
 #[cfg(all(feature = "std", loom))]
 ::loom::thread_local! {
     static TRAMPOLINE: Trampoline =
-        Trampoline { depth: Cell::new(0), head: Cell::new(ptr::null()), tail: Cell::new(ptr::null()) };
+        Trampoline { depth: Cell::new(0), unwinding: Cell::new(false), head: Cell::new(ptr::null()), tail: Cell::new(ptr::null()) };
 }
 
-/// Restores the depth when a task returns or unwinds.
+/// One level of the trampoline, entered by [`Level::enter`]; dropping it
+/// (on return or unwind) leaves the level, and the outermost level drains
+/// the queue first.
+///
+/// Touches the thread-local only in small closures, so that entering and
+/// leaving inline into the caller.
 #[cfg(feature = "std")]
-struct DepthGuard<'a> {
-    t: &'a Trampoline,
+struct Level {
+    /// The depth before entering.
     depth: usize,
 }
 
 #[cfg(feature = "std")]
-impl Drop for DepthGuard<'_> {
+impl Level {
+    /// Enters one level deeper, unless this thread is already `max_depth`
+    /// (at least 1) levels deep.
+    #[inline]
+    fn enter(max_depth: usize) -> Option<Level> {
+        TRAMPOLINE.with(|t| {
+            let depth = t.depth.get();
+            if depth >= max_depth.max(1) || t.unwinding.get() {
+                None
+            } else {
+                t.depth.set(depth + 1);
+                Some(Level { depth })
+            }
+        })
+    }
+}
+
+#[cfg(feature = "std")]
+impl Drop for Level {
+    #[inline]
     fn drop(&mut self) {
-        if self.depth == 0 && !self.t.head.get().is_null() && std::thread::panicking() {
-            std::eprintln!(
-                "exec: a panic unwound through the trampoline while work was still queued on \
-                 it; aborting to avoid a use-after-free"
-            );
-            std::process::abort();
+        if self.depth == 0 {
+            // Fast path: nothing queued, nothing to drain (or to abort for).
+            let drained = TRAMPOLINE.with(|t| {
+                let empty = t.head.get().is_null();
+                if empty {
+                    t.unwinding.set(false);
+                    t.depth.set(0);
+                }
+                empty
+            });
+            if !drained {
+                leave_outermost();
+            }
+        } else {
+            let depth = self.depth;
+            TRAMPOLINE.with(|t| t.depth.set(depth));
         }
-        self.t.depth.set(self.depth);
+    }
+}
+
+/// Leaves the outermost level: runs the queued tasks (each at depth 1),
+/// then sets the depth to 0. If a panic unwinds through here while tasks
+/// are still queued, aborts (see the module docs).
+#[cfg(feature = "std")]
+#[inline(never)]
+fn leave_outermost() {
+    /// Resets the depth to 0, also if a queued task unwinds.
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            TRAMPOLINE.with(|t| {
+                if !t.head.get().is_null() && std::thread::panicking() {
+                    std::eprintln!(
+                        "exec: a panic unwound through the trampoline while work was still \
+                         queued on it; aborting to avoid a use-after-free"
+                    );
+                    std::process::abort();
+                }
+                t.unwinding.set(false);
+                t.depth.set(0)
+            });
+        }
+    }
+    let _reset = Reset;
+    if std::thread::panicking() {
+        return;
+    }
+    while let Some((run, ctx)) = TRAMPOLINE.with(|t| {
+        let next = t.pop();
+        t.depth.set(1);
+        t.unwinding.set(false);
+        next
+    }) {
+        // SAFETY: queued by a `submit`/`queue` whose caller allowed running
+        // it later on this thread; popped, so it runs once.
+        unsafe { run(ctx) };
     }
 }
 
@@ -156,42 +247,139 @@ impl Drop for DepthGuard<'_> {
 ///   (before the outermost `submit` frame on this thread returns).
 /// - `task` must stay alive, in place, until `run` has been called, and must
 ///   not be submitted again before that.
+#[inline]
 pub(crate) unsafe fn submit(task: *const Task, run: TaskFn, ctx: *const (), max_depth: usize) {
+    // SAFETY: the caller allows running it now.
+    if nest(max_depth, ctx, |ctx| unsafe { run(ctx) }).is_some() {
+        // SAFETY: `nest` declined, so this thread is at least one level deep
+        // (an outermost frame will drain the queue); the caller keeps `task`
+        // alive until it has run and allows running it later.
+        unsafe { queue(task, run, ctx) }
+    }
+}
+
+/// Runs `f(arg)` now, one trampoline level deeper, unless this thread is
+/// already `max_depth` levels deep: then returns `Some(arg)` without calling
+/// `f`, and the caller defers the work with [`queue`] (which is then
+/// allowed: this thread is inside a trampolined frame).
+///
+/// If this is the outermost level, the tasks queued meanwhile run after `f`,
+/// before `nest` returns. Without the `std` feature `f` always runs inline.
+#[inline]
+pub(crate) fn nest<A>(max_depth: usize, arg: A, f: impl FnOnce(A)) -> Option<A> {
     #[cfg(feature = "std")]
     {
-        TRAMPOLINE.with(|t| {
-            let depth = t.depth.get();
-            if depth >= max_depth.max(1) {
-                // SAFETY: the caller keeps `task` alive until it has run.
-                unsafe {
-                    (*task).run.set(Some(run));
-                    (*task).ctx.set(ctx);
-                }
-                t.push(task);
-                return;
-            }
-            t.depth.set(depth + 1);
-            let guard = DepthGuard { t, depth };
-            // SAFETY: the caller allows running it now. `task` is not touched
-            // afterwards (running it may free it).
-            unsafe { run(ctx) };
-            if depth == 0 {
-                while let Some((run, ctx)) = t.pop() {
-                    t.depth.set(1);
-                    // SAFETY: queued by a `submit` whose caller allowed running
-                    // it later on this thread; popped, so it runs once.
-                    unsafe { run(ctx) };
-                }
-            }
-            drop(guard);
-        })
+        let Some(level) = Level::enter(max_depth) else {
+            return Some(arg);
+        };
+        f(arg);
+        drop(level);
+        None
     }
     #[cfg(not(feature = "std"))]
     {
-        let _ = (task, max_depth);
-        // SAFETY: the caller allows running it now.
-        unsafe { run(ctx) }
+        let _ = max_depth;
+        f(arg);
+        None
     }
+}
+
+/// While alive, this thread runs on a fresh trampoline (depth 0, nothing
+/// queued, not unwinding); dropping it puts the previous one back.
+///
+/// For blocking consumers ([`sync_wait`](crate::sync_wait)): work they
+/// start inside a trampolined frame must not be queued on that frame's
+/// queue, which only the outer frame — blocked in the consumer — would
+/// drain. Whatever is queued meanwhile runs before the fresh trampoline's
+/// outermost level returns, so nothing is left on it when it is dropped.
+#[cfg(feature = "std")]
+#[derive(Debug)]
+pub(crate) struct Fresh {
+    /// The outer trampoline's depth, unwinding flag, head and tail; `None`
+    /// if there was no trampolined frame (already fresh).
+    saved: Option<(usize, bool, *const Task, *const Task)>,
+}
+
+#[cfg(feature = "std")]
+impl Fresh {
+    /// Sets a fresh trampoline up on this thread.
+    #[inline]
+    pub(crate) fn enter() -> Fresh {
+        // Depth 0: no trampolined frame, so nothing queued and not
+        // unwinding: already fresh.
+        if TRAMPOLINE.with(|t| t.depth.get()) == 0 {
+            return Fresh { saved: None };
+        }
+        Self::save()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn save() -> Fresh {
+        let saved = TRAMPOLINE.with(|t| {
+            (
+                t.depth.replace(0),
+                t.unwinding.replace(false),
+                t.head.replace(ptr::null()),
+                t.tail.replace(ptr::null()),
+            )
+        });
+        Fresh { saved: Some(saved) }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn restore(saved: (usize, bool, *const Task, *const Task)) {
+        let (depth, unwinding, head, tail) = saved;
+        TRAMPOLINE.with(|t| {
+            t.depth.set(depth);
+            t.unwinding.set(unwinding);
+            t.head.set(head);
+            t.tail.set(tail);
+        });
+    }
+}
+
+#[cfg(feature = "std")]
+impl Drop for Fresh {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(saved) = self.saved.take() {
+            Self::restore(saved);
+        }
+    }
+}
+
+/// Queues `run(ctx)` on `task`, to be run by the outermost trampolined frame
+/// of this thread once the stack has unwound to it.
+///
+/// # Safety
+/// - Called only right after [`nest`] returned `Some` on this thread (so a
+///   trampolined frame is active and will drain the queue).
+/// - `run(ctx)` must be sound to call once, on this thread, later.
+/// - `task` must stay alive, in place, until `run` has been called, and must
+///   not be queued again before that.
+#[cfg(feature = "std")]
+pub(crate) unsafe fn queue(task: *const Task, run: TaskFn, ctx: *const ()) {
+    TRAMPOLINE.with(|t| {
+        debug_assert!(t.depth.get() > 0, "trampoline: queued outside a frame");
+        // SAFETY: the caller keeps `task` alive until it has run.
+        unsafe {
+            (*task).run.set(Some(run));
+            (*task).ctx.set(ctx);
+        }
+        t.push(task);
+        t.unwinding.set(true);
+    })
+}
+
+/// Without `std`, [`nest`] never declines, so nothing is ever queued.
+///
+/// # Safety
+/// Never to be called (`nest` always returns `None` without `std`).
+#[cfg(not(feature = "std"))]
+pub(crate) unsafe fn queue(_task: *const Task, _run: TaskFn, _ctx: *const ()) {
+    unreachable!("trampoline: nothing is queued without std")
 }
 
 /// The nesting bound [`AnySender`](crate::AnySender) uses.
@@ -199,9 +387,10 @@ pub(crate) const ANY_SENDER_MAX_DEPTH: usize = 16;
 
 #[cfg(feature = "std")]
 /// A scheduler whose `schedule()` completes inline, unless the current
-/// thread is already nested too deep in inline completions; then the
-/// completion is queued on a thread-local trampoline and runs as soon as the
-/// outermost trampolined frame on this thread unwinds back to it.
+/// thread is already nested too deep in inline completions (or the stack is
+/// unwinding towards work queued that way); then the completion is queued
+/// on a thread-local trampoline and runs as soon as the outermost
+/// trampolined frame on this thread unwinds back to it.
 ///
 /// Use it to break recursion: a loop or a recursive chain that reschedules on
 /// a `TrampolineScheduler` between steps never nests more than
