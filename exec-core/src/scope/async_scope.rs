@@ -1181,9 +1181,9 @@ mod loom_tests {
     //! leaving on one thread while `join` closes the scope on another, and a
     //! refused association bumping the count of a closed scope.
     use super::*;
+    use crate::loom::cell::UnsafeCell;
     use ::loom::sync::atomic::AtomicUsize as Counter;
     use core::pin::pin;
-    use crate::loom::cell::UnsafeCell;
 
     struct Count<'a>(&'a Counter);
     impl Receiver<(), Infallible> for Count<'_> {
