@@ -41,6 +41,8 @@ extern crate alloc;
 extern crate std;
 
 mod loom;
+#[cfg(all(test, loom))]
+mod loom_fixtures;
 
 mod dyn_scheduler;
 mod env;

@@ -533,70 +533,11 @@ mod loom_tests {
     //! The inner operation completes on another thread while `run_start` may
     //! still be running: the completion frees the frame and delivers by
     //! itself (no hand-shake), and `run_start` touches nothing afterwards.
-    use super::*;
     use crate::SenderExt;
-    use crate::loom::sync::atomic::{AtomicUsize, Ordering};
-    use ::loom::sync::{Arc, Mutex};
-    use ::loom::thread::JoinHandle;
+    use crate::loom::sync::atomic::Ordering;
+    use crate::loom_fixtures::{OnThread, Out, handles, join_all};
+    use crate::{OperationState, SenderTo};
     use alloc::boxed::Box;
-    use core::convert::Infallible;
-
-    type Handle = Arc<Mutex<Option<JoinHandle<()>>>>;
-
-    /// Completes with 1 from a thread it spawns in `start`.
-    struct Spawn {
-        handle: Handle,
-    }
-    struct SpawnOp<R> {
-        handle: Handle,
-        receiver: Option<R>,
-        _pin: PhantomPinned,
-    }
-    impl Sender for Spawn {
-        type Output = u32;
-        type Error = Infallible;
-    }
-    impl<R: Receiver<u32, Infallible> + Send + 'static> SenderTo<R> for Spawn {
-        type Operation = SpawnOp<R>;
-        fn connect(self, receiver: R) -> SpawnOp<R> {
-            SpawnOp {
-                handle: self.handle,
-                receiver: Some(receiver),
-                _pin: PhantomPinned,
-            }
-        }
-    }
-    impl<R: Receiver<u32, Infallible> + Send + 'static> OperationState for SpawnOp<R> {
-        unsafe fn start(self: Pin<&mut Self>) {
-            // SAFETY: nothing is structurally pinned.
-            let this = unsafe { self.get_unchecked_mut() };
-            let r = this.receiver.take().unwrap();
-            let handle = this.handle.clone();
-            // Do not touch `this` after the spawn: the completion frees it.
-            let h = ::loom::thread::spawn(move || r.set_value(1));
-            *handle.lock().unwrap() = Some(h);
-        }
-    }
-
-    struct Out {
-        seen: Arc<Mutex<Option<u32>>>,
-        completions: Arc<AtomicUsize>,
-    }
-    impl Receiver<u32, Infallible> for Out {
-        fn set_value(self, v: u32) {
-            self.completions.fetch_add(1, Ordering::Relaxed);
-            *self.seen.lock().unwrap() = Some(v);
-        }
-        fn set_error(self, e: Infallible) {
-            match e {}
-        }
-        fn set_stopped(self) {
-            self.completions.fetch_add(1, Ordering::Relaxed);
-        }
-        fn set_panic(self, _: PanicPayload) {
-            self.completions.fetch_add(1, Ordering::Relaxed);
-        }
-    }
 
     /// Inner completion on another thread, racing the rest of `start`: the
     /// frame is freed once, the value delivered once (loom checks the cells
@@ -604,24 +545,21 @@ mod loom_tests {
     #[test]
     fn loom_inner_completes_on_another_thread() {
         ::loom::model(|| {
-            let handle: Handle = Arc::new(Mutex::new(None));
-            let seen = Arc::new(Mutex::new(None));
-            let completions = Arc::new(AtomicUsize::new(0));
-            let s = Spawn {
-                handle: handle.clone(),
+            let hs = handles();
+            let (out, seen, completions) = Out::new();
+            let s = OnThread {
+                handles: hs.clone(),
+                value: 1u32,
+                touch_after_spawn: false,
             }
             .then(|v| v + 1)
             .boxed()
             .then(|v| v * 10);
-            let mut op = Box::pin(s.connect(Out {
-                seen: seen.clone(),
-                completions: completions.clone(),
-            }));
+            let mut op = Box::pin(s.connect(out));
             // SAFETY: `op` is dropped only after the completing thread has
             // been joined, i.e. after the operation completed.
             unsafe { op.as_mut().start() };
-            let h = handle.lock().unwrap().take().unwrap();
-            h.join().unwrap();
+            join_all(&hs);
             assert_eq!(completions.load(Ordering::Relaxed), 1);
             assert_eq!(seen.lock().unwrap().take(), Some(20));
             drop(op);

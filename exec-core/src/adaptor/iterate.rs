@@ -367,76 +367,10 @@ mod loom_tests {
     //! The hand-over between an iteration's `start` returning (the loop's
     //! CAS to `IDLE`) and the iteration completing on another thread (the
     //! completion's load of `phase`, or its CAS to `DEFERRED`).
-    use super::*;
-    use crate::SenderExt;
-    use crate::loom::sync::atomic::AtomicUsize;
-    use ::loom::sync::{Arc, Mutex};
-    use ::loom::thread::JoinHandle;
+    use crate::loom::sync::atomic::Ordering;
+    use crate::loom_fixtures::{OnThread, Out, handles, join_all};
+    use crate::{OperationState, SenderExt, SenderTo};
     use alloc::boxed::Box;
-    use alloc::vec::Vec;
-    use core::convert::Infallible;
-
-    type Handles = Arc<Mutex<Vec<JoinHandle<()>>>>;
-
-    /// Completes from a thread it spawns in `start`, then, still in
-    /// `start`, writes `mark`: whoever drops the operation (the loop, before
-    /// the next iteration) must see that write.
-    #[derive(Clone)]
-    struct Late {
-        handles: Handles,
-    }
-    struct LateOp<R> {
-        handles: Handles,
-        receiver: Option<R>,
-        mark: UnsafeCell<u32>,
-    }
-    impl Sender for Late {
-        type Output = ();
-        type Error = Infallible;
-    }
-    impl<R: Receiver<(), Infallible> + Send + 'static> SenderTo<R> for Late {
-        type Operation = LateOp<R>;
-        fn connect(self, receiver: R) -> LateOp<R> {
-            LateOp {
-                handles: self.handles,
-                receiver: Some(receiver),
-                mark: UnsafeCell::new(0),
-            }
-        }
-    }
-    impl<R: Receiver<(), Infallible> + Send + 'static> OperationState for LateOp<R> {
-        unsafe fn start(self: Pin<&mut Self>) {
-            // SAFETY: nothing is structurally pinned.
-            let this = unsafe { self.get_unchecked_mut() };
-            let r = this.receiver.take().unwrap();
-            let h = ::loom::thread::spawn(move || r.set_value(()));
-            this.handles.lock().unwrap().push(h);
-            // SAFETY: only `start` and the op's drop touch the cell.
-            this.mark.with_mut(|m| unsafe { *m = 1 });
-        }
-    }
-    impl<R> Drop for LateOp<R> {
-        fn drop(&mut self) {
-            // SAFETY: the op is being dropped: nobody else touches it.
-            assert_eq!(self.mark.with(|m| unsafe { *m }), 1);
-        }
-    }
-
-    struct Out(Arc<AtomicUsize>);
-    impl Receiver<(), Infallible> for Out {
-        fn set_value(self, (): ()) {
-            self.0.fetch_add(1, Ordering::Relaxed);
-        }
-        fn set_error(self, e: Infallible) {
-            match e {}
-        }
-        fn set_stopped(self) {
-            panic!("stopped");
-        }
-        fn set_panic(self, p: PanicPayload) {
-            std::panic::resume_unwind(p)
-        }
-    }
 
     /// Two iterations, each completing on its own thread before, during or
     /// after the loop's hand-over: the loop completes once, and each
@@ -444,24 +378,24 @@ mod loom_tests {
     #[test]
     fn loom_iterations_complete_while_start_runs() {
         ::loom::model(|| {
-            let handles: Handles = Arc::new(Mutex::new(Vec::new()));
-            let done = Arc::new(AtomicUsize::new(0));
-            let s = Late {
-                handles: handles.clone(),
+            let hs = handles();
+            let (out, seen, done) = Out::new();
+            // Writes into each iteration's operation after its completion
+            // was handed to another thread: the loop must drop that
+            // operation only after `start` returned, and see the write.
+            let s = OnThread {
+                handles: hs.clone(),
+                value: (),
+                touch_after_spawn: true,
             }
             .repeat_n(2);
-            let mut op = Box::pin(s.connect(Out(done.clone())));
+            let mut op = Box::pin(s.connect(out));
             // SAFETY: `op` is dropped only after every completing thread
             // has been joined, i.e. after the loop completed.
             unsafe { op.as_mut().start() };
-            loop {
-                let h = handles.lock().unwrap().pop();
-                match h {
-                    Some(h) => h.join().unwrap(),
-                    None => break,
-                }
-            }
+            join_all(&hs);
             assert_eq!(done.load(Ordering::Relaxed), 1);
+            assert_eq!(seen.lock().unwrap().take(), Some(()));
             drop(op);
         });
     }

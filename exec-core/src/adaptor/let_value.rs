@@ -526,71 +526,11 @@ where
 mod loom_tests {
     //! The hand-over between `start` and a first operation that completes on
     //! another thread while `start` is still running (the `phase` CASes).
-    use super::*;
-    use crate::loom::sync::atomic::AtomicUsize;
-    use crate::{SenderExt, just};
-    use ::loom::sync::{Arc, Mutex};
-    use ::loom::thread::JoinHandle;
+    use crate::loom::sync::atomic::{AtomicUsize, Ordering};
+    use crate::loom_fixtures::{OnThread, Out, handles, join_all};
+    use crate::{OperationState, SenderExt, SenderTo, just};
+    use ::loom::sync::Arc;
     use alloc::boxed::Box;
-    use core::convert::Infallible;
-
-    type Handle = Arc<Mutex<Option<JoinHandle<()>>>>;
-
-    /// Completes with 1 from a thread it spawns in `start`.
-    struct Spawn {
-        handle: Handle,
-    }
-    struct SpawnOp<R> {
-        handle: Handle,
-        receiver: Option<R>,
-        _pin: PhantomPinned,
-    }
-    impl Sender for Spawn {
-        type Output = u32;
-        type Error = Infallible;
-    }
-    impl<R: Receiver<u32, Infallible> + Send + 'static> SenderTo<R> for Spawn {
-        type Operation = SpawnOp<R>;
-        fn connect(self, receiver: R) -> SpawnOp<R> {
-            SpawnOp {
-                handle: self.handle,
-                receiver: Some(receiver),
-                _pin: PhantomPinned,
-            }
-        }
-    }
-    impl<R: Receiver<u32, Infallible> + Send + 'static> OperationState for SpawnOp<R> {
-        unsafe fn start(self: Pin<&mut Self>) {
-            // SAFETY: nothing is structurally pinned.
-            let this = unsafe { self.get_unchecked_mut() };
-            let r = this.receiver.take().unwrap();
-            let handle = this.handle.clone();
-            // Do not touch `this` after the spawn: the completion may
-            // already be freeing it.
-            let h = ::loom::thread::spawn(move || r.set_value(1));
-            *handle.lock().unwrap() = Some(h);
-        }
-    }
-
-    struct Out {
-        seen: Arc<Mutex<Option<u32>>>,
-        completions: Arc<AtomicUsize>,
-    }
-    impl Receiver<u32, Infallible> for Out {
-        fn set_value(self, v: u32) {
-            self.completions.fetch_add(1, Ordering::Relaxed);
-            *self.seen.lock().unwrap() = Some(v);
-        }
-        fn set_error(self, e: Infallible) {
-            match e {}
-        }
-        fn set_stopped(self) {
-            self.completions.fetch_add(1, Ordering::Relaxed);
-        }
-        fn set_panic(self, _: PanicPayload) {
-            self.completions.fetch_add(1, Ordering::Relaxed);
-        }
-    }
 
     /// The first operation completes on another thread before, during or
     /// after `start`'s hand-over CAS: the function runs once, the second
@@ -598,27 +538,24 @@ mod loom_tests {
     #[test]
     fn loom_first_completes_while_start_runs() {
         ::loom::model(|| {
-            let handle: Handle = Arc::new(Mutex::new(None));
-            let seen = Arc::new(Mutex::new(None));
-            let completions = Arc::new(AtomicUsize::new(0));
+            let hs = handles();
+            let (out, seen, completions) = Out::new();
             let calls = Arc::new(AtomicUsize::new(0));
             let c = calls.clone();
-            let s = Spawn {
-                handle: handle.clone(),
+            let s = OnThread {
+                handles: hs.clone(),
+                value: 1u32,
+                touch_after_spawn: false,
             }
             .let_value(move |v| {
                 c.fetch_add(1, Ordering::Relaxed);
                 just(v + 1)
             });
-            let mut op = Box::pin(s.connect(Out {
-                seen: seen.clone(),
-                completions: completions.clone(),
-            }));
+            let mut op = Box::pin(s.connect(out));
             // SAFETY: `op` is dropped only after the completing thread has
             // been joined, i.e. after the operation completed.
             unsafe { op.as_mut().start() };
-            let h = handle.lock().unwrap().take().unwrap();
-            h.join().unwrap();
+            join_all(&hs);
             assert_eq!(calls.load(Ordering::Relaxed), 1);
             assert_eq!(completions.load(Ordering::Relaxed), 1);
             assert_eq!(seen.lock().unwrap().take(), Some(2));
