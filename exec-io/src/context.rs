@@ -1282,7 +1282,11 @@ impl<T, E> UntilReceiver<T, E> {
         *st.outcome.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
         // Last touch of `state`: afterwards `run_until` may return.
         st.done.store(true, Ordering::Release);
-        shared.wake();
+        // On the loop thread, `run_until` checks `done` after this turn
+        // without blocking; from elsewhere the loop may be asleep.
+        if !shared.on_loop() {
+            shared.wake();
+        }
     }
 }
 
