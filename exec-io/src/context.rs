@@ -308,7 +308,7 @@ fn take_busy(raw: &RawSource, write: bool) -> io::Result<Wait> {
     }
     Ok(Wait::Uring {
         busy: raw.key as usize,
-        bit,
+        bit: bit as u8,
     })
 }
 
@@ -318,7 +318,7 @@ fn release_busy(wait: Wait) {
         && busy != 0
     {
         // SAFETY: the op whose wait this was holds the source alive.
-        unsafe { (*(busy as *const KeyCell)).fetch_and(!bit, Ordering::Relaxed) };
+        unsafe { (*(busy as *const KeyCell)).fetch_and(!u64::from(bit), Ordering::Relaxed) };
     }
 }
 
@@ -701,7 +701,9 @@ impl Shared {
             if link.is_null() {
                 break;
             }
-            let (h, is_cancel) = Header::from_link(link);
+            // SAFETY: just popped: one of a live header's links, no longer
+            // linked, so nobody else writes it.
+            let (h, is_cancel) = unsafe { Header::from_link(link) };
             if is_cancel {
                 // SAFETY: the link was in the inbox, so the op has not
                 // completed (`finish` unlinks it first); loop thread.
@@ -914,7 +916,9 @@ impl Shared {
         unsafe { run_tasks(tasks, true) };
         let mut ops: Vec<(*const Header, Signal)> = Vec::new();
         for l in links {
-            let (h, is_cancel) = Header::from_link(l);
+            // SAFETY: popped above (the inbox is closed: nothing is pushed
+            // any more), one of a live header's links.
+            let (h, is_cancel) = unsafe { Header::from_link(l) };
             if !is_cancel {
                 ops.push((h, Signal::Shutdown));
             }
