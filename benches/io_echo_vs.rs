@@ -329,7 +329,10 @@ fn main() {
         .filter(|(_, kind)| wanted(kind))
         .map(|(name, kind)| (name, run_clients(kind, n, nofile)))
         .collect();
-        let base = rows.iter().find(|(name, _)| *name == "tokio").map(|(_, b)| b);
+        let base = rows
+            .iter()
+            .find(|(name, _)| *name == "tokio")
+            .map(|(_, b)| b);
         for (name, a) in &rows {
             let (rt_ratio, rss_ratio) = match base {
                 Some(b) => (

@@ -65,7 +65,8 @@ impl Link {
     /// Inbox lock held.
     unsafe fn prev(&self) -> *const Link {
         // SAFETY: lock held.
-        self.prev.with(|p| unsafe { (*p).map_addr(|a| a & !CANCEL_BIT) })
+        self.prev
+            .with(|p| unsafe { (*p).map_addr(|a| a & !CANCEL_BIT) })
     }
 
     /// Sets `prev`, keeping the kind bit.
@@ -236,7 +237,10 @@ mod tests {
         let links: Vec<Link> = (0..4).map(|i| Link::new(i % 2 == 1)).collect();
         let kinds = || {
             // SAFETY: single thread: nobody else touches the links.
-            links.iter().map(|l| unsafe { l.is_cancel() }).collect::<Vec<_>>()
+            links
+                .iter()
+                .map(|l| unsafe { l.is_cancel() })
+                .collect::<Vec<_>>()
         };
         let expected = vec![false, true, false, true];
         assert_eq!(kinds(), expected);
@@ -249,9 +253,11 @@ mod tests {
         }
         assert_eq!(kinds(), expected);
         // Unlink the middle (1), then the tail (3): neighbours relinked.
-        // SAFETY: alive, linked here.
+        // SAFETY: the links are alive (owned by this frame).
         assert!(unsafe { st.unlink(&links[1]) });
+        // SAFETY: as above.
         assert!(!unsafe { st.unlink(&links[1]) }, "not linked any more");
+        // SAFETY: as above.
         assert!(unsafe { st.unlink(&links[3]) });
         assert_eq!(kinds(), expected);
         // Pop the rest in order: 0 (head, prev null but linked), then 2.

@@ -15,6 +15,7 @@
 use core::cell::Cell;
 use core::marker::PhantomPinned;
 use core::pin::Pin;
+use core::ptr::NonNull;
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -217,13 +218,18 @@ pub trait Action: Send {
 /// registering it allocates nothing; one pointer (the op's loop is read
 /// from the op's header), since every op carries it.
 pub(crate) struct PostCancel {
-    /// The op itself.
-    op: SendPtr<Header>,
+    /// The op itself. (`NonNull`, so `Option<PostCancel>` inside the stop
+    /// callback is one word too.)
+    op: NonNull<Header>,
 }
+
+// SAFETY: a plain address of an op that is `Sync` for what the callback
+// does with it (see `on_stop`); the callback may run on any thread.
+unsafe impl Send for PostCancel {}
 
 impl OnStop for PostCancel {
     fn on_stop(self) {
-        let h = self.op.get();
+        let h: *const Header = self.op.as_ptr();
         // SAFETY: the op (and the `Arc<Shared>` its header holds, which is
         // never replaced) is alive while its callback can run: `finish`
         // drops the callback, waiting for a running one, before the op
@@ -387,7 +393,8 @@ where
             }
             Signal::Cancel => {
                 // SAFETY: loop thread; `h` is registered as `wait` says.
-                if this.header.wait.get() != Wait::None && unsafe { this.header.ctx.cancel_wait(h) } {
+                if this.header.wait.get() != Wait::None && unsafe { this.header.ctx.cancel_wait(h) }
+                {
                     // SAFETY: forwarded contract; no longer registered.
                     unsafe { Self::finish(this, None) }
                 }
@@ -526,7 +533,8 @@ where
                 .with(|r| unsafe { (*r).as_ref().map(|r| r.env().stop_token().detach()) });
             if let Some(token) = token.filter(|t| t.stop_possible()) {
                 let f = PostCancel {
-                    op: SendPtr::new(h),
+                    // SAFETY: derived from a reference: not null.
+                    op: unsafe { NonNull::new_unchecked(h.cast_mut()) },
                 };
                 // SAFETY: we own the cell; the callback is created in place
                 // and pinned there: the op is pinned and `finish` drops the
