@@ -295,12 +295,18 @@ const BUSY_READ: u64 = 1;
 const BUSY_WRITE: u64 = 2;
 
 /// io_uring: claims the source's read or write "busy" bit (its key cell is
-/// unused for registration on this backend).
+/// unused for registration on this backend). The busy bits are only
+/// touched by the loop thread (or the thread dropping the context, which
+/// then has it to itself), so a plain load and store do (no locked
+/// read-modify-write per operation).
 fn take_busy(raw: &RawSource, write: bool) -> io::Result<Wait> {
     let bit = if write { BUSY_WRITE } else { BUSY_READ };
     // SAFETY: `raw.key` points into the source the op's action holds.
     let cell = unsafe { &*raw.key };
-    if cell.fetch_or(bit, Ordering::Relaxed) & bit != 0 {
+    let cur = cell.load(Ordering::Relaxed);
+    if cur & bit == 0 {
+        cell.store(cur | bit, Ordering::Relaxed);
+    } else {
         return Err(io::Error::new(
             io::ErrorKind::ResourceBusy,
             "exec-io: another operation is already waiting in this direction on this source",
@@ -318,7 +324,12 @@ fn release_busy(wait: Wait) {
         && busy != 0
     {
         // SAFETY: the op whose wait this was holds the source alive.
-        unsafe { (*(busy as *const KeyCell)).fetch_and(!u64::from(bit), Ordering::Relaxed) };
+        let cell = unsafe { &*(busy as *const KeyCell) };
+        // Loop thread only (see `take_busy`).
+        cell.store(
+            cell.load(Ordering::Relaxed) & !u64::from(bit),
+            Ordering::Relaxed,
+        );
     }
 }
 
