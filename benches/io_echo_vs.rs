@@ -29,6 +29,9 @@
 //!
 //! `EXEC_BENCH_CONNS=1000,10000` and `EXEC_BENCH_SERVERS=tokio,ours,ours-uring`
 //! choose a subset (ratios need `tokio`; for profiling one server).
+//! `EXEC_BENCH_REPS=n` runs every server `n` times, interleaved, and prints
+//! the median of each figure (on a shared machine round trips/s swing
+//! with the load; the CPU and RSS figures much less).
 //! Sizes: 1,000 and 10,000 connections; 50,000 when `EXEC_BENCH_50K=1`
 //! and the descriptor limit can be raised that far (not on the machine
 //! these figures come from: its hard `RLIMIT_NOFILE` is 20,000, and the
@@ -184,6 +187,20 @@ struct Stats {
     rss_per_conn: f64,
 }
 
+/// Per figure, the median of several runs.
+fn median(runs: Vec<Stats>) -> Stats {
+    let pick = |f: fn(&Stats) -> f64| {
+        let mut v: Vec<f64> = runs.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    Stats {
+        rts_per_sec: pick(|s| s.rts_per_sec),
+        cpu_ns_per_rt: pick(|s| s.cpu_ns_per_rt),
+        rss_per_conn: pick(|s| s.rss_per_conn),
+    }
+}
+
 fn proc_rss_kb(pid: u32) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     s.lines()
@@ -300,6 +317,11 @@ fn main() {
         Err(_) => vec![1_000usize, 10_000],
     };
     let servers = std::env::var("EXEC_BENCH_SERVERS").unwrap_or_default();
+    let reps: usize = std::env::var("EXEC_BENCH_REPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+        .max(1);
     let wanted = |k: &str| servers.is_empty() || servers.split(',').any(|s| s == k);
     let want50 = std::env::var("EXEC_BENCH_50K").as_deref() == Ok("1");
     let need = if want50 { 50_000 } else { 10_000 } as u64 + 1024;
@@ -320,15 +342,27 @@ fn main() {
         "conns", "server", "rt/s", "ratio", "cpu ns", "RSS B", "ratio"
     );
     for &n in &sizes {
-        let rows: Vec<(&str, Stats)> = [
+        let servers: Vec<(&str, &str)> = [
             ("tokio", "tokio"),
             ("exec epoll", "ours"),
             ("exec uring", "ours-uring"),
         ]
         .into_iter()
         .filter(|(_, kind)| wanted(kind))
-        .map(|(name, kind)| (name, run_clients(kind, n, nofile)))
         .collect();
+        // Repetitions interleave the servers (so a change of the machine's
+        // load hits them alike); each figure is the median of its runs.
+        let mut runs: Vec<Vec<Stats>> = servers.iter().map(|_| Vec::new()).collect();
+        for _ in 0..reps {
+            for (i, (_, kind)) in servers.iter().enumerate() {
+                runs[i].push(run_clients(kind, n, nofile));
+            }
+        }
+        let rows: Vec<(&str, Stats)> = servers
+            .iter()
+            .zip(runs)
+            .map(|((name, _), r)| (*name, median(r)))
+            .collect();
         let base = rows
             .iter()
             .find(|(name, _)| *name == "tokio")
