@@ -5,7 +5,9 @@
 #   DURATION=30s CONNS="256 1000 4000" THREADS=2 benches/http_wrk.sh
 #
 # Builds both examples in release, starts each server alone (one thread
-# each: an IoContext / a tokio current-thread runtime), runs wrk against it
+# per core each: http_hello runs one IoContext per core, each with its own
+# SO_REUSEPORT listener on the port; http_hello_tokio a multi-thread
+# runtime with one worker per core), runs wrk against it
 # for DURATION at each connection count, and prints requests/s and the
 # ratio exec/tokio. Installs wrk (Debian package `wrk`) if it is missing.
 set -euo pipefail
@@ -65,7 +67,7 @@ start http_hello_tokio "$PORT_TOKIO"
 for c in $CONNS; do tokio_rps[$c]=$(rps tokio "$PORT_TOKIO" "$c"); done
 stop
 
-echo "http_hello under wrk -t$THREADS -d$DURATION, server on one thread"
+echo "http_hello under wrk -t$THREADS -d$DURATION, servers on $(nproc) threads (one per core)"
 printf "%7s | %12s | %12s | %6s\n" conns "exec req/s" "tokio req/s" ratio
 for c in $CONNS; do
     printf "%7s | %12s | %12s | %5sx\n" "$c" "${exec_rps[$c]}" "${tokio_rps[$c]}" \

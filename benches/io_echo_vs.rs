@@ -5,15 +5,38 @@
 //! ```
 //!
 //! Each server runs in a child process (this binary re-executed with
-//! `server <kind> <port>`) on one thread: exec-io's `IoContext::run`, or a
-//! tokio `current_thread` runtime. The same tokio client (one worker
-//! thread, in this process) opens `N` loopback connections and does 100
-//! round trips of 64 bytes on each, all connections at once. Printed per
-//! size: round trips per second, server CPU per round trip, server RSS per
-//! connection (growth of the child's VmRSS from before the clients
-//! connected to when all are connected), and the ratios ours/tokio.
+//! `server <kind> <port>`) on the same number of threads, one per core by
+//! default (`EXEC_BENCH_SERVER_THREADS=n` to choose):
+//! - exec-io (`ours`: epoll backend, `ours-uring`: io_uring backend): one
+//!   `IoContext` per thread (the child's main thread runs one, the others
+//!   run on `IoContextBuilder::spawn` threads), each with its own listener
+//!   bound to the same port with `SO_REUSEPORT`, as in
+//!   `examples/echo_server.rs`; the kernel spreads the connections and
+//!   each stays on the loop that accepted it.
+//! - tokio: a multi-thread runtime with that many worker threads; the
+//!   accept loop is a task on the workers too (the child's main thread
+//!   only waits), one task per connection.
+//!
+//! The same tokio client (one worker thread, in this process) opens `N`
+//! loopback connections and does 100 round trips of 64 bytes on each, all
+//! connections at once. It shares the machine's cores with the server
+//! (on a 2-core machine: 2 server threads and 1 client thread), so a
+//! server that needs less CPU per round trip leaves more to the client.
+//! Printed per size: round trips per second, server CPU per round trip
+//! (all the child's threads), server RSS per connection (growth of the
+//! child's VmRSS from before the clients connected to when all are
+//! connected), and the ratios ours/tokio.
+//!
+//! `EXEC_BENCH_CONNS=1000,10000` and `EXEC_BENCH_SERVERS=tokio,ours,ours-uring`
+//! choose a subset (ratios need `tokio`; for profiling one server).
+//! `EXEC_BENCH_REPS=n` runs every server `n` times, interleaved, and prints
+//! the median of each figure (on a shared machine round trips/s swing
+//! with the load; the CPU and RSS figures much less).
 //! Sizes: 1,000 and 10,000 connections; 50,000 when `EXEC_BENCH_50K=1`
-//! and the descriptor limit can be raised that far.
+//! and the descriptor limit can be raised that far (not on the machine
+//! these figures come from: its hard `RLIMIT_NOFILE` is 20,000, and the
+//! client process and the server process each need 50,000 descriptors
+//! plus a few; the bench then says it skipped the size).
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -45,6 +68,15 @@ fn raise_nofile(want: u64) -> u64 {
         libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
     }
     lim.rlim_cur
+}
+
+/// Server threads: `EXEC_BENCH_SERVER_THREADS`, default one per core.
+fn server_threads() -> usize {
+    std::env::var("EXEC_BENCH_SERVER_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1)
 }
 
 // ------------------------------------------------------------- servers
@@ -88,11 +120,23 @@ mod ours {
         })
     }
 
-    pub(crate) fn run(port: u16, backend: exec::io::Backend) {
+    /// One loop per core: this thread runs one, the others run on threads
+    /// of their own; each owns a listener on the same port
+    /// (`SO_REUSEPORT`), as in `examples/echo_server.rs`.
+    pub(crate) fn run(port: u16, backend: exec::io::Backend, threads: usize) {
         let ctx = IoContext::builder().backend(backend).build().unwrap();
-        let l = TcpListener::bind(&ctx.scheduler(), ([127, 0, 0, 1], port).into()).unwrap();
-        println!("ready {}", l.local_addr().unwrap().port());
-        spawn_detached(serve(l));
+        let others: Vec<_> = (1..threads)
+            .map(|_| IoContext::builder().backend(backend).spawn().unwrap())
+            .collect();
+        let schedulers =
+            std::iter::once(ctx.scheduler()).chain(others.iter().map(|t| t.scheduler()));
+        let mut addr = ([127, 0, 0, 1], port).into();
+        for sch in schedulers {
+            let l = TcpListener::bind_reuseport(&sch, addr).unwrap();
+            addr = l.local_addr().unwrap();
+            spawn_detached(serve(l));
+        }
+        println!("ready {}", addr.port());
         ctx.run().unwrap();
     }
 }
@@ -100,12 +144,15 @@ mod ours {
 mod theirs {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    pub(crate) fn run(port: u16) {
-        let rt = tokio::runtime::Builder::new_current_thread()
+    /// A multi-thread runtime with `threads` workers; the accept loop is a
+    /// task on them too (the main thread only waits).
+    pub(crate) fn run(port: u16, threads: usize) {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
             .enable_all()
             .build()
             .unwrap();
-        rt.block_on(async move {
+        let server = rt.spawn(async move {
             let l = tokio::net::TcpListener::bind(("127.0.0.1", port))
                 .await
                 .unwrap();
@@ -128,6 +175,7 @@ mod theirs {
                 });
             }
         });
+        rt.block_on(server).unwrap();
     }
 }
 
@@ -137,6 +185,20 @@ struct Stats {
     rts_per_sec: f64,
     cpu_ns_per_rt: f64,
     rss_per_conn: f64,
+}
+
+/// Per figure, the median of several runs.
+fn median(runs: Vec<Stats>) -> Stats {
+    let pick = |f: fn(&Stats) -> f64| {
+        let mut v: Vec<f64> = runs.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    Stats {
+        rts_per_sec: pick(|s| s.rts_per_sec),
+        cpu_ns_per_rt: pick(|s| s.cpu_ns_per_rt),
+        rss_per_conn: pick(|s| s.rss_per_conn),
+    }
 }
 
 fn proc_rss_kb(pid: u32) -> u64 {
@@ -237,17 +299,30 @@ fn main() {
     if args.get(1).map(String::as_str) == Some("server") {
         raise_nofile(args[4].parse().unwrap());
         let port = args[3].parse().unwrap();
+        let threads = server_threads();
         match args[2].as_str() {
-            "ours" => ours::run(port, exec::io::Backend::Readiness),
-            "ours-uring" => ours::run(port, exec::io::Backend::IoUring),
-            _ => theirs::run(port),
+            "ours" => ours::run(port, exec::io::Backend::Readiness, threads),
+            "ours-uring" => ours::run(port, exec::io::Backend::IoUring, threads),
+            _ => theirs::run(port, threads),
         }
         return;
     }
     if args.iter().any(|a| a == "--list") {
         return;
     }
-    let mut sizes = vec![1_000usize, 10_000];
+    // `EXEC_BENCH_CONNS=1000` / `EXEC_BENCH_SERVERS=tokio,ours-uring`:
+    // run a subset (for profiling one server; the ratios need tokio).
+    let mut sizes: Vec<usize> = match std::env::var("EXEC_BENCH_CONNS") {
+        Ok(v) => v.split(',').filter_map(|n| n.trim().parse().ok()).collect(),
+        Err(_) => vec![1_000usize, 10_000],
+    };
+    let servers = std::env::var("EXEC_BENCH_SERVERS").unwrap_or_default();
+    let reps: usize = std::env::var("EXEC_BENCH_REPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+        .max(1);
+    let wanted = |k: &str| servers.is_empty() || servers.split(',').any(|s| s == k);
     let want50 = std::env::var("EXEC_BENCH_50K").as_deref() == Ok("1");
     let need = if want50 { 50_000 } else { 10_000 } as u64 + 1024;
     let nofile = raise_nofile(need);
@@ -259,32 +334,50 @@ fn main() {
         }
     }
     println!(
-        "echo, {MSG}-byte messages, {ROUND_TRIPS} round trips per connection, server on one thread"
+        "echo, {MSG}-byte messages, {ROUND_TRIPS} round trips per connection, server on {} threads",
+        server_threads()
     );
     println!(
         "{:>7} {:>10} | {:>12} {:>6} | {:>9} | {:>9} {:>6}",
         "conns", "server", "rt/s", "ratio", "cpu ns", "RSS B", "ratio"
     );
     for &n in &sizes {
-        let b = run_clients("tokio", n, nofile);
-        let rows = [
-            ("exec epoll", run_clients("ours", n, nofile)),
-            ("exec uring", run_clients("ours-uring", n, nofile)),
-        ];
-        println!(
-            "{:>7} {:>10} | {:>12.0} {:>6} | {:>9.0} | {:>9.0} {:>6}",
-            n, "tokio", b.rts_per_sec, "1.00x", b.cpu_ns_per_rt, b.rss_per_conn, "1.00x"
-        );
-        for (name, a) in rows {
+        let servers: Vec<(&str, &str)> = [
+            ("tokio", "tokio"),
+            ("exec epoll", "ours"),
+            ("exec uring", "ours-uring"),
+        ]
+        .into_iter()
+        .filter(|(_, kind)| wanted(kind))
+        .collect();
+        // Repetitions interleave the servers (so a change of the machine's
+        // load hits them alike); each figure is the median of its runs.
+        let mut runs: Vec<Vec<Stats>> = servers.iter().map(|_| Vec::new()).collect();
+        for _ in 0..reps {
+            for (i, (_, kind)) in servers.iter().enumerate() {
+                runs[i].push(run_clients(kind, n, nofile));
+            }
+        }
+        let rows: Vec<(&str, Stats)> = servers
+            .iter()
+            .zip(runs)
+            .map(|((name, _), r)| (*name, median(r)))
+            .collect();
+        let base = rows
+            .iter()
+            .find(|(name, _)| *name == "tokio")
+            .map(|(_, b)| b);
+        for (name, a) in &rows {
+            let (rt_ratio, rss_ratio) = match base {
+                Some(b) => (
+                    a.rts_per_sec / b.rts_per_sec,
+                    a.rss_per_conn / b.rss_per_conn.max(1.0),
+                ),
+                None => (f64::NAN, f64::NAN),
+            };
             println!(
                 "{:>7} {:>10} | {:>12.0} {:>5.2}x | {:>9.0} | {:>9.0} {:>5.2}x",
-                n,
-                name,
-                a.rts_per_sec,
-                a.rts_per_sec / b.rts_per_sec,
-                a.cpu_ns_per_rt,
-                a.rss_per_conn,
-                a.rss_per_conn / b.rss_per_conn.max(1.0)
+                n, name, a.rts_per_sec, rt_ratio, a.cpu_ns_per_rt, a.rss_per_conn, rss_ratio
             );
         }
     }

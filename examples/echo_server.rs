@@ -1,6 +1,12 @@
 //! The canonical echo server: one "coroutine" per connection that reads
 //! some bytes and writes them back, until the peer closes.
 //!
+//! Every core serves: one `IoContext` per core (this thread runs one, the
+//! others run on threads of their own), each with its own listener bound
+//! to the same address with `SO_REUSEPORT`. The kernel spreads incoming
+//! connections over the listeners, and a connection stays on the loop
+//! that accepted it (no cross-thread hand-off, no locks on the hot path).
+//!
 //! ```text
 //! cargo run --release --example echo_server --features io -- 127.0.0.1:7000
 //! ```
@@ -38,22 +44,34 @@ fn echo(stream: TcpStream) -> impl SenderTo<DetachedReceiver, Operation: Send> +
     })
 }
 
-fn main() -> std::io::Result<()> {
-    let addr: SocketAddr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:7000".into())
-        .parse()
-        .expect("usage: echo_server [ADDR:PORT]");
-    let ctx = IoContext::new()?;
-    let listener = TcpListener::bind(&ctx.scheduler(), addr)?;
-    println!("echo server listening on {}", listener.local_addr()?);
-    // accept → spawn a session → again.
-    spawn_detached(loop_with_state((), move |()| {
+/// accept → spawn a session on this listener's loop → again.
+fn serve(listener: TcpListener) -> impl SenderTo<DetachedReceiver, Operation: Send> + 'static {
+    loop_with_state((), move |()| {
         listener.accept().then(|(stream, _peer)| {
             let _ = stream.set_nodelay(true);
             spawn_detached(echo(stream));
             Continue::<(), ()>(())
         })
-    }));
+    })
+}
+
+fn main() -> std::io::Result<()> {
+    let mut addr: SocketAddr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:7000".into())
+        .parse()
+        .expect("usage: echo_server [ADDR:PORT]");
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let ctx = IoContext::new()?; // the loop of this thread
+    let others = (1..cores)
+        .map(|_| IoContext::builder().spawn())
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let schedulers = std::iter::once(ctx.scheduler()).chain(others.iter().map(|t| t.scheduler()));
+    for sch in schedulers {
+        let listener = TcpListener::bind_reuseport(&sch, addr)?;
+        addr = listener.local_addr()?; // port 0: the others join the port the first got
+        spawn_detached(serve(listener)); // started here, runs on `sch`'s loop
+    }
+    println!("echo server listening on {addr} ({cores} loops)");
     ctx.run()
 }

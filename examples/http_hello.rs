@@ -9,6 +9,11 @@
 //! `benches/http_wrk.sh` runs it against the same server on tokio
 //! (`examples/http_hello_tokio.rs`) under wrk and prints the ratio.
 //!
+//! Every core serves: one `IoContext` per core (this thread runs one, the
+//! others run on threads of their own), each with its own listener bound
+//! to the same address with `SO_REUSEPORT`; the kernel spreads
+//! connections over them and each connection stays on its loop.
+//!
 //! Requests are only framed (each ends with an empty line; bodies are not
 //! supported), which is all a plaintext benchmark needs.
 
@@ -68,22 +73,34 @@ fn session(stream: TcpStream) -> impl SenderTo<DetachedReceiver, Operation: Send
     )
 }
 
-fn main() -> std::io::Result<()> {
-    let addr: SocketAddr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:8080".into())
-        .parse()
-        .expect("usage: http_hello [ADDR:PORT]");
-    let ctx = IoContext::new()?;
-    let listener = TcpListener::bind(&ctx.scheduler(), addr)?;
-    println!("http_hello listening on http://{}/", listener.local_addr()?);
-    // accept → spawn a session → again.
-    spawn_detached(loop_with_state((), move |()| {
+/// accept → spawn a session on this listener's loop → again.
+fn serve(listener: TcpListener) -> impl SenderTo<DetachedReceiver, Operation: Send> + 'static {
+    loop_with_state((), move |()| {
         listener.accept().then(|(stream, _)| {
             let _ = stream.set_nodelay(true);
             spawn_detached(session(stream));
             Continue::<(), ()>(())
         })
-    }));
+    })
+}
+
+fn main() -> std::io::Result<()> {
+    let mut addr: SocketAddr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:8080".into())
+        .parse()
+        .expect("usage: http_hello [ADDR:PORT]");
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let ctx = IoContext::new()?; // the loop of this thread
+    let others = (1..cores)
+        .map(|_| IoContext::builder().spawn())
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let schedulers = std::iter::once(ctx.scheduler()).chain(others.iter().map(|t| t.scheduler()));
+    for sch in schedulers {
+        let listener = TcpListener::bind_reuseport(&sch, addr)?;
+        addr = listener.local_addr()?; // port 0: the others join the port the first got
+        spawn_detached(serve(listener)); // started here, runs on `sch`'s loop
+    }
+    println!("http_hello listening on http://{addr}/ ({cores} loops)");
     ctx.run()
 }

@@ -1,7 +1,7 @@
 //! The tokio counterpart of `http_hello.rs`, for `benches/http_wrk.sh`: the
 //! same minimal HTTP/1.1 keep-alive server (same framing, same response),
-//! on a current-thread runtime (one thread, like one `IoContext`), one task
-//! per connection.
+//! on a multi-thread runtime with one worker per core (as many threads as
+//! `http_hello.rs` runs loops), one task per connection.
 //!
 //! ```text
 //! cargo run --release --example http_hello_tokio -- 127.0.0.1:8081
@@ -56,13 +56,18 @@ fn main() -> std::io::Result<()> {
         .unwrap_or_else(|| "127.0.0.1:8081".into())
         .parse()
         .expect("usage: http_hello_tokio [ADDR:PORT]");
-    let rt = tokio::runtime::Builder::new_current_thread()
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cores)
         .enable_all()
         .build()?;
-    rt.block_on(async move {
+    // The accept loop runs as a task on the workers too (not on this
+    // thread, which only waits): `cores` threads serve, as many as
+    // `http_hello.rs` runs loops.
+    let server = rt.spawn(async move {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         println!(
-            "http_hello_tokio listening on http://{}/",
+            "http_hello_tokio listening on http://{}/ ({cores} workers)",
             listener.local_addr()?
         );
         loop {
@@ -70,5 +75,6 @@ fn main() -> std::io::Result<()> {
             let _ = stream.set_nodelay(true);
             tokio::spawn(session(stream));
         }
-    })
+    });
+    rt.block_on(server).map_err(std::io::Error::other)?
 }

@@ -295,12 +295,18 @@ const BUSY_READ: u64 = 1;
 const BUSY_WRITE: u64 = 2;
 
 /// io_uring: claims the source's read or write "busy" bit (its key cell is
-/// unused for registration on this backend).
+/// unused for registration on this backend). The busy bits are only
+/// touched by the loop thread (or the thread dropping the context, which
+/// then has it to itself), so a plain load and store do (no locked
+/// read-modify-write per operation).
 fn take_busy(raw: &RawSource, write: bool) -> io::Result<Wait> {
     let bit = if write { BUSY_WRITE } else { BUSY_READ };
     // SAFETY: `raw.key` points into the source the op's action holds.
     let cell = unsafe { &*raw.key };
-    if cell.fetch_or(bit, Ordering::Relaxed) & bit != 0 {
+    let cur = cell.load(Ordering::Relaxed);
+    if cur & bit == 0 {
+        cell.store(cur | bit, Ordering::Relaxed);
+    } else {
         return Err(io::Error::new(
             io::ErrorKind::ResourceBusy,
             "exec-io: another operation is already waiting in this direction on this source",
@@ -308,7 +314,7 @@ fn take_busy(raw: &RawSource, write: bool) -> io::Result<Wait> {
     }
     Ok(Wait::Uring {
         busy: raw.key as usize,
-        bit,
+        bit: bit as u8,
     })
 }
 
@@ -318,7 +324,12 @@ fn release_busy(wait: Wait) {
         && busy != 0
     {
         // SAFETY: the op whose wait this was holds the source alive.
-        unsafe { (*(busy as *const KeyCell)).fetch_and(!bit, Ordering::Relaxed) };
+        let cell = unsafe { &*(busy as *const KeyCell) };
+        // Loop thread only (see `take_busy`).
+        cell.store(
+            cell.load(Ordering::Relaxed) & !u64::from(bit),
+            Ordering::Relaxed,
+        );
     }
 }
 
@@ -701,7 +712,9 @@ impl Shared {
             if link.is_null() {
                 break;
             }
-            let (h, is_cancel) = Header::from_link(link);
+            // SAFETY: just popped: one of a live header's links, no longer
+            // linked, so nobody else writes it.
+            let (h, is_cancel) = unsafe { Header::from_link(link) };
             if is_cancel {
                 // SAFETY: the link was in the inbox, so the op has not
                 // completed (`finish` unlinks it first); loop thread.
@@ -914,7 +927,9 @@ impl Shared {
         unsafe { run_tasks(tasks, true) };
         let mut ops: Vec<(*const Header, Signal)> = Vec::new();
         for l in links {
-            let (h, is_cancel) = Header::from_link(l);
+            // SAFETY: popped above (the inbox is closed: nothing is pushed
+            // any more), one of a live header's links.
+            let (h, is_cancel) = unsafe { Header::from_link(l) };
             if !is_cancel {
                 ops.push((h, Signal::Shutdown));
             }
@@ -1282,7 +1297,11 @@ impl<T, E> UntilReceiver<T, E> {
         *st.outcome.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
         // Last touch of `state`: afterwards `run_until` may return.
         st.done.store(true, Ordering::Release);
-        shared.wake();
+        // On the loop thread, `run_until` checks `done` after this turn
+        // without blocking; from elsewhere the loop may be asleep.
+        if !shared.on_loop() {
+            shared.wake();
+        }
     }
 }
 

@@ -23,24 +23,62 @@ use crate::loom::cell::UnsafeCell;
 use crate::loom::sync::{Mutex, MutexGuard};
 use core::sync::atomic::Ordering;
 
-/// An intrusive list node. Every field is guarded by the inbox mutex.
+/// An intrusive list node: two words (every operation carries two). Every
+/// field is guarded by the inbox mutex.
+///
+/// A link is in the list iff its `prev` is not null or it is the head
+/// (`unlink` nulls both pointers), so it needs no "linked" flag; which link
+/// of its header it is (start or cancel) is bit 0 of `prev`, which is
+/// never a real address bit (links are 8-aligned) and which every write of
+/// `prev` keeps.
 #[derive(Debug)]
 pub(crate) struct Link {
+    /// The previous link (null if first or not linked) | the kind bit.
     prev: UnsafeCell<*const Link>,
+    /// The next link (null if last or not linked).
     next: UnsafeCell<*const Link>,
-    linked: UnsafeCell<bool>,
-    /// Which link of its header this is. Immutable.
-    pub(crate) is_cancel: bool,
 }
+
+/// Bit 0 of `Link::prev`: a cancel link.
+const CANCEL_BIT: usize = 1;
 
 impl Link {
     pub(crate) fn new(is_cancel: bool) -> Self {
+        let kind = if is_cancel { CANCEL_BIT } else { 0 };
         Link {
-            is_cancel,
-            prev: UnsafeCell::new(ptr::null()),
+            prev: UnsafeCell::new(ptr::null::<Link>().map_addr(|_| kind)),
             next: UnsafeCell::new(ptr::null()),
-            linked: UnsafeCell::new(false),
         }
+    }
+
+    /// Which link of its header this is (set at creation, never changed).
+    ///
+    /// # Safety
+    /// Inbox lock held, or no other thread can be linking or unlinking a
+    /// neighbour of this link (it is not linked).
+    pub(crate) unsafe fn is_cancel(&self) -> bool {
+        // SAFETY: per the contract, no concurrent write.
+        self.prev.with(|p| unsafe { (*p).addr() } & CANCEL_BIT != 0)
+    }
+
+    /// # Safety
+    /// Inbox lock held.
+    unsafe fn prev(&self) -> *const Link {
+        // SAFETY: lock held.
+        self.prev
+            .with(|p| unsafe { (*p).map_addr(|a| a & !CANCEL_BIT) })
+    }
+
+    /// Sets `prev`, keeping the kind bit.
+    ///
+    /// # Safety
+    /// Inbox lock held.
+    unsafe fn set_prev(&self, prev: *const Link) {
+        // SAFETY: lock held.
+        self.prev.with_mut(|p| unsafe {
+            let kind = (*p).addr() & CANCEL_BIT;
+            *p = prev.map_addr(|a| a | kind);
+        })
     }
 }
 
@@ -133,9 +171,8 @@ impl InboxState {
         // SAFETY: lock held (we are behind `&mut InboxState` from the guard);
         // `link` and the current tail are alive per the contract.
         unsafe {
-            (*link).prev.with_mut(|p| *p = self.tail);
+            (*link).set_prev(self.tail);
             (*link).next.with_mut(|n| *n = ptr::null());
-            (*link).linked.with_mut(|l| *l = true);
             if self.tail.is_null() {
                 self.head = link;
             } else {
@@ -164,10 +201,11 @@ impl InboxState {
         // SAFETY: lock held; `link` alive per the contract and its
         // neighbours alive because linked.
         unsafe {
-            if !(*link).linked.with(|l| *l) {
+            let prev = (*link).prev();
+            // Linked iff it has a predecessor or is the head (see `Link`).
+            if prev.is_null() && !ptr::eq(self.head, link) {
                 return false;
             }
-            let prev = (*link).prev.with(|p| *p);
             let next = (*link).next.with(|n| *n);
             if prev.is_null() {
                 self.head = next;
@@ -177,11 +215,64 @@ impl InboxState {
             if next.is_null() {
                 self.tail = prev;
             } else {
-                (*next).prev.with_mut(|p| *p = prev);
+                (*next).set_prev(prev);
             }
-            (*link).linked.with_mut(|l| *l = false);
+            (*link).set_prev(ptr::null());
+            (*link).next.with_mut(|n| *n = ptr::null());
         }
         true
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// The kind bit survives every write of `prev` (as a link, as a
+    /// neighbour being relinked, after unlinking), and "linked" is told
+    /// apart correctly for the head, the middle, the tail and a link that
+    /// is not in the list.
+    #[test]
+    fn kind_bit_and_linked_state_survive_list_operations() {
+        let links: Vec<Link> = (0..4).map(|i| Link::new(i % 2 == 1)).collect();
+        let kinds = || {
+            // SAFETY: single thread: nobody else touches the links.
+            links
+                .iter()
+                .map(|l| unsafe { l.is_cancel() })
+                .collect::<Vec<_>>()
+        };
+        let expected = vec![false, true, false, true];
+        assert_eq!(kinds(), expected);
+        let inbox = Inbox::new();
+        let mut st = inbox.lock();
+        for l in &links {
+            // SAFETY: the links outlive the inbox state use below and are
+            // pushed once each before being popped or unlinked.
+            unsafe { st.push(l) };
+        }
+        assert_eq!(kinds(), expected);
+        // Unlink the middle (1), then the tail (3): neighbours relinked.
+        // SAFETY: the links are alive (owned by this frame).
+        assert!(unsafe { st.unlink(&links[1]) });
+        // SAFETY: as above.
+        assert!(!unsafe { st.unlink(&links[1]) }, "not linked any more");
+        // SAFETY: as above.
+        assert!(unsafe { st.unlink(&links[3]) });
+        assert_eq!(kinds(), expected);
+        // Pop the rest in order: 0 (head, prev null but linked), then 2.
+        assert_eq!(st.pop(), &links[0] as *const Link);
+        // SAFETY: alive; popped, so not linked.
+        assert!(!unsafe { st.unlink(&links[0]) });
+        assert_eq!(st.pop(), &links[2] as *const Link);
+        assert!(st.pop().is_null());
+        assert!(st.is_empty());
+        assert_eq!(kinds(), expected);
+        // A popped link can be pushed again (a start link handed back).
+        // SAFETY: alive, not linked.
+        unsafe { st.push(&links[3]) };
+        assert_eq!(st.pop(), &links[3] as *const Link);
+        assert_eq!(kinds(), expected);
     }
 }
 

@@ -15,6 +15,7 @@
 use core::cell::Cell;
 use core::marker::PhantomPinned;
 use core::pin::Pin;
+use core::ptr::NonNull;
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -57,8 +58,9 @@ pub(crate) enum Wait {
     Timer { id: u64 },
     /// io_uring: an entry (native or a readiness poll) is in flight;
     /// `busy` is the address of the source's key cell (used as busy bits
-    /// on this backend), `bit` the bit this entry holds.
-    Uring { busy: usize, bit: u64 },
+    /// on this backend), `bit` the bit this entry holds (a `u8`, so the
+    /// enum, which every op holds, stays two words).
+    Uring { busy: usize, bit: u8 },
     /// A blocking thread works for the op and hands it back when done.
     Blocking,
 }
@@ -74,26 +76,38 @@ pub(crate) struct Header {
     pub(crate) run: unsafe fn(*const Header, Signal),
     /// Only touched on the loop thread.
     pub(crate) wait: Cell<Wait>,
+    /// The op's loop. Here rather than in [`IoOp`] so the stop callback
+    /// ([`PostCancel`]) reaches it through the op pointer alone.
+    pub(crate) ctx: Arc<Shared>,
     /// Set by the stop callback before it links `cancel_link`.
     pub(crate) cancel_posted: AtomicBool,
+    /// io_uring: the op's native entry is in flight. Loop thread only.
+    /// (Next to `cancel_posted`, in what would be padding.)
+    pub(crate) native: Cell<bool>,
 }
 
 impl Header {
-    pub(crate) fn new(run: unsafe fn(*const Header, Signal)) -> Self {
+    pub(crate) fn new(run: unsafe fn(*const Header, Signal), ctx: Arc<Shared>) -> Self {
         Header {
             start_link: Link::new(false),
             cancel_link: Link::new(true),
             run,
             wait: Cell::new(Wait::None),
+            ctx,
             cancel_posted: AtomicBool::new(false),
+            native: Cell::new(false),
         }
     }
 
     /// The header a link belongs to, and whether it is the cancel link.
-    pub(crate) fn from_link(link: *const Link) -> (*const Header, bool) {
-        // SAFETY: `link` is one of the two links of a live header (the
-        // inbox holds nothing else); `is_cancel` is immutable.
-        let is_cancel = unsafe { (*link).is_cancel };
+    ///
+    /// # Safety
+    /// `link` is one of the two links of a live header, just popped from
+    /// the inbox (so not linked: no other thread writes it); see
+    /// [`Link::is_cancel`].
+    pub(crate) unsafe fn from_link(link: *const Link) -> (*const Header, bool) {
+        // SAFETY: per the contract.
+        let is_cancel = unsafe { (*link).is_cancel() };
         let off = if is_cancel {
             core::mem::offset_of!(Header, cancel_link)
         } else {
@@ -201,20 +215,27 @@ pub trait Action: Send {
 
 /// The stop callback of every op: posts the op's cancel link to its loop.
 /// A named type (not a closure), so it is stored inline in the op and
-/// registering it allocates nothing.
+/// registering it allocates nothing; one pointer (the op's loop is read
+/// from the op's header), since every op carries it.
 pub(crate) struct PostCancel {
-    /// The op's loop; the op holds an `Arc` to it for its whole life.
-    ctx: SendPtr<Shared>,
-    /// The op itself.
-    op: SendPtr<Header>,
+    /// The op itself. (`NonNull`, so `Option<PostCancel>` inside the stop
+    /// callback is one word too.)
+    op: NonNull<Header>,
 }
+
+// SAFETY: a plain address of an op that is `Sync` for what the callback
+// does with it (see `on_stop`); the callback may run on any thread.
+unsafe impl Send for PostCancel {}
 
 impl OnStop for PostCancel {
     fn on_stop(self) {
-        // SAFETY: the op (and the `Arc<Shared>` it holds) is alive while
-        // its callback can run: `finish` drops the callback, waiting for a
-        // running one, before the op completes.
-        unsafe { (*self.ctx.get()).post_cancel(self.op.get()) }
+        let h: *const Header = self.op.as_ptr();
+        // SAFETY: the op (and the `Arc<Shared>` its header holds, which is
+        // never replaced) is alive while its callback can run: `finish`
+        // drops the callback, waiting for a running one, before the op
+        // completes. The callback only reads `ctx` (immutable) and goes
+        // through the inbox lock and atomics.
+        unsafe { (*h).ctx.post_cancel(h) }
     }
 }
 
@@ -225,7 +246,6 @@ type CancelCallback = StopCallback<'static, PostCancel>;
 #[repr(C)]
 pub struct IoOp<A, R> {
     header: Header,
-    ctx: Arc<Shared>,
     /// Taken (and dropped) by `finish`. Touched by the starting thread
     /// before the op is handed to the loop, then by the loop thread only.
     action: UnsafeCell<Option<A>>,
@@ -234,8 +254,6 @@ pub struct IoOp<A, R> {
     /// Registered at `start` (when the receiver's token can stop), dropped
     /// by `finish` before the receiver is completed.
     stop: UnsafeCell<Option<CancelCallback>>,
-    /// io_uring: the native entry is in flight. Loop thread only.
-    native: Cell<bool>,
     _pin: PhantomPinned,
 }
 
@@ -262,12 +280,10 @@ where
 {
     pub(crate) fn new(action: A, receiver: R) -> Self {
         IoOp {
-            header: Header::new(Self::run),
-            ctx: action.ctx().clone(),
+            header: Header::new(Self::run, action.ctx().clone()),
             action: UnsafeCell::new(Some(action)),
             receiver: UnsafeCell::new(Some(receiver)),
             stop: UnsafeCell::new(None),
-            native: Cell::new(false),
             _pin: PhantomPinned,
         }
     }
@@ -291,8 +307,8 @@ where
         // SAFETY: `header` is the first field of the `#[repr(C)]` op.
         let this = unsafe { &*(h as *const Self) };
         match signal {
-            Signal::Completed(res) if this.native.get() => {
-                this.native.set(false);
+            Signal::Completed(res) if this.header.native.get() => {
+                this.header.native.set(false);
                 if res == -libc::ECANCELED {
                     // SAFETY: forwarded contract; the entry was reaped.
                     return unsafe { Self::finish(this, None) };
@@ -327,7 +343,7 @@ where
                         // Not ready (EAGAIN): wait for readiness with a
                         // poll; the next run submits the native entry.
                         // SAFETY: as in the readiness path below.
-                        if let Err(e) = unsafe { this.ctx.wait(h, interest) } {
+                        if let Err(e) = unsafe { this.header.ctx.wait(h, interest) } {
                             // SAFETY: forwarded contract.
                             unsafe { Self::finish(this, Some(Err(A::wait_failed(e)))) }
                         }
@@ -340,7 +356,7 @@ where
                     // SAFETY: forwarded contract.
                     return unsafe { Self::finish(this, None) };
                 }
-                if this.ctx.is_uring() {
+                if this.header.ctx.is_uring() {
                     // SAFETY: loop thread; forwarded contract.
                     match unsafe { this.submit_native(h) } {
                         Some(Ok(())) => return,
@@ -367,7 +383,7 @@ where
                     Some(Step::Wait(interest)) => {
                         // SAFETY: `h` stays alive until it completes, which
                         // happens only through the loop after this wait.
-                        if let Err(e) = unsafe { this.ctx.wait(h, interest) } {
+                        if let Err(e) = unsafe { this.header.ctx.wait(h, interest) } {
                             // SAFETY: forwarded contract.
                             unsafe { Self::finish(this, Some(Err(A::wait_failed(e)))) }
                         }
@@ -377,13 +393,14 @@ where
             }
             Signal::Cancel => {
                 // SAFETY: loop thread; `h` is registered as `wait` says.
-                if this.header.wait.get() != Wait::None && unsafe { this.ctx.cancel_wait(h) } {
+                if this.header.wait.get() != Wait::None && unsafe { this.header.ctx.cancel_wait(h) }
+                {
                     // SAFETY: forwarded contract; no longer registered.
                     unsafe { Self::finish(this, None) }
                 }
             }
             Signal::Reaped(res) => {
-                if this.native.replace(false) {
+                if this.header.native.replace(false) {
                     // SAFETY: loop (or dropping) thread; `action` present
                     // until `finish`.
                     this.action
@@ -411,9 +428,9 @@ where
         // SAFETY: the entry points into the action, inside this pinned op,
         // which completes only after the entry's completion is reaped.
         Some(
-            match unsafe { self.ctx.submit_native(h, entry, raw, write) } {
+            match unsafe { self.header.ctx.submit_native(h, entry, raw, write) } {
                 Ok(()) => {
-                    self.native.set(true);
+                    self.header.native.set(true);
                     Ok(())
                 }
                 Err(e) => Err(A::wait_failed(e)),
@@ -483,7 +500,7 @@ where
         // it and waits for a running callback to return.
         self.stop.with_mut(|s| unsafe { *s = None });
         if self.header.cancel_posted.load(Ordering::Acquire) {
-            let mut inbox = self.ctx.inbox.lock();
+            let mut inbox = self.header.ctx.inbox.lock();
             // SAFETY: the link is ours and alive; lock held.
             unsafe { inbox.unlink(&self.header.cancel_link) };
         }
@@ -516,8 +533,8 @@ where
                 .with(|r| unsafe { (*r).as_ref().map(|r| r.env().stop_token().detach()) });
             if let Some(token) = token.filter(|t| t.stop_possible()) {
                 let f = PostCancel {
-                    ctx: SendPtr::new(Arc::as_ptr(&this.ctx)),
-                    op: SendPtr::new(h),
+                    // SAFETY: derived from a reference: not null.
+                    op: unsafe { NonNull::new_unchecked(h.cast_mut()) },
                 };
                 // SAFETY: we own the cell; the callback is created in place
                 // and pinned there: the op is pinned and `finish` drops the
@@ -531,7 +548,7 @@ where
         }
         // SAFETY: the op is pinned and alive until it completes (start's
         // contract); it is registered nowhere yet.
-        if !unsafe { this.ctx.submit(h) } {
+        if !unsafe { this.header.ctx.submit(h) } {
             // The context is gone: complete stopped here.
             // SAFETY: never handed to a loop; this thread owns the cells.
             unsafe { Self::finish(this, None) }

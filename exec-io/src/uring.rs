@@ -12,6 +12,7 @@
 //! everything and reaps until nothing is in flight).
 
 use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
@@ -25,6 +26,28 @@ const WAKE: u64 = u64::MAX;
 /// `user_data` of cancel requests (their completions are ignored).
 const CANCEL: u64 = u64::MAX - 1;
 
+/// Hashes the header addresses of the in-flight set: one multiplication
+/// (the addresses are distinct and aligned; SipHash's resistance to chosen
+/// keys buys nothing here and costs a visible share of a round trip).
+#[derive(Default)]
+struct AddrHasher(u64);
+
+impl Hasher for AddrHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_usize(&mut self, n: usize) {
+        // Fibonacci hashing; the high bits (which hashbrown uses for its
+        // control bytes) depend on every bit of the address.
+        self.0 = (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
 /// The ring and what is in flight on it. Loop-thread only.
 pub(crate) struct Uring {
     ring: IoUring,
@@ -33,7 +56,7 @@ pub(crate) struct Uring {
     wake_buf: Box<u64>,
     wake_armed: bool,
     /// Headers of operations with an entry in flight.
-    inflight: HashSet<usize>,
+    inflight: HashSet<usize, BuildHasherDefault<AddrHasher>>,
 }
 
 /// Creates the eventfd the loop's waker writes to.
@@ -56,14 +79,44 @@ pub(crate) fn wake(fd: RawFd) {
 }
 
 impl Uring {
+    /// A ring of `entries` submission entries (rounded up to a power of
+    /// two, at least 64) and eight times as many completion entries (a
+    /// server keeps a read in flight per connection, and a turn that
+    /// reaps them all should not overflow into the kernel's slower
+    /// overflow list).
+    ///
+    /// Setup flags, where the kernel has them (each set falls back to the
+    /// next): `COOP_TASKRUN` + `TASKRUN_FLAG` (5.19: completions that
+    /// arrive while the loop runs do not interrupt it with an IPI; they
+    /// are processed at its next `io_uring_enter`, and the kernel flags
+    /// the ring when some are pending, so a turn that has nothing to
+    /// submit can skip the syscall) and `SUBMIT_ALL` (5.18: an entry that
+    /// fails inline does not stop the rest of the batch).
+    ///
+    /// Not used: `SINGLE_ISSUER`/`DEFER_TASKRUN`. They bind the ring to
+    /// one thread, but an `IoContext` may be run by one thread and later
+    /// by another, and is shut down (cancels submitted, completions
+    /// reaped) by whichever thread drops it; on another thread the
+    /// kernel refuses to enter the ring (`EEXIST`), and the shutdown
+    /// could not wait for the kernel to let go of the operations'
+    /// buffers.
     pub(crate) fn new(entries: u32, wake_fd: OwnedFd) -> io::Result<Self> {
-        let ring = IoUring::builder().build(entries.next_power_of_two().max(64))?;
+        let entries = entries.next_power_of_two().max(64);
+        let cq = entries.saturating_mul(8);
+        let ring = IoUring::builder()
+            .setup_cqsize(cq)
+            .setup_coop_taskrun()
+            .setup_taskrun_flag()
+            .setup_submit_all()
+            .build(entries)
+            .or_else(|_| IoUring::builder().setup_cqsize(cq).build(entries))
+            .or_else(|_| IoUring::builder().build(entries))?;
         Ok(Uring {
             ring,
             wake_fd,
             wake_buf: Box::new(0),
             wake_armed: false,
-            inflight: HashSet::new(),
+            inflight: HashSet::default(),
         })
     }
 
@@ -167,7 +220,19 @@ impl Uring {
             self.wake_armed = true;
         }
         let res = match timeout {
-            Some(d) if d.is_zero() => self.ring.submit(),
+            Some(d) if d.is_zero() => {
+                // Nothing to submit, nothing the kernel holds back (task
+                // work flagged by `TASKRUN_FLAG`, an overflowed CQ): the
+                // completions are in the shared ring already, reap them
+                // without a syscall.
+                let sq = self.ring.submission();
+                if sq.is_empty() && !sq.taskrun() && !sq.cq_overflow() {
+                    Ok(0)
+                } else {
+                    drop(sq);
+                    self.ring.submit()
+                }
+            }
             Some(d) => {
                 let ts = types::Timespec::from(d);
                 let args = types::SubmitArgs::new().timespec(&ts);

@@ -94,3 +94,38 @@ fn auto_follows_the_environment() {
         ),
     }
 }
+
+/// `run_until`'s sender completing on another thread (here: another loop's)
+/// wakes the blocked loop; completing on the loop itself needs no wake-up
+/// (and gets none). A watchdog stops the context after 10 s, so a lost
+/// wake-up fails the test instead of hanging it.
+#[test]
+fn run_until_is_woken_by_a_completion_on_another_thread() {
+    for backend in [Backend::Readiness, Backend::IoUring] {
+        let Ok(ctx) = IoContext::builder().backend(backend).build() else {
+            continue;
+        };
+        let other = IoContext::builder().backend(backend).spawn().unwrap();
+        for _ in 0..50 {
+            let handle = ctx.handle();
+            let (tx, rx) = std::sync::mpsc::channel::<()>();
+            let watchdog = std::thread::spawn(move || {
+                if rx.recv_timeout(Duration::from_secs(10)).is_err() {
+                    handle.stop();
+                }
+            });
+            let t0 = std::time::Instant::now();
+            let got = ctx.run_until(
+                other
+                    .scheduler()
+                    .schedule_after(Duration::from_millis(1))
+                    .then(|()| std::thread::current().name().map(String::from)),
+            );
+            tx.send(()).unwrap();
+            watchdog.join().unwrap();
+            assert_eq!(got, Ok(Some(Some("exec-io".to_string()))), "{backend:?}");
+            assert!(t0.elapsed() < Duration::from_secs(5), "{backend:?}");
+        }
+        other.join().unwrap();
+    }
+}
