@@ -141,7 +141,8 @@ mod tests {
     fn expire_in_order_and_skip_cancelled() {
         let mut t = Timers::new();
         let now = Instant::now();
-        let p = |i: usize| i as *const Header;
+        // Distinct, never dereferenced pointers (no provenance needed).
+        let p = |i: usize| std::ptr::without_provenance::<Header>(i);
         let a = t.insert(now + Duration::from_millis(3), p(8));
         let _b = t.insert(now + Duration::from_millis(1), p(16));
         let c = t.insert(now + Duration::from_millis(2), p(24));
@@ -150,7 +151,7 @@ mod tests {
         assert_eq!(t.len(), 2);
         assert_eq!(t.next_deadline(), Some(now + Duration::from_millis(1)));
         let mut fired = Vec::new();
-        t.expire(now + Duration::from_millis(5), |h| fired.push(h as usize));
+        t.expire(now + Duration::from_millis(5), |h| fired.push(h.addr()));
         assert_eq!(fired, vec![16, 8]);
         assert!(t.cancel(a).is_null(), "a fired timer cannot be cancelled");
         assert_eq!(t.len(), 0);
