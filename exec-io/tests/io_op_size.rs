@@ -46,7 +46,7 @@ fn per_connection_operation_states_stay_small() {
     eprintln!("read {read} B, write_all {write_all} B, echo loop {echo} B");
     // Was 232 / 240 / 472 before the header, wait and stop-callback
     // shrink.
-    assert!(read <= 192, "read op: {read} B");
-    assert!(write_all <= 200, "write_all op: {write_all} B");
-    assert!(echo <= 432, "echo loop op: {echo} B");
+    assert!(read <= 160, "read op: {read} B");
+    assert!(write_all <= 168, "write_all op: {write_all} B");
+    assert!(echo <= 400, "echo loop op: {echo} B");
 }
