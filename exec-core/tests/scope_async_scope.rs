@@ -357,8 +357,8 @@ fn spawn_from_many_threads_and_complete_on_others() {
     }
 }
 
-/// A sender whose `connect` panics.
-struct PanicsOnConnect(Tracked<()>);
+/// A sender whose `connect` panics (dropping the tracked value it holds).
+struct PanicsOnConnect(#[allow(dead_code)] Tracked<()>);
 
 /// Never made: `PanicsOnConnect::connect` panics first.
 struct NeverOp;

@@ -136,32 +136,29 @@ impl Shared {
     /// last shard for threads that are not workers of this pool.
     #[inline]
     pub(crate) fn current_shard(&self) -> usize {
-        let outside = self.shards.len() - 1;
         match self.current_worker() {
-            // Surplus workers of a very large pool share the last worker
-            // shard (or, with one shard per worker short, the outside one).
-            Some(index) => index.min(outside.saturating_sub(1)),
-            None => outside,
+            Some(index) => self.worker_shard(index),
+            None => self.shards.len() - 1,
         }
     }
 
-    /// Queues `job`: on a worker of this pool into its LIFO slot (displacing
-    /// the previous occupant into its local queue), from anywhere else into
-    /// the injector; then wakes a sleeping worker if there is one. On a
-    /// shut-down pool the job is cancelled at once.
-    ///
-    /// The job may have run (and its operation been freed) by the time this
-    /// returns; the caller must keep `self` alive across the call by other
-    /// means than that operation.
-    pub(crate) fn submit(&self, job: JobRef) {
-        match self.current_worker() {
-            Some(index) => self.submit_local(index, job, true),
-            None => self.submit_remote(job),
-        }
+    /// The `PoolRef` shard of worker `index`.
+    #[inline]
+    pub(crate) fn worker_shard(&self, index: usize) -> usize {
+        let outside = self.shards.len() - 1;
+        // Surplus workers of a very large pool share the last worker shard
+        // (or, with one shard per worker short, the outside one).
+        index.min(outside.saturating_sub(1))
     }
 
     /// Queues `job` on worker `index` (the calling thread): into the LIFO
-    /// slot if `lifo`, else at the back of the local queue.
+    /// slot if `lifo` (displacing the previous occupant into the local
+    /// queue), else at the back of the local queue; then wakes a sleeping
+    /// worker if there is one. On a shut-down pool the job is cancelled.
+    ///
+    /// The job may have run (and its operation been freed) by the time this
+    /// returns; the caller must keep `self` alive across the call by other
+    /// means than that operation (on a worker, the worker's thread does).
     pub(crate) fn submit_local(&self, index: usize, job: JobRef, lifo: bool) {
         let w = &self.workers[index];
         let to_queue = if lifo { w.lifo.put(job) } else { Some(job) };

@@ -64,6 +64,7 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
+    #[inline]
     fn try_associate(self: &Arc<Self>) -> Option<Assoc> {
         // Relaxed: only the closed bit in the same word matters here, and
         // the read-modify-write sees the latest value of it.
@@ -152,6 +153,7 @@ impl core::ops::Deref for InnerRef {
 
 impl Assoc {
     /// The association as a raw pointer (still counted in the scope).
+    #[inline]
     fn into_raw(self) -> *const Inner {
         // Not dropped: the association (its unit of the count) moves into
         // the pointer.
@@ -161,6 +163,7 @@ impl Assoc {
 
     /// # Safety
     /// `ptr` came from [`into_raw`](Self::into_raw), and is used once.
+    #[inline]
     unsafe fn from_raw(ptr: *const Inner) -> Self {
         Assoc {
             // SAFETY: per the contract, a pointer `into_raw` took from a
@@ -696,6 +699,7 @@ impl SpawnHeader {
     }
 
     /// The association's pointer (without the state).
+    #[inline]
     fn inner_ptr(&self) -> *const Inner {
         // Relaxed: the pointer part was written before the block was
         // shared, and only the state bits change.
@@ -706,6 +710,7 @@ impl SpawnHeader {
     }
 
     /// The state bits.
+    #[inline]
     fn state(&self, order: Ordering) -> usize {
         self.word.load(order).addr() & STATE_BITS
     }
@@ -718,6 +723,7 @@ impl SpawnHeader {
     }
 
     /// Moves the state `from → to` (AcqRel); `false` if it was not `from`.
+    #[inline]
     fn transition(&self, from: usize, to: usize) -> bool {
         let ptr = self.inner_ptr().cast_mut();
         self.word
@@ -734,6 +740,7 @@ impl SpawnHeader {
     ///
     /// # Safety
     /// Once, by whoever comes second (or by `spawn` if `connect` unwound).
+    #[inline]
     unsafe fn take_assoc(&self) -> Assoc {
         // SAFETY: made by `Assoc::into_raw` in `new`, taken once.
         unsafe { Assoc::from_raw(self.inner_ptr()) }
