@@ -213,9 +213,24 @@ impl Clone for PoolRef {
     }
 }
 
-impl Drop for PoolRef {
+impl PoolRef {
+    /// Drops this handle on the calling thread, which is worker `index` of
+    /// its pool (as [`Shared::current_worker`] just said): `drop` without
+    /// looking the worker up again.
     #[inline]
-    fn drop(&mut self) {
+    pub(crate) fn drop_on_worker(self, index: usize) {
+        let mut this = core::mem::ManuallyDrop::new(self);
+        // SAFETY: `this` is released once, here, and never used again.
+        unsafe { this.release(|shared| shared.worker_shard(index)) };
+    }
+
+    /// Gives up this handle's count; `current_shard` computes the calling
+    /// thread's shard (`Shared::current_shard`).
+    ///
+    /// # Safety
+    /// Called once, as the handle's drop; the handle is not used afterwards.
+    #[inline]
+    unsafe fn release(&mut self, current_shard: impl FnOnce(&Shared) -> usize) {
         // Read what we need first: giving up the strong count may free it.
         let ptr = self.ptr().as_ptr() as *const Shared;
         let index = self.shard();
@@ -227,7 +242,7 @@ impl Drop for PoolRef {
             // happen-before the free by whoever brings `count` to zero and
             // then gives up the shard's strong count.
             counts.count.fetch_sub(1, Ordering::AcqRel) == 1
-        } else if shared.current_shard() == index {
+        } else if current_shard(shared) == index {
             // The shard's worker, shard open: `local` is ours and stays ≥ 1
             // (the worker's own reference), so this is never the last.
             let local = counts.local.load(Ordering::Relaxed);
@@ -243,6 +258,14 @@ impl Drop for PoolRef {
             // which we give up; the `Arc` orders the free (AcqRel).
             unsafe { Arc::decrement_strong_count(ptr) };
         }
+    }
+}
+
+impl Drop for PoolRef {
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: this is the handle's drop.
+        unsafe { self.release(Shared::current_shard) };
     }
 }
 

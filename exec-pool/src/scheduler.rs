@@ -258,10 +258,27 @@ impl<R: Receiver<(), Infallible> + Send> OperationState for ScheduleOp<R> {
         // when the job is executed; `shared` was present, so this is the
         // first and only `job_ref` call.
         let job = unsafe { Pin::new_unchecked(&this.job).job_ref() };
-        // Our own reference keeps the pool's state alive across `submit`,
-        // during which the job may complete and the op be freed.
-        shared.submit(job);
-        drop(shared);
+        match shared.current_worker() {
+            Some(index) => {
+                // On worker `index` of this pool, whose thread keeps the
+                // pool's state alive until it exits (`worker::main`, and its
+                // open `PoolRef` shard): our handle can go first, without a
+                // second look-up of the worker, and the job goes straight
+                // into the worker's LIFO slot.
+                let state: *const crate::worker::Shared = shared.as_ptr();
+                shared.drop_on_worker(index);
+                // SAFETY: alive, see above; the job may complete (and the op
+                // be freed) during the call, which touches only the state.
+                unsafe { (*state).submit_local(index, job, true) };
+            }
+            None => {
+                // Our own reference keeps the pool's state alive across the
+                // submission, during which the job may complete and the op
+                // be freed.
+                shared.submit_remote(job);
+                drop(shared);
+            }
+        }
     }
 }
 

@@ -136,44 +136,49 @@ impl Shared {
     /// last shard for threads that are not workers of this pool.
     #[inline]
     pub(crate) fn current_shard(&self) -> usize {
-        let outside = self.shards.len() - 1;
         match self.current_worker() {
-            // Surplus workers of a very large pool share the last worker
-            // shard (or, with one shard per worker short, the outside one).
-            Some(index) => index.min(outside.saturating_sub(1)),
-            None => outside,
+            Some(index) => self.worker_shard(index),
+            None => self.shards.len() - 1,
         }
     }
 
-    /// Queues `job`: on a worker of this pool into its LIFO slot (displacing
-    /// the previous occupant into its local queue), from anywhere else into
-    /// the injector; then wakes a sleeping worker if there is one. On a
-    /// shut-down pool the job is cancelled at once.
-    ///
-    /// The job may have run (and its operation been freed) by the time this
-    /// returns; the caller must keep `self` alive across the call by other
-    /// means than that operation.
-    pub(crate) fn submit(&self, job: JobRef) {
-        match self.current_worker() {
-            Some(index) => self.submit_local(index, job, true),
-            None => self.submit_remote(job),
-        }
+    /// The `PoolRef` shard of worker `index`.
+    #[inline]
+    pub(crate) fn worker_shard(&self, index: usize) -> usize {
+        let outside = self.shards.len() - 1;
+        // Surplus workers of a very large pool share the last worker shard
+        // (or, with one shard per worker short, the outside one).
+        index.min(outside.saturating_sub(1))
     }
 
     /// Queues `job` on worker `index` (the calling thread): into the LIFO
-    /// slot if `lifo`, else at the back of the local queue.
+    /// slot if `lifo` (displacing the previous occupant into the local
+    /// queue), else at the back of the local queue; then wakes a sleeping
+    /// worker if there is one. On a shut-down pool the job is cancelled.
+    ///
+    /// The job may have run (and its operation been freed) by the time this
+    /// returns; the caller must keep `self` alive across the call by other
+    /// means than that operation (on a worker, the worker's thread does).
+    #[inline]
     pub(crate) fn submit_local(&self, index: usize, job: JobRef, lifo: bool) {
         let w = &self.workers[index];
         let to_queue = if lifo { w.lifo.put(job) } else { Some(job) };
-        if let Some(job) = to_queue
-            && let Err(rejected) = w.queue.push(job, &self.injector)
-        {
+        if let Some(job) = to_queue {
+            self.push_local(w, job);
+        }
+        self.idle.notify_one();
+    }
+
+    /// Pushes `job` onto the local queue `w` of the calling worker (out of
+    /// line: the LIFO slot is the common case of `submit_local`).
+    #[inline(never)]
+    fn push_local(&self, w: &WorkerQueues, job: JobRef) {
+        if let Err(rejected) = w.queue.push(job, &self.injector) {
             // Overflow into a closed injector: the pool is shutting down.
             for job in rejected {
                 run_contained(self, job, Mode::Cancel);
             }
         }
-        self.idle.notify_one();
     }
 
     /// Queues `job` into the injector (from outside the pool).
@@ -250,9 +255,26 @@ impl Worker<'_> {
     /// times in a row at most, unless the local queue is empty), the local
     /// queue, the injector, other
     /// workers' queues. `last_resort` also takes other workers' LIFO slots.
+    #[inline]
     fn find_work(&mut self, last_resort: bool) -> Option<JobRef> {
-        let shared = self.shared;
         self.tick = self.tick.wrapping_add(1);
+        // The common case, inline: not the injector's turn, and the LIFO
+        // slot may go again. (Exactly what `find_work_slow` does first in
+        // that case.)
+        if !self.tick.is_multiple_of(INJECTOR_INTERVAL)
+            && self.lifo_streak < MAX_LIFO_STREAK
+            && let Some(job) = self.shared.workers[self.index].lifo.take()
+        {
+            self.lifo_streak += 1;
+            return Some(job);
+        }
+        self.find_work_slow(last_resort)
+    }
+
+    /// The rest of [`find_work`](Self::find_work), after `tick` advanced.
+    #[inline(never)]
+    fn find_work_slow(&mut self, last_resort: bool) -> Option<JobRef> {
+        let shared = self.shared;
         if self.tick.is_multiple_of(INJECTOR_INTERVAL)
             && let Some(job) = shared.injector.pop()
         {

@@ -29,8 +29,8 @@
 //! - A panic of spawned work is recorded (the first one; later ones are
 //!   dropped) before the work leaves the scope, so `join` sees it.
 
-use alloc::boxed::Box;
 use alloc::sync::Arc;
+use core::alloc::Layout;
 use core::convert::Infallible;
 use core::fmt;
 use core::marker::PhantomData;
@@ -38,7 +38,9 @@ use core::mem::MaybeUninit;
 use core::pin::Pin;
 use core::ptr::NonNull;
 
-use crate::adaptor::{EnsureStarted, EnsureStartedReceiver, Hooks, start_eagerly};
+use crate::adaptor::{
+    EnsureStarted, EnsureStartedReceiver, Hooks, frame_alloc, frame_dealloc, start_eagerly,
+};
 use crate::loom::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use crate::sync::wait_list::{Lock, Node, WaitList, Waiter};
 use crate::{
@@ -62,6 +64,7 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
+    #[inline]
     fn try_associate(self: &Arc<Self>) -> Option<Assoc> {
         // Relaxed: only the closed bit in the same word matters here, and
         // the read-modify-write sees the latest value of it.
@@ -150,6 +153,7 @@ impl core::ops::Deref for InnerRef {
 
 impl Assoc {
     /// The association as a raw pointer (still counted in the scope).
+    #[inline]
     fn into_raw(self) -> *const Inner {
         // Not dropped: the association (its unit of the count) moves into
         // the pointer.
@@ -159,6 +163,7 @@ impl Assoc {
 
     /// # Safety
     /// `ptr` came from [`into_raw`](Self::into_raw), and is used once.
+    #[inline]
     unsafe fn from_raw(ptr: *const Inner) -> Self {
         Assoc {
             // SAFETY: per the contract, a pointer `into_raw` took from a
@@ -393,31 +398,42 @@ impl<'env> AsyncScope<'env> {
         let Some(assoc) = self.inner.try_associate() else {
             return false;
         };
-        let raw: *mut SpawnBlock<S::Operation> = Box::into_raw(Box::new(SpawnBlock {
-            header: SpawnHeader::new(assoc, free_block::<S::Operation>),
-            op: MaybeUninit::uninit(),
-        }));
+        // The block comes from this thread's frame cache (recycled blocks
+        // of its size class), not from the global allocator each time: a
+        // worker spawning work that its own completion frees reuses one
+        // block over and over.
+        let block =
+            frame_alloc(SpawnBlock::<S::Operation>::LAYOUT).cast::<SpawnBlock<S::Operation>>();
+        let raw: *mut SpawnBlock<S::Operation> = block.as_ptr();
+        // SAFETY: a fresh allocation with the block's layout; the op stays
+        // uninitialized until `connect` returned.
+        unsafe {
+            raw.write(SpawnBlock {
+                header: SpawnHeader::new(assoc, free_block::<S::Operation>),
+                op: MaybeUninit::uninit(),
+            })
+        };
         // Frees the (still uninitialized) block, leaving the scope, if
         // `connect` unwinds.
-        struct FreeUninit<O>(*mut SpawnBlock<O>);
+        struct FreeUninit<O>(NonNull<SpawnBlock<O>>);
         impl<O> Drop for FreeUninit<O> {
             fn drop(&mut self) {
-                // SAFETY: allocated above, op not initialized, never shared.
-                let block = unsafe { Box::from_raw(self.0) };
-                // SAFETY: the work never ran: the association is taken once,
+                // SAFETY: allocated and initialized above (but its op), never
+                // shared; the work never ran: the association is taken once,
                 // here.
-                let assoc = unsafe { block.header.take_assoc() };
-                drop(block);
+                let assoc = unsafe { self.0.as_ref().header.take_assoc() };
+                // SAFETY: from `frame_alloc(LAYOUT)`, freed once; the header
+                // needs no drop and the op was never written.
+                unsafe { frame_dealloc(self.0.cast(), SpawnBlock::<O>::LAYOUT) };
                 drop(assoc);
             }
         }
-        let guard = FreeUninit(raw);
-        // SAFETY: `raw` is a fresh allocation; all later accesses go through
+        let guard = FreeUninit(block);
+        // SAFETY: `raw` is a live allocation; all later accesses go through
         // pointers derived from it.
         let op: *mut S::Operation = unsafe { (&raw mut (*raw).op).cast() };
         let receiver = SpawnReceiver {
-            // SAFETY: from `Box::into_raw`, not null.
-            block: unsafe { NonNull::new_unchecked(raw.cast()) },
+            block: block.cast(),
         };
         // SAFETY: `op` points into the block, suitably aligned, uninit.
         unsafe { op.write(sender.connect(receiver)) };
@@ -683,6 +699,7 @@ impl SpawnHeader {
     }
 
     /// The association's pointer (without the state).
+    #[inline]
     fn inner_ptr(&self) -> *const Inner {
         // Relaxed: the pointer part was written before the block was
         // shared, and only the state bits change.
@@ -693,6 +710,7 @@ impl SpawnHeader {
     }
 
     /// The state bits.
+    #[inline]
     fn state(&self, order: Ordering) -> usize {
         self.word.load(order).addr() & STATE_BITS
     }
@@ -705,6 +723,7 @@ impl SpawnHeader {
     }
 
     /// Moves the state `from → to` (AcqRel); `false` if it was not `from`.
+    #[inline]
     fn transition(&self, from: usize, to: usize) -> bool {
         let ptr = self.inner_ptr().cast_mut();
         self.word
@@ -721,6 +740,7 @@ impl SpawnHeader {
     ///
     /// # Safety
     /// Once, by whoever comes second (or by `spawn` if `connect` unwound).
+    #[inline]
     unsafe fn take_assoc(&self) -> Assoc {
         // SAFETY: made by `Assoc::into_raw` in `new`, taken once.
         unsafe { Assoc::from_raw(self.inner_ptr()) }
@@ -733,14 +753,21 @@ struct SpawnBlock<O> {
     op: MaybeUninit<O>,
 }
 
+impl<O> SpawnBlock<O> {
+    /// What `spawn` allocates (from the frame cache) for one block.
+    const LAYOUT: Layout = Layout::new::<Self>();
+}
+
 /// # Safety
 /// `p` is a `SpawnBlock<O>` made by `spawn` whose op has completed; freed once.
 unsafe fn free_block<O>(p: NonNull<()>) {
-    // SAFETY: per the contract.
-    let mut block = unsafe { Box::from_raw(p.cast::<SpawnBlock<O>>().as_ptr()) };
-    // SAFETY: initialized by `spawn` before it was started.
-    unsafe { block.op.assume_init_drop() };
-    drop(block);
+    let block = p.cast::<SpawnBlock<O>>();
+    // SAFETY: per the contract the block is alive and its op, initialized
+    // by `spawn` before it was started, is dropped once, here.
+    unsafe { core::ptr::drop_in_place((*block.as_ptr()).op.as_mut_ptr()) };
+    // SAFETY: allocated by `spawn` with `frame_alloc(LAYOUT)`, freed once;
+    // the header needs no drop.
+    unsafe { frame_dealloc(block.cast(), SpawnBlock::<O>::LAYOUT) };
 }
 
 /// The receiver [`AsyncScope::spawn`] connects the work to. It frees the
