@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use exec_core::{AsyncMutex, SenderExt, StopSource, sync_wait};
+use exec_core::{AsyncMutex, SenderExt, SenderTo, StopSource, sync_wait};
 use std::sync::Arc;
 
 /// The recording fixtures need `'static` values, and a guard borrows its
@@ -160,4 +160,21 @@ fn stop_races_unlock_from_other_threads() {
         op.finish();
         assert!(m.try_lock().is_some(), "lock not lost");
     }
+}
+
+#[test]
+fn lock_op_is_small() {
+    // Queue node (prev, next, wake, cancel), embedded stop node (4 words),
+    // receiver, mutex reference: with a one-word receiver (the recorder's
+    // `Arc`), 10 words. It was 12 (a separate `StopCallback` and a
+    // `linked` flag).
+    let m = AsyncMutex::new(0u8);
+    let (r, _rec) = recorder::<exec_core::AsyncMutexGuard<'_, u8>, core::convert::Infallible>();
+    assert_eq!(size_of_val(&r), size_of::<usize>());
+    let op = m.lock().connect(r);
+    assert!(
+        size_of_val(&op) <= 10 * size_of::<usize>(),
+        "LockOp is {} B",
+        size_of_val(&op)
+    );
 }

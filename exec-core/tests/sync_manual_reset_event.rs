@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use exec_core::{AsyncManualResetEvent, SenderExt, StopSource, sync_wait};
+use exec_core::{AsyncManualResetEvent, SenderExt, SenderTo, StopSource, sync_wait};
 use std::sync::Arc;
 
 #[test]
@@ -115,4 +115,18 @@ fn stop_races_set() {
         assert_eq!(rec.completions(), 1);
         op.finish();
     }
+}
+
+#[test]
+fn wait_op_is_small() {
+    // As `LockOp` (see sync_async_mutex.rs): 10 words with a one-word
+    // receiver. It was 12.
+    let ev = AsyncManualResetEvent::new(false);
+    let (r, _rec) = recorder::<(), core::convert::Infallible>();
+    let op = ev.wait().connect(r);
+    assert!(
+        size_of_val(&op) <= 10 * size_of::<usize>(),
+        "WaitOp is {} B",
+        size_of_val(&op)
+    );
 }

@@ -139,3 +139,39 @@ fn receive_op_is_small() {
         size_of_val(&op)
     );
 }
+
+#[test]
+fn values_are_dropped_once_on_every_path() {
+    let drops = DropCounter::new();
+    // Stored, then a stopped receive: dropped when it completes.
+    let (tx, rx) = oneshot::channel();
+    tx.send(drops.track(1)).unwrap();
+    let source = Arc::new(StopSource::new());
+    source.request_stop();
+    let (r, rec) = recorder_with_stop(source);
+    let op = start_with(rx, r, &rec);
+    rec.expect_stopped();
+    assert_eq!(drops.alive(), 0, "unreceived value held by a completed op");
+    op.finish();
+
+    // Stopped while waiting: a later send gets its value back.
+    let (tx, rx) = oneshot::channel();
+    let source = Arc::new(StopSource::new());
+    let (r, rec) = recorder_with_stop(source.clone());
+    let op = start_with(rx, r, &rec);
+    source.request_stop();
+    rec.expect_stopped();
+    let back = tx.send(drops.track(2)).expect_err("receiver was stopped");
+    assert_eq!(back.value, 2);
+    drop(back);
+    assert_eq!(drops.alive(), 0);
+    op.finish();
+
+    // Handed to a waiting receive: exactly one live value, then none.
+    let (tx, rx) = oneshot::channel();
+    let (op, rec) = start(rx);
+    tx.send(drops.track(3)).unwrap();
+    assert_eq!(rec.expect_value().value, 3);
+    op.finish();
+    assert_eq!(drops.alive(), 0);
+}

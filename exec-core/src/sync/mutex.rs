@@ -333,3 +333,86 @@ where
         }
     }
 }
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    //! A waiting lock operation (its stop node embedded in the waiter)
+    //! handed the lock by `unlock` while a stop request races it: exactly
+    //! one of them completes it, and the lock is never lost.
+    use super::*;
+    use crate::loom::sync::atomic::{AtomicUsize, Ordering};
+    use crate::{PanicPayload, StopSource, StopToken};
+    use ::loom::sync::Arc as LoomArc;
+    use alloc::boxed::Box;
+    use core::convert::Infallible;
+
+    /// 1: got the lock (and released it); 3: stopped.
+    struct Rec {
+        outcome: LoomArc<AtomicUsize>,
+        completions: LoomArc<AtomicUsize>,
+        stop: LoomArc<StopSource>,
+    }
+    impl Rec {
+        fn record(&self, what: usize) {
+            self.completions.fetch_add(1, Ordering::Relaxed);
+            self.outcome.store(what, Ordering::Release);
+        }
+    }
+    struct RecEnv<'a>(&'a StopSource);
+    impl<'a> crate::Env<'a> for RecEnv<'a> {
+        fn stop_token(&self) -> StopToken<'a> {
+            self.0.token()
+        }
+    }
+    impl<'m> Receiver<AsyncMutexGuard<'m, u32>, Infallible> for Rec {
+        fn set_value(self, mut g: AsyncMutexGuard<'m, u32>) {
+            *g += 1;
+            drop(g);
+            self.record(1);
+        }
+        fn set_error(self, e: Infallible) {
+            match e {}
+        }
+        fn set_stopped(self) {
+            self.record(3);
+        }
+        fn set_panic(self, _: PanicPayload) {
+            panic!("no panic expected");
+        }
+        fn env(&self) -> impl crate::Env<'_> {
+            RecEnv(&self.stop)
+        }
+    }
+
+    #[test]
+    fn loom_unlock_races_stop_of_a_waiter() {
+        ::loom::model(|| {
+            let mutex = AsyncMutex::new(0u32);
+            let stop = LoomArc::new(StopSource::new());
+            let outcome = LoomArc::new(AtomicUsize::new(0));
+            let completions = LoomArc::new(AtomicUsize::new(0));
+            let held = mutex.try_lock().unwrap();
+            let mut op = Box::pin(mutex.lock().connect(Rec {
+                outcome: outcome.clone(),
+                completions: completions.clone(),
+                stop: stop.clone(),
+            }));
+            // SAFETY: `op` is dropped only after the stopper was joined and
+            // it has completed (asserted below).
+            unsafe { op.as_mut().start() };
+            let s2 = stop.clone();
+            let stopper = ::loom::thread::spawn(move || {
+                s2.request_stop();
+            });
+            drop(held);
+            stopper.join().unwrap();
+            assert_eq!(completions.load(Ordering::Relaxed), 1);
+            let got = outcome.load(Ordering::Acquire);
+            assert!(got == 1 || got == 3, "outcome {got}");
+            drop(op);
+            // Not left locked either way; the waiter's increment is seen.
+            let g = mutex.try_lock().expect("lock lost");
+            assert_eq!(*g, u32::from(got == 1));
+        });
+    }
+}

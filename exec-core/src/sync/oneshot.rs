@@ -1,47 +1,100 @@
 //! A oneshot channel whose receiving half is a sender: [`channel`].
 //!
 //! # Protocol
-//! One `Arc`-shared channel (the one allocation): under its lock, the value
-//! slot, whether either half has gone, and the waiting receive operation (at
-//! most one). `send` either takes the waiter out (and hands it the value
-//! outside the lock, through its `wake` function) or, if none waits, stores
-//! the value — one critical section either way. Dropping the sending half
-//! without sending marks it gone and wakes the waiter the same way, with no
-//! value.
+//! One `Arc`-shared channel (the one allocation): a state word
+//! ([`VALUE`], [`WAITING`], [`TX_GONE`], [`RX_GONE`]), a value slot and the
+//! waiting receive operation's pointer. No lock:
+//! - `send` writes the value into the slot and sets `VALUE | TX_GONE` in one
+//!   `fetch_or`. If the receive operation was waiting (the old state is
+//!   exactly `WAITING`), `send` owns its completion: it reads the value back
+//!   and hands it over through the operation's `wake` function. If the
+//!   receiving half was gone it reads the value back and returns it. Else
+//!   the value stays for a later receive.
+//! - Dropping the sending half without sending sets `TX_GONE` the same way,
+//!   and wakes a waiting operation with no value.
+//! - Closing the receiving half (dropping it, or a receive operation that
+//!   never completed) sets `RX_GONE` and drops a stored value.
 //!
 //! A receive operation that finds a value (or the sending half gone) at
-//! `start` completes at once. Only one that has to wait registers a stop
-//! callback — its own first field, so the operation is its own callback
-//! node — and it does so under the channel's lock, before linking itself.
-//! Whoever unlinks the waiter (the sending half, or the stop callback)
-//! owns its completion; see [`RecvOp`].
+//! `start` completes at once: one load. Only one that has to wait registers
+//! a stop callback — its own first field, so the operation is its own
+//! callback node — and then publishes itself (`0 → WAITING`). Whoever moves
+//! the state out of exactly `WAITING` (the sending half, or the stop
+//! callback: `WAITING → RX_GONE`) owns its completion; see [`RecvOp`]. A
+//! stop callback that runs before the operation published itself marks the
+//! channel `RX_GONE` (`0 → RX_GONE`), so `start`'s publishing fails and
+//! `start` completes *stopped* itself.
 
 use alloc::sync::Arc;
 use core::fmt;
+use core::mem::MaybeUninit;
 use core::pin::Pin;
 use core::ptr;
 
 use crate::loom::cell::UnsafeCell;
+use crate::loom::sync::atomic::{AtomicUsize, Ordering};
 use crate::stop::Node as StopNode;
-use crate::sync::wait_list::Lock;
 use crate::{Env, OperationState, Receiver, Sender, SenderTo, StopToken};
 
-struct ChanState<T> {
-    value: Option<T>,
-    sender_gone: bool,
-    receiver_gone: bool,
-    /// The waiting receive operation, or null. Whoever takes it out (under
-    /// the lock) owns its completion.
-    waiter: *const Waiting<T>,
-}
-
-// SAFETY: the node pointer is only used under the lock (see the module
-// docs); the receive operation requires a `Send` receiver. `T` moves
-// between threads.
-unsafe impl<T: Send> Send for ChanState<T> {}
+/// The slot holds a value (set, with [`TX_GONE`], by `send`). Meaningful
+/// only while the receiving half is there and not waiting: the slot is
+/// owned by whoever clears or outlives the state that set it (see
+/// [`Chan::take_value`]).
+const VALUE: usize = 1;
+/// A receive operation waits: `Chan::waiter` points to it. Only ever set
+/// alone (`0 → WAITING`); whoever moves the state off exactly `WAITING`
+/// owns the operation's completion.
+const WAITING: usize = 2;
+/// The sending half has sent or gone.
+const TX_GONE: usize = 4;
+/// The receiving half has gone (dropped, stopped, or its operation dropped
+/// without completing): `send` fails.
+const RX_GONE: usize = 8;
 
 struct Chan<T> {
-    state: Lock<ChanState<T>>,
+    state: AtomicUsize,
+    /// Written by `send` before it sets [`VALUE`] (Release); read by the
+    /// receiving side after seeing `VALUE` (Acquire), or by `send` itself
+    /// when the value did not stay.
+    value: UnsafeCell<MaybeUninit<T>>,
+    /// Written by `start` before it sets [`WAITING`] (Release); read by the
+    /// sending half after seeing `WAITING` (Acquire).
+    waiter: UnsafeCell<*const Waiting<T>>,
+}
+
+// SAFETY: the cells are handed between the halves through the state word
+// (see the module docs); the receive operation requires a `Send` receiver.
+// `T` moves between threads.
+unsafe impl<T: Send> Send for Chan<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send> Sync for Chan<T> {}
+
+impl<T> Chan<T> {
+    /// Marks the receiving half gone; returns the value that was stored
+    /// (never received), if any.
+    fn close_receiver(&self) -> Option<T> {
+        // Acquire: a stored value was written before `send`'s Release.
+        let old = self.state.fetch_or(RX_GONE, Ordering::Acquire);
+        debug_assert!(old & (WAITING | RX_GONE) == 0, "oneshot: closed twice");
+        if old & VALUE != 0 {
+            // SAFETY: `VALUE` was set and we are the receiving side: the
+            // value is ours, and nobody else reads the slot any more.
+            Some(unsafe { self.take_value() })
+        } else {
+            None
+        }
+    }
+
+    /// Moves the value out of the slot.
+    ///
+    /// # Safety
+    /// The slot holds a value that the caller owns (the receiving side after
+    /// seeing [`VALUE`] with Acquire, or `send` reading back its own value
+    /// that did not stay), taken once.
+    unsafe fn take_value(&self) -> T {
+        // SAFETY: per the contract.
+        self.value.with(|v| unsafe { (*v).assume_init_read() })
+    }
 }
 
 /// Creates a oneshot channel: a [`OneshotSender`] to send one value and a
@@ -65,12 +118,9 @@ struct Chan<T> {
 /// ```
 pub fn channel<T>() -> (OneshotSender<T>, OneshotReceiver<T>) {
     let chan = Arc::new(Chan {
-        state: Lock::new(ChanState {
-            value: None,
-            sender_gone: false,
-            receiver_gone: false,
-            waiter: ptr::null(),
-        }),
+        state: AtomicUsize::new(0),
+        value: UnsafeCell::new(MaybeUninit::uninit()),
+        waiter: UnsafeCell::new(ptr::null()),
     });
     (
         OneshotSender {
@@ -113,28 +163,31 @@ impl<T> OneshotSender<T> {
     /// ```
     pub fn send(mut self, value: T) -> Result<(), T> {
         let chan = self.chan.take().expect("oneshot: sent twice");
-        // A waiting receiver gets the value handed over directly (one
-        // critical section); otherwise it is stored for a later receive.
-        let waiter = chan.state.with(|s| {
-            if s.receiver_gone {
-                return Err(value);
-            }
-            s.sender_gone = true;
-            let waiter = core::mem::replace(&mut s.waiter, ptr::null());
-            if waiter.is_null() {
-                s.value = Some(value);
-                Ok(None)
-            } else {
-                Ok(Some((waiter, value)))
-            }
-        })?;
+        // SAFETY: `VALUE` is not set (only `send` sets it, once): the
+        // receiving side does not read the slot until it sees it.
+        chan.value.with_mut(|v| unsafe { (*v).write(value) });
+        // One RMW whatever the receiving side does. Release: publishes the
+        // value to a later receive; Acquire: a waiting operation's pointer
+        // (and the operation) were written before its Release.
+        let old = chan.state.fetch_or(VALUE | TX_GONE, Ordering::AcqRel);
+        if old & RX_GONE != 0 {
+            // SAFETY: the receiving side is gone and never read the slot:
+            // our value is still there.
+            return Err(unsafe { chan.take_value() });
+        }
+        if old != WAITING {
+            // Stored (the old state was empty): it is the receiver's now.
+            return Ok(());
+        }
+        // We moved the state off `WAITING`: we own the completion. A
+        // waiting receive never reads the slot, so the value is still ours.
+        // SAFETY: as just said; `waiter` was written before `WAITING`.
+        let (value, waiter) = unsafe { (chan.take_value(), chan.waiter.with(|w| *w)) };
         // Our handle goes first: the woken operation drops its own, and the
         // last one frees the channel.
         drop(chan);
-        if let Some((waiter, value)) = waiter {
-            // SAFETY: taken out under the lock: we own its completion.
-            unsafe { ((*waiter).wake)(waiter, Some(value)) };
-        }
+        // SAFETY: we own its completion (above).
+        unsafe { ((*waiter).wake)(waiter, Some(value)) };
         Ok(())
     }
 
@@ -142,20 +195,21 @@ impl<T> OneshotSender<T> {
     pub fn is_closed(&self) -> bool {
         self.chan
             .as_ref()
-            .is_none_or(|c| c.state.with(|s| s.receiver_gone))
+            .is_none_or(|c| c.state.load(Ordering::Relaxed) & RX_GONE != 0)
     }
 }
 
 impl<T> Drop for OneshotSender<T> {
     fn drop(&mut self) {
         if let Some(chan) = self.chan.take() {
-            let waiter = chan.state.with(|s| {
-                s.sender_gone = true;
-                core::mem::replace(&mut s.waiter, ptr::null())
-            });
-            drop(chan);
-            if !waiter.is_null() {
-                // SAFETY: taken out under the lock: we own its completion.
+            // Acquire: as in `send`, for a waiting operation.
+            let old = chan.state.fetch_or(TX_GONE, Ordering::Acquire);
+            if old == WAITING {
+                // SAFETY: written before `WAITING` was set.
+                let waiter = chan.waiter.with(|w| unsafe { *w });
+                drop(chan);
+                // SAFETY: we moved the state off `WAITING`: we own its
+                // completion.
                 unsafe { ((*waiter).wake)(waiter, None) };
             }
         }
@@ -199,19 +253,10 @@ pub struct OneshotReceiver<T> {
     chan: Option<Arc<Chan<T>>>,
 }
 
-fn close_receiver<T>(chan: &Chan<T>) {
-    let value = chan.state.with(|s| {
-        s.receiver_gone = true;
-        s.value.take()
-    });
-    // Dropped outside the lock: a value's destructor is user code.
-    drop(value);
-}
-
 impl<T> Drop for OneshotReceiver<T> {
     fn drop(&mut self) {
         if let Some(chan) = self.chan.take() {
-            close_receiver(&chan);
+            drop(chan.close_receiver());
         }
     }
 }
@@ -255,21 +300,22 @@ struct Waiting<T> {
     /// `RecvOp::cancel`.
     stop: StopNode,
     /// Completes the operation with the value (`Some`) or, the sending half
-    /// being gone, `RecvError` (`None`). Called by whoever took the waiter
-    /// out of the channel, without the lock.
+    /// being gone, `RecvError` (`None`). Called by the sending half when it
+    /// moved the channel's state off `WAITING`.
     wake: unsafe fn(*const Waiting<T>, Option<T>),
 }
 
 /// Operation state of [`OneshotReceiver`].
 ///
 /// # Who completes it
-/// Whoever takes its pointer out of the channel (`ChanState::waiter`, under
-/// the lock) owns the completion: the sending half (`send` or its drop,
-/// through `wake`) or the stop callback (`cancel`). Before completing, the
-/// owner deregisters the stop callback (on the sending side this waits for a
-/// callback running on another thread, which then finds the waiter gone and
-/// does nothing) and drops the channel handle; then it completes the
-/// receiver and touches nothing of the operation afterwards.
+/// `start` itself, unless it published the operation (`0 → WAITING`); then
+/// whoever moves the channel's state off exactly `WAITING` owns the
+/// completion: the sending half (`send` or its drop, through `wake`) or the
+/// stop callback (`cancel`). Before completing, the owner deregisters the
+/// stop callback (on the sending side this waits for a callback running on
+/// another thread, which then finds the state moved on and does nothing)
+/// and drops the channel handle; then it completes the receiver and touches
+/// nothing of the operation afterwards.
 #[repr(C)]
 pub struct RecvOp<T, R> {
     head: Waiting<T>,
@@ -291,7 +337,7 @@ impl<T, R> Drop for RecvOp<T, R> {
         // Present unless the op completed (which took it).
         // SAFETY: `&mut self`: no completion is in progress.
         if let Some(chan) = self.chan.with_mut(|c| unsafe { (*c).take() }) {
-            close_receiver(&chan);
+            drop(chan.close_receiver());
         }
     }
 }
@@ -351,22 +397,36 @@ impl<T, R: Receiver<T, RecvError>> RecvOp<T, R> {
     /// whole op), still registered.
     unsafe fn cancel(node: *const StopNode) {
         let this = node.cast::<Self>();
-        let w = node.cast::<Waiting<T>>();
         // SAFETY: registered callback: the op is alive and its channel handle
         // present (only the owner of the completion takes it, after
         // deregistering, which waits for us).
         let won = unsafe {
             (*this).chan.with(|c| {
                 let chan = (*c).as_ref().expect("oneshot: waiting without a channel");
-                chan.state.with(|s| {
-                    if ptr::eq(s.waiter, w) {
-                        s.waiter = ptr::null();
-                        s.receiver_gone = true;
-                        true
-                    } else {
-                        false
+                // `WAITING → RX_GONE`: the completion is ours. `0 → RX_GONE`:
+                // `start` has not published the op yet; its publishing fails
+                // and it completes *stopped* itself. Anything else: the
+                // sending half moved first (and completes the op, or `start`
+                // does, having found a value or the sender gone). Acquire on
+                // success: what `start` wrote before publishing the op (the
+                // stop node's registration, which `finish` reads) is ours
+                // after `WAITING → RX_GONE`. Nothing is handed to `send`
+                // (it only reads `RX_GONE`, to fail).
+                let mut cur = chan.state.load(Ordering::Relaxed);
+                loop {
+                    if cur != WAITING && cur != 0 {
+                        break false;
                     }
-                })
+                    match chan.state.compare_exchange_weak(
+                        cur,
+                        RX_GONE,
+                        Ordering::Acquire,
+                        Ordering::Relaxed,
+                    ) {
+                        Ok(_) => break cur == WAITING,
+                        Err(actual) => cur = actual,
+                    }
+                }
             })
         };
         if won {
@@ -379,16 +439,60 @@ impl<T, R: Receiver<T, RecvError>> RecvOp<T, R> {
 }
 
 impl<T, R> RecvOp<T, R> {
+    /// What `start` does: complete at once, or publish the op and wait.
+    ///
+    /// # Safety
+    /// As for [`arm`](Self::arm); `chan` is the op's channel.
+    unsafe fn poll(this: *const Self, chan: &Chan<T>, token: StopToken<'static>) -> Next<T> {
+        if token.stop_requested() {
+            return Next::Stopped(chan.close_receiver());
+        }
+        // Acquire: a value was written before `send`'s Release.
+        let cur = chan.state.load(Ordering::Acquire);
+        if cur & VALUE != 0 {
+            // SAFETY: `VALUE` seen with Acquire, and we are the receiving
+            // side: the value is ours. (Nobody looks at the state again: the
+            // sending half is gone, and we drop our handle next.)
+            return Next::Value(unsafe { chan.take_value() });
+        }
+        if cur & TX_GONE != 0 {
+            return Next::Closed;
+        }
+        // SAFETY: not published: nobody reads the cell until `WAITING`.
+        chan.waiter
+            .with_mut(|w| unsafe { *w = this.cast::<Waiting<T>>() });
+        // SAFETY: per the contract.
+        if !unsafe { Self::arm(this, token) } {
+            // Stop was requested since the check above.
+            return Next::Stopped(chan.close_receiver());
+        }
+        // Release: publishes the op (and `waiter`) to the sending half;
+        // Acquire on failure: a value `send` stored meanwhile.
+        match chan
+            .state
+            .compare_exchange(0, WAITING, Ordering::Release, Ordering::Acquire)
+        {
+            Ok(_) => Next::Wait,
+            // Our stop callback ran (`0 → RX_GONE`) and left the rest to us;
+            // a value sent since went back to the sender (checked first:
+            // `send` sets `VALUE` even then).
+            Err(actual) if actual & RX_GONE != 0 => Next::Stopped(None),
+            Err(actual) if actual & VALUE != 0 => {
+                // SAFETY: as above.
+                Next::Value(unsafe { chan.take_value() })
+            }
+            Err(_) => Next::Closed,
+        }
+    }
+
     /// Registers the stop callback of an operation that is about to wait
     /// (only then: a receive that completes at once costs no registration).
     /// Returns `false` if stop has been requested meanwhile (nothing
     /// registered).
     ///
-    /// Called with the channel's lock held, *before* the waiter is linked:
-    /// a stop request from the registration on runs `cancel`, which needs
-    /// that lock and so finds the waiter linked. (The stop source's lock is
-    /// only ever taken inside the channel's, never the other way round:
-    /// stop callbacks run without the source's lock held.)
+    /// Called *before* the op is published (`0 → WAITING`): a stop request
+    /// from the registration on runs `cancel`, which either finds the op
+    /// published or marks the channel `RX_GONE` so that publishing fails.
     ///
     /// # Safety
     /// `this` is the started, pinned op (derived from the whole op), not
@@ -421,28 +525,11 @@ impl<T, R: Receiver<T, RecvError>> OperationState for RecvOp<T, R> {
                 r.env().stop_token().detach()
             })
         };
-        let w = this.cast::<Waiting<T>>();
-        // SAFETY: not linked: the channel cell is ours.
+        // SAFETY: not published: the channel cell is ours.
         let next = unsafe {
             (*this).chan.with(|c| {
                 let chan = (*c).as_ref().expect("oneshot: started twice");
-                chan.state.with(|s| {
-                    if token.stop_requested() {
-                        s.receiver_gone = true;
-                        Next::Stopped(s.value.take())
-                    } else if let Some(v) = s.value.take() {
-                        Next::Value(v)
-                    } else if s.sender_gone {
-                        Next::Closed
-                    } else if Self::arm(this, token) {
-                        s.waiter = w;
-                        Next::Wait
-                    } else {
-                        // Stop was requested since the check above.
-                        s.receiver_gone = true;
-                        Next::Stopped(None)
-                    }
-                })
+                Self::poll(this, chan, token)
             })
         };
         if let Next::Wait = next {
@@ -566,6 +653,90 @@ mod loom_tests {
             }
             drop(tx);
             drop(op);
+        });
+    }
+
+    /// `send` (or, without `send`, dropping the sending half) on another
+    /// thread racing `start` (and, with `stop_too`, a stop request): the
+    /// value is published through the state word (or the waiting op through
+    /// it to the sending half).
+    fn send_races_start(send: bool, stop_too: bool) {
+        ::loom::model(move || {
+            let stop = LoomArc::new(StopSource::new());
+            let outcome = LoomArc::new(AtomicUsize::new(0));
+            let completions = LoomArc::new(AtomicUsize::new(0));
+            let (tx, rx) = channel::<u32>();
+            let sender = ::loom::thread::spawn(move || {
+                if send {
+                    tx.send(7).is_ok()
+                } else {
+                    drop(tx);
+                    false
+                }
+            });
+            let mut op = Box::pin(rx.connect(Rec {
+                outcome: outcome.clone(),
+                completions: completions.clone(),
+                stop: stop.clone(),
+            }));
+            // SAFETY: `op` is dropped only after the sender was joined and
+            // it has completed (asserted below).
+            unsafe { op.as_mut().start() };
+            if stop_too {
+                stop.request_stop();
+            }
+            let delivered = sender.join().unwrap();
+            assert_eq!(completions.load(Ordering::Relaxed), 1);
+            let got = outcome.load(Ordering::Acquire);
+            assert_eq!(delivered, got == 1, "outcome {got}");
+            match (send, stop_too) {
+                (true, false) => assert_eq!(got, 1),
+                (false, false) => assert_eq!(got, 2),
+                (false, true) => assert!(got == 2 || got == 3, "outcome {got}"),
+                (true, true) => {}
+            }
+            drop(op);
+        });
+    }
+
+    #[test]
+    fn loom_oneshot_send_races_start() {
+        send_races_start(true, false);
+    }
+
+    #[test]
+    fn loom_oneshot_sender_drop_races_start() {
+        send_races_start(false, false);
+    }
+
+    #[test]
+    fn loom_oneshot_sender_drop_races_start_and_stop() {
+        send_races_start(false, true);
+    }
+
+    #[test]
+    fn loom_oneshot_send_races_start_and_stop() {
+        send_races_start(true, true);
+    }
+
+    /// Dropping the receiving half racing `send`: the value is dropped
+    /// exactly once (by the receiving side, or returned to the sender).
+    #[test]
+    fn loom_oneshot_send_races_receiver_drop() {
+        struct D(LoomArc<AtomicUsize>);
+        impl Drop for D {
+            fn drop(&mut self) {
+                self.0.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        ::loom::model(|| {
+            let drops = LoomArc::new(AtomicUsize::new(0));
+            let (tx, rx) = channel::<D>();
+            let d = D(drops.clone());
+            let sender = ::loom::thread::spawn(move || tx.send(d).is_err());
+            drop(rx);
+            let _refused = sender.join().unwrap();
+            assert_eq!(drops.load(Ordering::Relaxed), 1);
         });
     }
 

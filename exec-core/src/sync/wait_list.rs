@@ -8,12 +8,16 @@
 //! - The list and every [`Node`] link field are only touched with the owning
 //!   [`Lock`] held. The lock never runs user code or completions.
 //! - Whoever *unlinks* a node under the lock owns its completion: the
-//!   notifier (via [`Node::wake`]) or the stop callback (via
-//!   [`Node::cancel`]). The owner first drops the waiter's stop callback
+//!   notifier (via [`Node::wake`]) or the stop callback (via the node's
+//!   `cancel`). The owner first deregisters the waiter's stop callback
 //!   ([`Waiter::disarm`]: if the callback is running on another thread that
 //!   waits for it, and the callback then finds the node unlinked and does
 //!   nothing), then takes the receiver and completes it, and touches nothing
 //!   of the operation afterwards.
+//! - The stop callback is not a separate `StopCallback`: the waiter embeds
+//!   the stop source's intrusive node ([`stop::Node`](crate::stop::Node))
+//!   right after the queue node, and its callback finds the queue node (and
+//!   so the operation) at a fixed offset before it.
 //! - A waiter arms its stop callback *before* linking its node, and checks
 //!   the stop token again under the lock before linking: a stop request that
 //!   fired before the node was linked is seen by that check (the callback
@@ -22,11 +26,13 @@
 
 use core::fmt;
 use core::marker::PhantomPinned;
-use core::ptr::{self, NonNull};
+use core::mem::offset_of;
+use core::ptr;
 
+use crate::StopToken;
 use crate::loom::cell::UnsafeCell;
 use crate::loom::sync::atomic::{AtomicBool, Ordering};
-use crate::{OnStop, StopCallback, StopToken};
+use crate::stop::Node as StopNode;
 
 /// A test-and-test-and-set lock around `T`, for critical sections of a few
 /// pointer writes (no user code runs under it).
@@ -95,13 +101,14 @@ fn backoff(spins: u32) {
 }
 
 /// A queue node embedded (first) in every waiting operation state.
+///
+/// Whether it is linked needs no flag: a linked node has a predecessor or is
+/// the head; unlinking clears both links.
 pub(crate) struct Node {
-    /// Guarded by the owning lock.
+    /// Guarded by the owning lock. Null when not linked or the head.
     prev: UnsafeCell<*const Node>,
-    /// Guarded by the owning lock.
+    /// Guarded by the owning lock. Null when not linked or the tail.
     next: UnsafeCell<*const Node>,
-    /// Whether the node is in a list. Guarded by the owning lock.
-    linked: UnsafeCell<bool>,
     /// Completes the operation with what it waited for. Called by whoever
     /// unlinked the node for that purpose, without the lock.
     wake: unsafe fn(*const Node),
@@ -115,7 +122,6 @@ impl Node {
         Node {
             prev: UnsafeCell::new(ptr::null()),
             next: UnsafeCell::new(ptr::null()),
-            linked: UnsafeCell::new(false),
             wake,
             cancel,
         }
@@ -168,7 +174,6 @@ impl WaitList {
         unsafe {
             (*node).prev.with_mut(|p| *p = self.tail);
             (*node).next.with_mut(|n| *n = ptr::null());
-            (*node).linked.with_mut(|l| *l = true);
             if self.tail.is_null() {
                 self.head = node;
             } else {
@@ -197,7 +202,8 @@ impl WaitList {
     pub(crate) unsafe fn remove(&mut self, node: *const Node) -> bool {
         // SAFETY: per the contract.
         unsafe {
-            if !(*node).linked.with(|l| *l) {
+            let linked = !(*node).prev.with(|p| *p).is_null() || ptr::eq(self.head, node);
+            if !linked {
                 return false;
             }
             self.unlink(node);
@@ -222,39 +228,51 @@ impl WaitList {
             } else {
                 (*next).prev.with_mut(|p| *p = prev);
             }
-            (*node).linked.with_mut(|l| *l = false);
+            (*node).prev.with_mut(|p| *p = ptr::null());
+            (*node).next.with_mut(|n| *n = ptr::null());
         }
     }
 }
 
-/// The stop callback of a waiter: runs the node's `cancel`.
-pub(crate) struct CancelNode(NonNull<Node>);
+/// The front of every [`Waiter`]: the queue node, then the stop node.
+/// Not generic, so the stop node's offset is one constant.
+#[repr(C)]
+struct Head {
+    /// First: a `*const Node` is a `*const Head` is a pointer to the whole
+    /// operation.
+    node: Node,
+    /// Registered at `start` if the receiver's token can stop; its callback
+    /// ([`Head::on_stop`]) runs the queue node's `cancel`.
+    stop: StopNode,
+}
 
-// SAFETY: `cancel` may run on the thread that requests stop. Every operation
-// that registers a `CancelNode` requires its receiver (which `cancel`
-// completes) to be `Send`, and reaches its shared state only through locks
-// and atomics.
-unsafe impl Send for CancelNode {}
-
-impl OnStop for CancelNode {
-    fn on_stop(self) {
-        let node = self.0.as_ptr() as *const Node;
-        // SAFETY: the node's operation is alive while its stop callback is
-        // registered (it drops the callback before completing).
+impl Head {
+    /// The stop callback of every waiter.
+    ///
+    /// # Safety
+    /// `stop` is the stop node of a [`Head`] at the front of a started
+    /// operation, derived from a pointer to the whole operation, still
+    /// registered (so the operation is alive).
+    unsafe fn on_stop(stop: *const StopNode) {
+        // Same provenance (the whole operation), fixed offset back.
+        let node = stop
+            .cast::<u8>()
+            .wrapping_sub(offset_of!(Head, stop))
+            .cast::<Node>();
+        // SAFETY: per the contract, the operation (whose first field is the
+        // queue node) is alive.
         unsafe { ((*node).cancel)(node) }
     }
 }
 
-/// The first field of every `#[repr(C)]` waiting operation state: the queue node, the
-/// downstream receiver and the stop callback.
+/// The first field of every `#[repr(C)]` waiting operation state: the queue
+/// node, the stop node (the waiter is its own stop callback) and the
+/// downstream receiver.
 #[repr(C)]
 pub(crate) struct Waiter<R> {
-    node: Node,
+    head: Head,
     /// Taken by whoever owns the completion (see the module docs).
     receiver: UnsafeCell<Option<R>>,
-    /// Armed at `start` if the receiver's token can stop; dropped in place
-    /// (never moved) before the receiver is completed.
-    stop: UnsafeCell<Option<StopCallback<'static, CancelNode>>>,
     _pin: PhantomPinned,
 }
 
@@ -265,9 +283,11 @@ impl<R> Waiter<R> {
         cancel: unsafe fn(*const Node),
     ) -> Self {
         Waiter {
-            node: Node::new(wake, cancel),
+            head: Head {
+                node: Node::new(wake, cancel),
+                stop: StopNode::new(StopToken::never(), Head::on_stop),
+            },
             receiver: UnsafeCell::new(Some(receiver)),
-            stop: UnsafeCell::new(None),
             _pin: PhantomPinned,
         }
     }
@@ -302,10 +322,9 @@ impl<R> Waiter<R> {
         })
     }
 
-    /// Registers the stop callback (if `token` can stop). If stop was
-    /// already requested the callback runs inline and finds the node not
-    /// linked, which does nothing; the caller re-checks the token under its
-    /// lock before linking.
+    /// Registers the stop callback (if `token` can stop and stop has not
+    /// been requested; if it has, nothing is registered and the caller's
+    /// re-check of the token under its lock, before linking, sees it).
     ///
     /// # Safety
     /// `self` is pinned (the first field of a started operation) and not yet
@@ -315,38 +334,34 @@ impl<R> Waiter<R> {
         if !token.stop_possible() {
             return;
         }
-        // SAFETY: derived from a reference, never null.
-        let node = unsafe { NonNull::new_unchecked(node as *mut Node) };
-        self.stop.with_mut(|s| {
-            // SAFETY: not linked and not armed yet: nobody else can reach the
-            // cell. The callback is written in place and never moved: the
-            // operation is pinned.
-            unsafe {
-                *s = Some(StopCallback::new(token, CancelNode(node)));
-                if let Some(cb) = &mut *s {
-                    core::pin::Pin::new_unchecked(cb).register();
-                }
-            }
-        });
+        // Derived from `node`, which points to the whole operation: the
+        // callback may go back to it (`Head::on_stop`).
+        let stop = node
+            .cast::<u8>()
+            .wrapping_add(offset_of!(Head, stop))
+            .cast::<StopNode>();
+        debug_assert!(ptr::eq(stop, &self.head.stop));
+        // SAFETY: we own the stop node and it is not registered; the token's
+        // source outlives the registration (`token`'s contract); the
+        // operation is pinned, and deregisters (`disarm`, or dropping the
+        // node) before it goes away.
+        unsafe {
+            self.head.stop.set_token(token);
+            StopNode::register(stop);
+        }
     }
 
-    /// Drops the stop callback in place (deregistering it; waits if it is
-    /// running on another thread).
+    /// Deregisters the stop callback (waits if it is running on another
+    /// thread).
     ///
     /// # Safety
     /// Called by the owner of the completion (see the module docs), before
     /// completing.
     pub(crate) unsafe fn disarm(&self) {
-        let p = self.stop.with_mut(|s| s);
-        // SAFETY: the owner of the completion is the only one that touches
-        // the cell now; the callback (if running elsewhere) only reads its
-        // own node, whose deregistration `drop_in_place` waits for.
-        unsafe {
-            if (*p).is_some() {
-                ptr::drop_in_place(p);
-                ptr::write(p, None);
-            }
-        }
+        // SAFETY: the owner of the completion owns the stop node now; the
+        // callback (if running elsewhere) touches only the queue node and
+        // the operation's lock, and deregistering waits for it.
+        unsafe { self.head.stop.deregister() }
     }
 
     /// Takes the receiver.
