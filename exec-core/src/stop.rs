@@ -38,8 +38,23 @@ use core::ptr;
 use crate::loom::cell::UnsafeCell;
 use crate::loom::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
 
-const REQUESTED: u8 = 0b01;
-const LOCKED: u8 = 0b10;
+const REQUESTED: u8 = 0b0001;
+const LOCKED: u8 = 0b0010;
+/// The source is chained to a parent ([`StopSource::chain`]) but its
+/// forwarder is not registered there yet. Cleared (once) under the lock.
+const UNLINKED: u8 = 0b0100;
+/// The chained source's forwarder is registered with the parent: the owner
+/// deregisters it in [`StopSource::unchain`]. Set (once) under the lock.
+const LINKED: u8 = 0b1000;
+
+/// How many chained sources may follow each other before a source registers
+/// its forwarder eagerly again: bounds the walk of
+/// [`StopToken::stop_requested`] (one load per level). An eager
+/// registration below a chain links the whole chain above it (each source
+/// at most once, which is what every source paid before chaining), so the
+/// bound is set above the nesting depth of balanced fork-join trees (depth
+/// 32 is 2^32 leaves) while keeping the walk short.
+const MAX_CHAIN: u8 = 32;
 
 /// Identifies the calling thread, or `None` where that cannot be known
 /// (`no_std`), in which case a callback must not drop its own registration.
@@ -74,6 +89,22 @@ pub(crate) struct State {
     running: AtomicPtr<Node>,
     /// The thread that requested stop (valid once `REQUESTED`). Guarded by `LOCKED`.
     notifier: UnsafeCell<Option<usize>>,
+    /// The parent this source is chained to, if any. Written once by
+    /// [`StopSource::chain`] before the source is shared; read-only since.
+    chain: UnsafeCell<Chain>,
+}
+
+/// A lazily chained source's link to its parent (see [`StopSource::chain`]).
+#[derive(Clone, Copy)]
+struct Chain {
+    /// The parent's state, or null if the source is not chained.
+    parent: *const State,
+    /// The owner's forwarder: a node whose callback requests stop on this
+    /// source. Registered with `parent` by the first registration on this
+    /// source (`UNLINKED` -> `LINKED`).
+    link: *const Node,
+    /// How many chained sources lead up to here (0: not chained).
+    depth: u8,
 }
 
 /// Bit 0 of [`Node::state`]: `register` linked the node, so dropping it
@@ -197,12 +228,23 @@ impl Node {
     ///
     /// # Safety
     /// Called by the owner.
+    #[inline]
     pub(crate) unsafe fn deregister(&self) {
         // SAFETY: owner, per the contract.
-        let (state, registered) = unsafe { self.source() };
-        if !registered {
-            return;
+        if unsafe { self.source() }.1 {
+            // SAFETY: per the caller.
+            unsafe { self.deregister_slow() };
         }
+    }
+
+    /// [`deregister`](Self::deregister) of a registered node.
+    ///
+    /// # Safety
+    /// As `deregister`.
+    #[cold]
+    unsafe fn deregister_slow(&self) {
+        // SAFETY: owner, per the contract.
+        let (state, _) = unsafe { self.source() };
         // SAFETY: registered on `state` (alive, as in `register`).
         unsafe { (*state).deregister(self) };
         // SAFETY: owner.
@@ -224,7 +266,20 @@ impl State {
             head: UnsafeCell::new(ptr::null()),
             running: AtomicPtr::new(ptr::null_mut()),
             notifier: UnsafeCell::new(None),
+            chain: UnsafeCell::new(Chain {
+                parent: ptr::null(),
+                link: ptr::null(),
+                depth: 0,
+            }),
         }
+    }
+
+    /// The chain link (read-only once the source is shared).
+    #[inline]
+    fn chain(&self) -> Chain {
+        // SAFETY: written only by `StopSource::chain`, before the source is
+        // shared; read-only since.
+        self.chain.with(|c| unsafe { *c })
     }
 
     /// Takes the lock. If `unless_requested` and stop was requested, returns
@@ -259,8 +314,59 @@ impl State {
         self.bits.fetch_and(!LOCKED, Ordering::Release);
     }
 
+    /// Whether stop was requested on this source or on a source it is
+    /// chained to (at most `MAX_CHAIN` levels up). Monotonic: every bit read
+    /// only ever gets set.
+    #[inline]
     fn stop_requested(&self) -> bool {
-        self.bits.load(Ordering::Acquire) & REQUESTED != 0
+        let mut s = self;
+        loop {
+            if s.bits.load(Ordering::Acquire) & REQUESTED != 0 {
+                return true;
+            }
+            let parent = s.chain().parent;
+            if parent.is_null() {
+                return false;
+            }
+            // SAFETY: a chained source's parent outlives every use of the
+            // chained source's tokens (`StopSource::chain`'s contract).
+            s = unsafe { &*parent };
+        }
+    }
+
+    /// Registers the chained source's forwarder with its parent, unless
+    /// that was done or stop was requested here. If the parent has already
+    /// been stopped, runs the forwarder on this thread instead (after
+    /// releasing the lock), so this source is stopped before this returns.
+    #[cold]
+    fn link(&self) {
+        if !self.lock(true) {
+            return;
+        }
+        let bits = self.bits.load(Ordering::Relaxed);
+        if bits & UNLINKED == 0 {
+            self.unlock();
+            return;
+        }
+        let Chain { parent, link, .. } = self.chain();
+        // SAFETY: per `StopSource::chain`'s contract the parent outlives this
+        // source's use and `link` is pinned and alive until `unchain`
+        // returned, and is not linked (UNLINKED: nobody registered it).
+        // Lock order is child then parent (the parent may link to its own
+        // parent in here); nobody takes a child's lock holding a parent's.
+        let linked = unsafe { (*parent).register(link) };
+        // We hold the lock: nobody else writes `bits` until we release it,
+        // which this store does (Release, as `unlock`).
+        let new = (bits & !(UNLINKED | LOCKED)) | if linked { LINKED } else { 0 };
+        self.bits.store(new, Ordering::Release);
+        if !linked {
+            // The parent was stopped before the link: forward now. Only we
+            // cleared UNLINKED, so the forwarder runs once; the parent
+            // never saw it.
+            // SAFETY: `link` is alive (see above) and never linked; its
+            // `run` expects exactly this call.
+            unsafe { ((*link).run)(link) };
+        }
     }
 
     fn request_stop(&self) -> bool {
@@ -277,7 +383,7 @@ impl State {
             }
             match self.bits.compare_exchange_weak(
                 bits,
-                REQUESTED | LOCKED,
+                bits | REQUESTED | LOCKED,
                 Ordering::AcqRel,
                 Ordering::Relaxed,
             ) {
@@ -358,6 +464,10 @@ impl State {
     /// `node` is pinned, not linked, and stays alive until
     /// `deregister(node)` returns.
     unsafe fn register(&self, node: *const Node) -> bool {
+        if self.bits.load(Ordering::Relaxed) & UNLINKED != 0 {
+            // A stale read only costs a look under the lock.
+            self.link();
+        }
         if !self.lock(true) {
             return false;
         }
@@ -469,6 +579,78 @@ impl StopSource {
     /// Whether stop has been requested.
     pub fn stop_requested(&self) -> bool {
         self.state.stop_requested()
+    }
+
+    /// Chains this source to `parent`'s, lazily: this source's tokens
+    /// report stop once it is requested on either (the check walks up the
+    /// chain), and the forwarder `link` (a callback requesting stop on this
+    /// source) is registered with `parent` only when the first callback
+    /// registers with this source. An operation whose children only poll
+    /// the token, or register nothing, so never touches the parent's
+    /// state. Returns `false` (and does nothing) if `parent` can never stop
+    /// or the chain is already `MAX_CHAIN` long: the caller then registers
+    /// its forwarder itself.
+    ///
+    /// # Safety
+    /// Called once, on a fresh source (no stop requested), before any token
+    /// of it is handed out. The
+    /// parent's source outlives every use of this source's tokens and the
+    /// call to [`unchain`](Self::unchain). `link` is the node of a pinned
+    /// [`StopCallback`] that no one registers otherwise, whose callback
+    /// requests stop on this source (it may run on any thread, once), and
+    /// which stays alive until `unchain` returned.
+    #[inline]
+    pub(crate) unsafe fn chain(&self, parent: StopToken<'_>, link: *const Node) -> bool {
+        let Some(parent) = parent.state else {
+            return false;
+        };
+        let depth = parent.chain().depth;
+        if depth >= MAX_CHAIN {
+            return false;
+        }
+        // SAFETY: not shared yet (per the contract): the only access.
+        self.state.chain.with_mut(|c| unsafe {
+            *c = Chain {
+                parent,
+                link,
+                depth: depth + 1,
+            }
+        });
+        // Not shared yet (per the contract): a plain store suffices.
+        let bits = self.state.bits.load(Ordering::Relaxed);
+        self.state.bits.store(bits | UNLINKED, Ordering::Relaxed);
+        true
+    }
+
+    /// Undoes [`chain`](Self::chain): if the forwarder was registered with
+    /// the parent, deregisters it, waiting for it if it is running on
+    /// another thread. Does nothing for a source that is not chained.
+    ///
+    /// # Safety
+    /// Called by the owner once every other user of this source's tokens
+    /// is done (nothing registers with it any more), at most once.
+    #[inline]
+    pub(crate) unsafe fn unchain(&self) {
+        // Relaxed: LINKED was set by a user of this source, which the
+        // caller already synchronised with.
+        if self.state.bits.load(Ordering::Relaxed) & LINKED != 0 {
+            // SAFETY: per the caller.
+            unsafe { self.state.unlink() };
+        }
+    }
+}
+
+impl State {
+    /// The slow path of [`StopSource::unchain`].
+    ///
+    /// # Safety
+    /// As `unchain`, and `LINKED` is set.
+    #[cold]
+    unsafe fn unlink(&self) {
+        let Chain { parent, link, .. } = self.chain();
+        // SAFETY: LINKED: `link` was registered with `parent` (alive per
+        // `chain`'s contract) and only this call deregisters it.
+        unsafe { (*parent).deregister(link) };
     }
 }
 
@@ -680,6 +862,14 @@ impl<'a, F: OnStop> StopCallback<'a, F> {
         if let Some(f) = f {
             f.on_stop();
         }
+    }
+
+    /// The callback's node, for [`StopSource::chain`] (which needs a
+    /// pointer derived from the whole callback, as `register` uses).
+    pub(crate) fn node_ptr(self: Pin<&mut Self>) -> *const Node {
+        // SAFETY: only a pointer is made; nothing moves.
+        let this = unsafe { self.get_unchecked_mut() };
+        (this as *mut Self).cast::<Node>().cast_const()
     }
 
     /// Whether the token can stop at all (owner only).

@@ -181,6 +181,7 @@ impl<P> Join<P> {
     /// Called once, from the parent's `start`, before any child is started.
     /// `parent` is the started (pinned) parent owning `self`, and `env` is
     /// the environment of the receiver the parent will complete.
+    #[inline]
     pub(crate) unsafe fn start<'e>(&self, parent: Pin<&P>, env: &impl Env<'e>)
     where
         P: JoinParent,
@@ -220,7 +221,18 @@ impl<P> Join<P> {
         // SAFETY: the callback lives in the pinned parent and is dropped in
         // place (never moved); `slot` points at it and only this thread
         // touches the cell until the completer drops it.
-        let callback = unsafe { Pin::new_unchecked((*slot).as_mut().unwrap_unchecked()) };
+        let mut callback = unsafe { Pin::new_unchecked((*slot).as_mut().unwrap_unchecked()) };
+        // Chain lazily when the chain is short enough: the forwarder is then
+        // registered with the receiver's source only if some descendant
+        // registers a callback with ours.
+        // SAFETY: no child runs yet, so no token of `source` is out; the
+        // receiver's source outlives our use of it (as for `outer`); the
+        // callback is pinned, registered by no one else, requests stop on
+        // `source`, and stays alive until the completer has called
+        // `unchain` (in `arrive`, before dropping it).
+        if unsafe { self.source.chain(outer, callback.as_mut().node_ptr()) } {
+            return;
+        }
         // May run the forwarder inline (stop already requested): it holds a
         // reference while no child has arrived, so it cannot complete us.
         callback.register();
@@ -286,8 +298,13 @@ impl<P> Join<P> {
         if join.refs.fetch_sub(1, Ordering::AcqRel) != 1 {
             return;
         }
-        // Drop the forwarder in place: deregisters it, and waits for it if it
-        // is running on another thread (it then finds `refs == 0` and leaves).
+        // Unchain, then drop the forwarder in place: either deregisters it,
+        // and waits for it if it is running on another thread (it then finds
+        // `refs == 0` and leaves).
+        if join.stoppable {
+            // SAFETY: every child arrived: nobody uses the source's tokens.
+            unsafe { join.source.unchain() };
+        }
         // SAFETY: every other reference is gone: we are the only accessor.
         join.forward.with_mut(|f| unsafe { *f = None });
         // SAFETY: we brought the count to zero, after dropping the forwarder.
