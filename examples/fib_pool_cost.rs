@@ -11,11 +11,19 @@ use exec::pool::{PoolScheduler, ThreadPool};
 use exec::{AnySender, Scheduler, SenderExt, just, sync_wait, when_all};
 
 fn fib_seq(n: u64) -> u64 {
-    if n < 2 { n } else { fib_seq(n - 1) + fib_seq(n - 2) }
+    if n < 2 {
+        n
+    } else {
+        fib_seq(n - 1) + fib_seq(n - 2)
+    }
 }
 
 fn forks(n: u64) -> u64 {
-    if n < 10 { 0 } else { 1 + forks(n - 1) + forks(n - 2) }
+    if n < 10 {
+        0
+    } else {
+        1 + forks(n - 1) + forks(n - 2)
+    }
 }
 
 fn fib(sched: PoolScheduler, n: u64) -> AnySender<u64, Infallible> {
