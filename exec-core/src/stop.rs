@@ -920,6 +920,8 @@ mod loom_tests {
     use alloc::boxed::Box;
     use core::pin::pin;
 
+    use crate::loom::cell::UnsafeCell;
+
     /// A stop request racing a deregistration: the callback either runs
     /// completely before the drop returns or not at all, never after.
     #[test]
@@ -943,6 +945,129 @@ mod loom_tests {
             let seen = counter.load(Ordering::Relaxed);
             t.join().unwrap();
             assert_eq!(counter.load(Ordering::Relaxed), seen);
+        });
+    }
+
+    /// A chained child source and its owner's forwarder (which requests
+    /// stop on the child), as `Join` sets them up.
+    struct Chained {
+        child: Arc<StopSource>,
+        link: Pin<Box<StopCallback<'static, Forward>>>,
+        /// Forwarder runs begun / finished.
+        begun: Arc<AtomicUsize>,
+        ended: Arc<AtomicUsize>,
+    }
+
+    struct Forward {
+        child: Arc<StopSource>,
+        begun: Arc<AtomicUsize>,
+        ended: Arc<AtomicUsize>,
+    }
+
+    impl OnStop for Forward {
+        fn on_stop(self) {
+            self.begun.fetch_add(1, Ordering::Relaxed);
+            self.child.request_stop();
+            self.ended.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn chained(parent: &StopSource) -> Chained {
+        let child = Arc::new(StopSource::new());
+        let begun = Arc::new(AtomicUsize::new(0));
+        let ended = Arc::new(AtomicUsize::new(0));
+        // SAFETY: the parent outlives the model's use of the child.
+        let token = unsafe { parent.token().detach() };
+        let mut link = Box::pin(StopCallback::new(
+            token,
+            Forward {
+                child: child.clone(),
+                begun: begun.clone(),
+                ended: ended.clone(),
+            },
+        ));
+        // SAFETY: fresh source, no token out yet; the parent outlives it;
+        // the link is pinned, registered by nobody else, requests stop on
+        // the child, and is dropped only after `unchain`.
+        assert!(unsafe { child.chain(token, link.as_mut().node_ptr()) });
+        Chained {
+            child,
+            link,
+            begun,
+            ended,
+        }
+    }
+
+    /// A callback registering with a chained child (which links it to the
+    /// parent) races a stop request on the parent: the callback runs
+    /// exactly once, and a poller that sees the stop through the chain also
+    /// sees what the requester wrote before requesting (the walk's Acquire).
+    #[test]
+    fn chained_link_races_parent_stop() {
+        ::loom::model(|| {
+            let parent = Arc::new(StopSource::new());
+            let data = Arc::new(UnsafeCell::new(0u32));
+            let c = chained(&parent);
+            let (p2, d2) = (parent.clone(), data.clone());
+            let t = ::loom::thread::spawn(move || {
+                // SAFETY: read by the other thread only after it saw the
+                // stop request published below.
+                d2.with_mut(|d| unsafe { *d = 7 });
+                p2.request_stop();
+            });
+            let counter = Arc::new(AtomicUsize::new(0));
+            let c2 = counter.clone();
+            let token = c.child.token();
+            let mut cb = pin!(StopCallback::new(token, move || {
+                c2.fetch_add(1, Ordering::Relaxed);
+            }));
+            cb.as_mut().register();
+            if token.stop_requested() {
+                // SAFETY: the request happened after the write (Acquire).
+                assert_eq!(data.with(|d| unsafe { *d }), 7);
+            }
+            t.join().unwrap();
+            assert!(token.stop_requested());
+            assert_eq!(counter.load(Ordering::Relaxed), 1);
+            drop(cb);
+            // SAFETY: nothing uses the child's tokens any more.
+            unsafe { c.child.unchain() };
+            assert_eq!(c.begun.load(Ordering::Relaxed), 1);
+            drop(c.link);
+        });
+    }
+
+    /// The owner unchains while the parent's stop runs the forwarder on
+    /// another thread: `unchain` returns only after the forwarder did (or
+    /// it never runs), so the forwarder's captures outlive it.
+    #[test]
+    fn unchain_waits_for_running_forwarder() {
+        ::loom::model(|| {
+            let parent = Arc::new(StopSource::new());
+            let c = chained(&parent);
+            {
+                let mut cb = pin!(StopCallback::new(c.child.token(), || {}));
+                // Links the child to the parent (or runs inline if stopped).
+                cb.as_mut().register();
+            }
+            let p2 = parent.clone();
+            let t = ::loom::thread::spawn(move || {
+                p2.request_stop();
+            });
+            // SAFETY: the callback above was dropped: no user is left.
+            unsafe { c.child.unchain() };
+            let (begun, ended) = (
+                c.begun.load(Ordering::Relaxed),
+                c.ended.load(Ordering::Relaxed),
+            );
+            assert_eq!(begun, ended, "forwarder still running after unchain");
+            drop(c.link);
+            t.join().unwrap();
+            assert_eq!(
+                c.begun.load(Ordering::Relaxed),
+                begun,
+                "forwarder ran after unchain"
+            );
         });
     }
 
