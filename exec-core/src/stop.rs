@@ -26,6 +26,20 @@
 //!   iff it is the list's head or its `prev` is non-null (the head's `prev`
 //!   is null, and unlinking nulls `prev`), so it needs no flag of its own.
 //!
+//! - A source may be *chained* to a parent source ([`StopSource::chain`],
+//!   used by the n-ary algorithms for their children's source). Its
+//!   `stop_requested` also reads the parent's (and so on up the chain,
+//!   which is bounded): each bit only ever gets set, so the answer is
+//!   monotonic. The owner's forwarder (a node whose callback requests stop
+//!   on the chained source) is registered with the parent only by the first
+//!   `register` on the chained source (`UNLINKED` -> `LINKED`, once, under
+//!   the chained source's lock; locks are taken child before parent). If the
+//!   parent was already stopped, that registration runs the forwarder on
+//!   its own thread after releasing the lock, so the chained source is
+//!   stopped before its `register` looks. The owner's `unchain`
+//!   deregisters a linked forwarder like any callback (waiting for it if
+//!   it runs elsewhere).
+//!
 //! A node is three words (links and the function that runs it) plus its
 //! owner's tagged pointer to the source: a [`StopCallback`] is 32 bytes plus
 //! its callback.

@@ -7,6 +7,15 @@
 //! (initially `n`), an in-place [`StopSource`] its children observe, and a
 //! [`StopCallback`] that chains the receiver's stop token to that source.
 //!
+//! The chaining is lazy where it can be ([`StopSource::chain`]): the
+//! children's tokens also report a stop requested on the receiver's token
+//! (their check walks up the chain), and the callback is registered with
+//! the receiver's source only when a descendant first registers a callback
+//! with ours. Nested joins whose children merely poll their token (a pool's
+//! `schedule`) or register nothing thus never touch the parent's stop
+//! source, whose cache line the parent's other children share. Past a
+//! bounded chain length the callback is registered at `start`, as before.
+//!
 //! - Every child holds one reference until it *arrives* (completes). A child
 //!   that wants its siblings stopped calls [`Join::stop_siblings`] **before**
 //!   it arrives: while it holds its reference the parent cannot complete, so
@@ -16,10 +25,14 @@
 //!   not already zero) for the duration of its `request_stop`, for the same
 //!   reason: a sibling completing inside that call must not free the source
 //!   the call is still walking.
+//!   When a lazy link finds the receiver's source already stopped, the
+//!   registering descendant runs the forwarder itself; that descendant's
+//!   ancestor child still holds its reference, so again nothing is freed.
 //! - Whoever brings `refs` to zero (`AcqRel`, so it sees every write the
-//!   others made before arriving) first drops the forwarding callback — which
-//!   deregisters it, waiting for it if it is running on another thread — and
-//!   then completes the downstream receiver, touching nothing afterwards.
+//!   others made before arriving) first unchains the source and drops the
+//!   forwarding callback — either deregisters it, waiting for it if it is
+//!   running on another thread — and then completes the downstream
+//!   receiver, touching nothing afterwards.
 //!
 //! When no child can fail or be stopped (decided from the children's types,
 //! see [`uninhabited`]) the parent says so with `stoppable = false`: the
