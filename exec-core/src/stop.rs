@@ -47,7 +47,7 @@
 use core::fmt;
 use core::marker::{PhantomData, PhantomPinned};
 use core::pin::Pin;
-use core::ptr;
+use core::ptr::{self, NonNull};
 
 use crate::loom::cell::UnsafeCell;
 use crate::loom::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
@@ -151,7 +151,7 @@ impl Node {
             prev: UnsafeCell::new(ptr::null()),
             next: UnsafeCell::new(ptr::null()),
             run,
-            state: UnsafeCell::new(token.state.map_or(ptr::null(), |s| s as *const State)),
+            state: UnsafeCell::new(token.raw()),
             _pin: PhantomPinned,
         }
     }
@@ -166,7 +166,7 @@ impl Node {
     pub(crate) unsafe fn set_token(&self, token: StopToken<'_>) {
         // SAFETY: owner-only field, not registered: nobody else reads it.
         self.state.with_mut(|s| unsafe {
-            *s = token.state.map_or(ptr::null(), |s| s as *const State);
+            *s = token.raw();
         });
     }
 
@@ -580,7 +580,8 @@ impl StopSource {
     /// A token observing this source.
     pub fn token(&self) -> StopToken<'_> {
         StopToken {
-            state: Some(&self.state),
+            state: Some(NonNull::from(&self.state)),
+            _lt: PhantomData,
         }
     }
 
@@ -615,7 +616,7 @@ impl StopSource {
     /// which stays alive until `unchain` returned.
     #[inline]
     pub(crate) unsafe fn chain(&self, parent: StopToken<'_>, link: *const Node) -> bool {
-        let Some(parent) = parent.state else {
+        let Some(parent) = parent.get() else {
             return false;
         };
         let depth = parent.chain().depth;
@@ -696,19 +697,48 @@ unsafe impl Sync for State {}
 /// checks it folds away once inlined.
 #[derive(Clone, Copy)]
 pub struct StopToken<'a> {
-    state: Option<&'a State>,
+    /// The source's state. A pointer rather than a `&'a State`: a token
+    /// travels inside receivers that are passed by value, and a reference
+    /// there would be asserted live for the whole completion call, during
+    /// which the operation holding the source may legitimately be freed
+    /// (the token is no longer used by then).
+    state: Option<NonNull<State>>,
+    _lt: PhantomData<&'a State>,
 }
+
+// SAFETY: a token is a shared reference to a `State` (which is `Sync`) in
+// all but name.
+unsafe impl Send for StopToken<'_> {}
+// SAFETY: as above.
+unsafe impl Sync for StopToken<'_> {}
 
 impl<'a> StopToken<'a> {
     /// A token on which stop can never be requested.
     pub const fn never() -> StopToken<'static> {
-        StopToken { state: None }
+        StopToken {
+            state: None,
+            _lt: PhantomData,
+        }
+    }
+
+    /// The source's state.
+    #[inline]
+    fn get(&self) -> Option<&'a State> {
+        // SAFETY: the source outlives `'a` (the token borrows it, or
+        // `detach`'s contract says it outlives every use).
+        self.state.map(|s| unsafe { s.as_ref() })
+    }
+
+    /// The source's state as a raw pointer (null: never stops).
+    #[inline]
+    fn raw(&self) -> *const State {
+        self.state.map_or(ptr::null(), |s| s.as_ptr().cast_const())
     }
 
     /// Whether stop has been requested on the source.
     #[inline]
     pub fn stop_requested(&self) -> bool {
-        match self.state {
+        match self.get() {
             Some(s) => s.stop_requested(),
             None => false,
         }
@@ -729,20 +759,17 @@ impl<'a> StopToken<'a> {
     /// environment produced the token: the callback is dropped before the
     /// receiver is completed, and the receiver's environment outlives it.
     pub unsafe fn detach(self) -> StopToken<'static> {
+        // The caller upholds the lifetime contract above.
         StopToken {
-            // SAFETY: the caller upholds the lifetime contract above.
-            state: self.state.map(|s| unsafe { &*(s as *const State) }),
+            state: self.state,
+            _lt: PhantomData,
         }
     }
 }
 
 impl PartialEq for StopToken<'_> {
     fn eq(&self, other: &Self) -> bool {
-        match (self.state, other.state) {
-            (Some(a), Some(b)) => ptr::eq(a, b),
-            (None, None) => true,
-            _ => false,
-        }
+        self.state == other.state
     }
 }
 
