@@ -60,6 +60,11 @@ const UNLINKED: u8 = 0b0100;
 /// The chained source's forwarder is registered with the parent: the owner
 /// deregisters it in [`StopSource::unchain`]. Set (once) under the lock.
 const LINKED: u8 = 0b1000;
+/// On the top source of a chain (an unchained source others chain to):
+/// stop was requested on some source chained below it. Set before that
+/// source's `REQUESTED`, so a poll that finds neither this nor `REQUESTED`
+/// on the top may answer `false` without walking the chain.
+const CHAIN_REQUESTED: u8 = 0b1_0000;
 
 /// How many chained sources may follow each other before a source registers
 /// its forwarder eagerly again: bounds the walk of
@@ -117,6 +122,9 @@ struct Chain {
     /// source. Registered with `parent` by the first registration on this
     /// source (`UNLINKED` -> `LINKED`).
     link: *const Node,
+    /// The top of the chain (the first unchained source up from here), or
+    /// null if the source is not chained.
+    top: *const State,
     /// How many chained sources lead up to here (0: not chained).
     depth: u8,
 }
@@ -283,6 +291,7 @@ impl State {
             chain: UnsafeCell::new(Chain {
                 parent: ptr::null(),
                 link: ptr::null(),
+                top: ptr::null(),
                 depth: 0,
             }),
         }
@@ -333,7 +342,22 @@ impl State {
     /// only ever gets set.
     #[inline]
     fn stop_requested(&self) -> bool {
-        let mut s = self;
+        if self.bits.load(Ordering::Acquire) & REQUESTED != 0 {
+            return true;
+        }
+        let Chain { parent, top, .. } = self.chain();
+        if parent.is_null() {
+            return false;
+        }
+        // A filter only (the walk's Acquire loads decide): if a source up
+        // the chain was stopped, the top's bits say so (or will, at once).
+        // SAFETY: the top outlives the chain below it (`StopSource::chain`).
+        if unsafe { (*top).bits.load(Ordering::Relaxed) } & (REQUESTED | CHAIN_REQUESTED) == 0 {
+            return false;
+        }
+        // SAFETY: a chained source's parent outlives every use of the
+        // chained source's tokens (`StopSource::chain`'s contract).
+        let mut s = unsafe { &*parent };
         loop {
             if s.bits.load(Ordering::Acquire) & REQUESTED != 0 {
                 return true;
@@ -369,10 +393,12 @@ impl State {
         // Lock order is child then parent (the parent may link to its own
         // parent in here); nobody takes a child's lock holding a parent's.
         let linked = unsafe { (*parent).register(link) };
-        // We hold the lock: nobody else writes `bits` until we release it,
-        // which this store does (Release, as `unlock`).
-        let new = (bits & !(UNLINKED | LOCKED)) | if linked { LINKED } else { 0 };
-        self.bits.store(new, Ordering::Release);
+        // Read-modify-writes: a source chained below may set
+        // CHAIN_REQUESTED on ours meanwhile. The second releases the lock.
+        if linked {
+            self.bits.fetch_or(LINKED, Ordering::Relaxed);
+        }
+        self.bits.fetch_and(!(UNLINKED | LOCKED), Ordering::Release);
         if !linked {
             // The parent was stopped before the link: forward now. Only we
             // cleared UNLINKED, so the forwarder runs once; the parent
@@ -384,8 +410,18 @@ impl State {
     }
 
     fn request_stop(&self) -> bool {
-        // Take the lock and set REQUESTED in one step.
         let mut bits = self.bits.load(Ordering::Relaxed);
+        if bits & REQUESTED != 0 {
+            return false;
+        }
+        let top = self.chain().top;
+        if !top.is_null() {
+            // Sequenced before our REQUESTED (set by a release CAS below),
+            // so whoever has seen our bit also passes the top's filter.
+            // SAFETY: the top outlives the chain below it.
+            unsafe { (*top).bits.fetch_or(CHAIN_REQUESTED, Ordering::Relaxed) };
+        }
+        // Take the lock and set REQUESTED in one step.
         loop {
             if bits & REQUESTED != 0 {
                 return false;
@@ -619,15 +655,21 @@ impl StopSource {
         let Some(parent) = parent.get() else {
             return false;
         };
-        let depth = parent.chain().depth;
+        let Chain { depth, top, .. } = parent.chain();
         if depth >= MAX_CHAIN {
             return false;
         }
+        let top = if top.is_null() {
+            ptr::from_ref(parent)
+        } else {
+            top
+        };
         // SAFETY: not shared yet (per the contract): the only access.
         self.state.chain.with_mut(|c| unsafe {
             *c = Chain {
                 parent,
                 link,
+                top,
                 depth: depth + 1,
             }
         });
@@ -1075,6 +1117,40 @@ mod loom_tests {
             unsafe { c.child.unchain() };
             assert_eq!(c.begun.load(Ordering::Relaxed), 1);
             drop(c.link);
+        });
+    }
+
+    /// A source in the middle of a chain is stopped (a failed sibling, say)
+    /// while a source below it polls: nothing is linked, so only the walk
+    /// (past the top's filter) finds it; what the requester wrote before
+    /// is visible to a poll that sees the stop.
+    #[test]
+    fn mid_chain_stop_reaches_polls_below() {
+        ::loom::model(|| {
+            let top = StopSource::new();
+            let mid = chained(&top);
+            let low = chained(&mid.child);
+            let data = Arc::new(UnsafeCell::new(0u32));
+            let (m2, d2) = (mid.child.clone(), data.clone());
+            let t = ::loom::thread::spawn(move || {
+                // SAFETY: read by the other thread only after it saw the
+                // stop request published below.
+                d2.with_mut(|d| unsafe { *d = 7 });
+                m2.request_stop();
+            });
+            let token = low.child.token();
+            if token.stop_requested() {
+                // SAFETY: the request happened after the write (Acquire).
+                assert_eq!(data.with(|d| unsafe { *d }), 7);
+            }
+            t.join().unwrap();
+            assert!(token.stop_requested());
+            assert!(!top.stop_requested());
+            // SAFETY: nothing uses the tokens any more (nothing linked).
+            unsafe {
+                low.child.unchain();
+                mid.child.unchain();
+            }
         });
     }
 
