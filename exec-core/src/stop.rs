@@ -26,6 +26,20 @@
 //!   iff it is the list's head or its `prev` is non-null (the head's `prev`
 //!   is null, and unlinking nulls `prev`), so it needs no flag of its own.
 //!
+//! - A source may be *chained* to a parent source ([`StopSource::chain`],
+//!   used by the n-ary algorithms for their children's source). Its
+//!   `stop_requested` also reads the parent's (and so on up the chain,
+//!   which is bounded): each bit only ever gets set, so the answer is
+//!   monotonic. The owner's forwarder (a node whose callback requests stop
+//!   on the chained source) is registered with the parent only by the first
+//!   `register` on the chained source (`UNLINKED` -> `LINKED`, once, under
+//!   the chained source's lock; locks are taken child before parent). If the
+//!   parent was already stopped, that registration runs the forwarder on
+//!   its own thread after releasing the lock, so the chained source is
+//!   stopped before its `register` looks. The owner's `unchain`
+//!   deregisters a linked forwarder like any callback (waiting for it if
+//!   it runs elsewhere).
+//!
 //! A node is three words (links and the function that runs it) plus its
 //! owner's tagged pointer to the source: a [`StopCallback`] is 32 bytes plus
 //! its callback.
@@ -33,13 +47,33 @@
 use core::fmt;
 use core::marker::{PhantomData, PhantomPinned};
 use core::pin::Pin;
-use core::ptr;
+use core::ptr::{self, NonNull};
 
 use crate::loom::cell::UnsafeCell;
 use crate::loom::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
 
-const REQUESTED: u8 = 0b01;
-const LOCKED: u8 = 0b10;
+const REQUESTED: u8 = 0b0001;
+const LOCKED: u8 = 0b0010;
+/// The source is chained to a parent ([`StopSource::chain`]) but its
+/// forwarder is not registered there yet. Cleared (once) under the lock.
+const UNLINKED: u8 = 0b0100;
+/// The chained source's forwarder is registered with the parent: the owner
+/// deregisters it in [`StopSource::unchain`]. Set (once) under the lock.
+const LINKED: u8 = 0b1000;
+/// On the top source of a chain (an unchained source others chain to):
+/// stop was requested on some source chained below it. Set before that
+/// source's `REQUESTED`, so a poll that finds neither this nor `REQUESTED`
+/// on the top may answer `false` without walking the chain.
+const CHAIN_REQUESTED: u8 = 0b1_0000;
+
+/// How many chained sources may follow each other before a source registers
+/// its forwarder eagerly again: bounds the walk of
+/// [`StopToken::stop_requested`] (one load per level). An eager
+/// registration below a chain links the whole chain above it (each source
+/// at most once, which is what every source paid before chaining), so the
+/// bound is set above the nesting depth of balanced fork-join trees (depth
+/// 32 is 2^32 leaves) while keeping the walk short.
+const MAX_CHAIN: u8 = 32;
 
 /// Identifies the calling thread, or `None` where that cannot be known
 /// (`no_std`), in which case a callback must not drop its own registration.
@@ -74,6 +108,25 @@ pub(crate) struct State {
     running: AtomicPtr<Node>,
     /// The thread that requested stop (valid once `REQUESTED`). Guarded by `LOCKED`.
     notifier: UnsafeCell<Option<usize>>,
+    /// The parent this source is chained to, if any. Written once by
+    /// [`StopSource::chain`] before the source is shared; read-only since.
+    chain: UnsafeCell<Chain>,
+}
+
+/// A lazily chained source's link to its parent (see [`StopSource::chain`]).
+#[derive(Clone, Copy)]
+struct Chain {
+    /// The parent's state, or null if the source is not chained.
+    parent: *const State,
+    /// The owner's forwarder: a node whose callback requests stop on this
+    /// source. Registered with `parent` by the first registration on this
+    /// source (`UNLINKED` -> `LINKED`).
+    link: *const Node,
+    /// The top of the chain (the first unchained source up from here), or
+    /// null if the source is not chained.
+    top: *const State,
+    /// How many chained sources lead up to here (0: not chained).
+    depth: u8,
 }
 
 /// Bit 0 of [`Node::state`]: `register` linked the node, so dropping it
@@ -106,7 +159,7 @@ impl Node {
             prev: UnsafeCell::new(ptr::null()),
             next: UnsafeCell::new(ptr::null()),
             run,
-            state: UnsafeCell::new(token.state.map_or(ptr::null(), |s| s as *const State)),
+            state: UnsafeCell::new(token.raw()),
             _pin: PhantomPinned,
         }
     }
@@ -121,7 +174,7 @@ impl Node {
     pub(crate) unsafe fn set_token(&self, token: StopToken<'_>) {
         // SAFETY: owner-only field, not registered: nobody else reads it.
         self.state.with_mut(|s| unsafe {
-            *s = token.state.map_or(ptr::null(), |s| s as *const State);
+            *s = token.raw();
         });
     }
 
@@ -197,12 +250,23 @@ impl Node {
     ///
     /// # Safety
     /// Called by the owner.
+    #[inline]
     pub(crate) unsafe fn deregister(&self) {
         // SAFETY: owner, per the contract.
-        let (state, registered) = unsafe { self.source() };
-        if !registered {
-            return;
+        if unsafe { self.source() }.1 {
+            // SAFETY: per the caller.
+            unsafe { self.deregister_slow() };
         }
+    }
+
+    /// [`deregister`](Self::deregister) of a registered node.
+    ///
+    /// # Safety
+    /// As `deregister`.
+    #[cold]
+    unsafe fn deregister_slow(&self) {
+        // SAFETY: owner, per the contract.
+        let (state, _) = unsafe { self.source() };
         // SAFETY: registered on `state` (alive, as in `register`).
         unsafe { (*state).deregister(self) };
         // SAFETY: owner.
@@ -224,7 +288,21 @@ impl State {
             head: UnsafeCell::new(ptr::null()),
             running: AtomicPtr::new(ptr::null_mut()),
             notifier: UnsafeCell::new(None),
+            chain: UnsafeCell::new(Chain {
+                parent: ptr::null(),
+                link: ptr::null(),
+                top: ptr::null(),
+                depth: 0,
+            }),
         }
+    }
+
+    /// The chain link (read-only once the source is shared).
+    #[inline]
+    fn chain(&self) -> Chain {
+        // SAFETY: written only by `StopSource::chain`, before the source is
+        // shared; read-only since.
+        self.chain.with(|c| unsafe { *c })
     }
 
     /// Takes the lock. If `unless_requested` and stop was requested, returns
@@ -259,13 +337,91 @@ impl State {
         self.bits.fetch_and(!LOCKED, Ordering::Release);
     }
 
+    /// Whether stop was requested on this source or on a source it is
+    /// chained to (at most `MAX_CHAIN` levels up). Monotonic: every bit read
+    /// only ever gets set.
+    #[inline]
     fn stop_requested(&self) -> bool {
-        self.bits.load(Ordering::Acquire) & REQUESTED != 0
+        if self.bits.load(Ordering::Acquire) & REQUESTED != 0 {
+            return true;
+        }
+        let Chain { parent, top, .. } = self.chain();
+        if parent.is_null() {
+            return false;
+        }
+        // A filter only (the walk's Acquire loads decide): if a source up
+        // the chain was stopped, the top's bits say so (or will, at once).
+        // SAFETY: the top outlives the chain below it (`StopSource::chain`).
+        if unsafe { (*top).bits.load(Ordering::Relaxed) } & (REQUESTED | CHAIN_REQUESTED) == 0 {
+            return false;
+        }
+        // SAFETY: a chained source's parent outlives every use of the
+        // chained source's tokens (`StopSource::chain`'s contract).
+        let mut s = unsafe { &*parent };
+        loop {
+            if s.bits.load(Ordering::Acquire) & REQUESTED != 0 {
+                return true;
+            }
+            let parent = s.chain().parent;
+            if parent.is_null() {
+                return false;
+            }
+            // SAFETY: a chained source's parent outlives every use of the
+            // chained source's tokens (`StopSource::chain`'s contract).
+            s = unsafe { &*parent };
+        }
+    }
+
+    /// Registers the chained source's forwarder with its parent, unless
+    /// that was done or stop was requested here. If the parent has already
+    /// been stopped, runs the forwarder on this thread instead (after
+    /// releasing the lock), so this source is stopped before this returns.
+    #[cold]
+    fn link(&self) {
+        if !self.lock(true) {
+            return;
+        }
+        let bits = self.bits.load(Ordering::Relaxed);
+        if bits & UNLINKED == 0 {
+            self.unlock();
+            return;
+        }
+        let Chain { parent, link, .. } = self.chain();
+        // SAFETY: per `StopSource::chain`'s contract the parent outlives this
+        // source's use and `link` is pinned and alive until `unchain`
+        // returned, and is not linked (UNLINKED: nobody registered it).
+        // Lock order is child then parent (the parent may link to its own
+        // parent in here); nobody takes a child's lock holding a parent's.
+        let linked = unsafe { (*parent).register(link) };
+        // Read-modify-writes: a source chained below may set
+        // CHAIN_REQUESTED on ours meanwhile. The second releases the lock.
+        if linked {
+            self.bits.fetch_or(LINKED, Ordering::Relaxed);
+        }
+        self.bits.fetch_and(!(UNLINKED | LOCKED), Ordering::Release);
+        if !linked {
+            // The parent was stopped before the link: forward now. Only we
+            // cleared UNLINKED, so the forwarder runs once; the parent
+            // never saw it.
+            // SAFETY: `link` is alive (see above) and never linked; its
+            // `run` expects exactly this call.
+            unsafe { ((*link).run)(link) };
+        }
     }
 
     fn request_stop(&self) -> bool {
-        // Take the lock and set REQUESTED in one step.
         let mut bits = self.bits.load(Ordering::Relaxed);
+        if bits & REQUESTED != 0 {
+            return false;
+        }
+        let top = self.chain().top;
+        if !top.is_null() {
+            // Sequenced before our REQUESTED (set by a release CAS below),
+            // so whoever has seen our bit also passes the top's filter.
+            // SAFETY: the top outlives the chain below it.
+            unsafe { (*top).bits.fetch_or(CHAIN_REQUESTED, Ordering::Relaxed) };
+        }
+        // Take the lock and set REQUESTED in one step.
         loop {
             if bits & REQUESTED != 0 {
                 return false;
@@ -277,7 +433,7 @@ impl State {
             }
             match self.bits.compare_exchange_weak(
                 bits,
-                REQUESTED | LOCKED,
+                bits | REQUESTED | LOCKED,
                 Ordering::AcqRel,
                 Ordering::Relaxed,
             ) {
@@ -358,6 +514,10 @@ impl State {
     /// `node` is pinned, not linked, and stays alive until
     /// `deregister(node)` returns.
     unsafe fn register(&self, node: *const Node) -> bool {
+        if self.bits.load(Ordering::Relaxed) & UNLINKED != 0 {
+            // A stale read only costs a look under the lock.
+            self.link();
+        }
         if !self.lock(true) {
             return false;
         }
@@ -456,7 +616,8 @@ impl StopSource {
     /// A token observing this source.
     pub fn token(&self) -> StopToken<'_> {
         StopToken {
-            state: Some(&self.state),
+            state: Some(NonNull::from(&self.state)),
+            _lt: PhantomData,
         }
     }
 
@@ -469,6 +630,84 @@ impl StopSource {
     /// Whether stop has been requested.
     pub fn stop_requested(&self) -> bool {
         self.state.stop_requested()
+    }
+
+    /// Chains this source to `parent`'s, lazily: this source's tokens
+    /// report stop once it is requested on either (the check walks up the
+    /// chain), and the forwarder `link` (a callback requesting stop on this
+    /// source) is registered with `parent` only when the first callback
+    /// registers with this source. An operation whose children only poll
+    /// the token, or register nothing, so never touches the parent's
+    /// state. Returns `false` (and does nothing) if `parent` can never stop
+    /// or the chain is already `MAX_CHAIN` long: the caller then registers
+    /// its forwarder itself.
+    ///
+    /// # Safety
+    /// Called once, on a fresh source (no stop requested), before any token
+    /// of it is handed out. The
+    /// parent's source outlives every use of this source's tokens and the
+    /// call to [`unchain`](Self::unchain). `link` is the node of a pinned
+    /// [`StopCallback`] that no one registers otherwise, whose callback
+    /// requests stop on this source (it may run on any thread, once), and
+    /// which stays alive until `unchain` returned.
+    #[inline]
+    pub(crate) unsafe fn chain(&self, parent: StopToken<'_>, link: *const Node) -> bool {
+        let Some(parent) = parent.get() else {
+            return false;
+        };
+        let Chain { depth, top, .. } = parent.chain();
+        if depth >= MAX_CHAIN {
+            return false;
+        }
+        let top = if top.is_null() {
+            ptr::from_ref(parent)
+        } else {
+            top
+        };
+        // SAFETY: not shared yet (per the contract): the only access.
+        self.state.chain.with_mut(|c| unsafe {
+            *c = Chain {
+                parent,
+                link,
+                top,
+                depth: depth + 1,
+            }
+        });
+        // Not shared yet (per the contract): a plain store suffices.
+        let bits = self.state.bits.load(Ordering::Relaxed);
+        self.state.bits.store(bits | UNLINKED, Ordering::Relaxed);
+        true
+    }
+
+    /// Undoes [`chain`](Self::chain): if the forwarder was registered with
+    /// the parent, deregisters it, waiting for it if it is running on
+    /// another thread. Does nothing for a source that is not chained.
+    ///
+    /// # Safety
+    /// Called by the owner once every other user of this source's tokens
+    /// is done (nothing registers with it any more), at most once.
+    #[inline]
+    pub(crate) unsafe fn unchain(&self) {
+        // Relaxed: LINKED was set by a user of this source, which the
+        // caller already synchronised with.
+        if self.state.bits.load(Ordering::Relaxed) & LINKED != 0 {
+            // SAFETY: per the caller.
+            unsafe { self.state.unlink() };
+        }
+    }
+}
+
+impl State {
+    /// The slow path of [`StopSource::unchain`].
+    ///
+    /// # Safety
+    /// As `unchain`, and `LINKED` is set.
+    #[cold]
+    unsafe fn unlink(&self) {
+        let Chain { parent, link, .. } = self.chain();
+        // SAFETY: LINKED: `link` was registered with `parent` (alive per
+        // `chain`'s contract) and only this call deregisters it.
+        unsafe { (*parent).deregister(link) };
     }
 }
 
@@ -500,19 +739,48 @@ unsafe impl Sync for State {}
 /// checks it folds away once inlined.
 #[derive(Clone, Copy)]
 pub struct StopToken<'a> {
-    state: Option<&'a State>,
+    /// The source's state. A pointer rather than a `&'a State`: a token
+    /// travels inside receivers that are passed by value, and a reference
+    /// there would be asserted live for the whole completion call, during
+    /// which the operation holding the source may legitimately be freed
+    /// (the token is no longer used by then).
+    state: Option<NonNull<State>>,
+    _lt: PhantomData<&'a State>,
 }
+
+// SAFETY: a token is a shared reference to a `State` (which is `Sync`) in
+// all but name.
+unsafe impl Send for StopToken<'_> {}
+// SAFETY: as above.
+unsafe impl Sync for StopToken<'_> {}
 
 impl<'a> StopToken<'a> {
     /// A token on which stop can never be requested.
     pub const fn never() -> StopToken<'static> {
-        StopToken { state: None }
+        StopToken {
+            state: None,
+            _lt: PhantomData,
+        }
+    }
+
+    /// The source's state.
+    #[inline]
+    fn get(&self) -> Option<&'a State> {
+        // SAFETY: the source outlives `'a` (the token borrows it, or
+        // `detach`'s contract says it outlives every use).
+        self.state.map(|s| unsafe { s.as_ref() })
+    }
+
+    /// The source's state as a raw pointer (null: never stops).
+    #[inline]
+    fn raw(&self) -> *const State {
+        self.state.map_or(ptr::null(), |s| s.as_ptr().cast_const())
     }
 
     /// Whether stop has been requested on the source.
     #[inline]
     pub fn stop_requested(&self) -> bool {
-        match self.state {
+        match self.get() {
             Some(s) => s.stop_requested(),
             None => false,
         }
@@ -533,20 +801,17 @@ impl<'a> StopToken<'a> {
     /// environment produced the token: the callback is dropped before the
     /// receiver is completed, and the receiver's environment outlives it.
     pub unsafe fn detach(self) -> StopToken<'static> {
+        // The caller upholds the lifetime contract above.
         StopToken {
-            // SAFETY: the caller upholds the lifetime contract above.
-            state: self.state.map(|s| unsafe { &*(s as *const State) }),
+            state: self.state,
+            _lt: PhantomData,
         }
     }
 }
 
 impl PartialEq for StopToken<'_> {
     fn eq(&self, other: &Self) -> bool {
-        match (self.state, other.state) {
-            (Some(a), Some(b)) => ptr::eq(a, b),
-            (None, None) => true,
-            _ => false,
-        }
+        self.state == other.state
     }
 }
 
@@ -682,6 +947,14 @@ impl<'a, F: OnStop> StopCallback<'a, F> {
         }
     }
 
+    /// The callback's node, for [`StopSource::chain`] (which needs a
+    /// pointer derived from the whole callback, as `register` uses).
+    pub(crate) fn node_ptr(self: Pin<&mut Self>) -> *const Node {
+        // SAFETY: only a pointer is made; nothing moves.
+        let this = unsafe { self.get_unchecked_mut() };
+        (this as *mut Self).cast::<Node>().cast_const()
+    }
+
     /// Whether the token can stop at all (owner only).
     fn node_token_can_stop(&self) -> bool {
         // SAFETY: `&self` of the owner; `state` is owner-only.
@@ -730,6 +1003,8 @@ mod loom_tests {
     use alloc::boxed::Box;
     use core::pin::pin;
 
+    use crate::loom::cell::UnsafeCell;
+
     /// A stop request racing a deregistration: the callback either runs
     /// completely before the drop returns or not at all, never after.
     #[test]
@@ -753,6 +1028,163 @@ mod loom_tests {
             let seen = counter.load(Ordering::Relaxed);
             t.join().unwrap();
             assert_eq!(counter.load(Ordering::Relaxed), seen);
+        });
+    }
+
+    /// A chained child source and its owner's forwarder (which requests
+    /// stop on the child), as `Join` sets them up.
+    struct Chained {
+        child: Arc<StopSource>,
+        link: Pin<Box<StopCallback<'static, Forward>>>,
+        /// Forwarder runs begun / finished.
+        begun: Arc<AtomicUsize>,
+        ended: Arc<AtomicUsize>,
+    }
+
+    struct Forward {
+        child: Arc<StopSource>,
+        begun: Arc<AtomicUsize>,
+        ended: Arc<AtomicUsize>,
+    }
+
+    impl OnStop for Forward {
+        fn on_stop(self) {
+            self.begun.fetch_add(1, Ordering::Relaxed);
+            self.child.request_stop();
+            self.ended.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn chained(parent: &StopSource) -> Chained {
+        let child = Arc::new(StopSource::new());
+        let begun = Arc::new(AtomicUsize::new(0));
+        let ended = Arc::new(AtomicUsize::new(0));
+        // SAFETY: the parent outlives the model's use of the child.
+        let token = unsafe { parent.token().detach() };
+        let mut link = Box::pin(StopCallback::new(
+            token,
+            Forward {
+                child: child.clone(),
+                begun: begun.clone(),
+                ended: ended.clone(),
+            },
+        ));
+        // SAFETY: fresh source, no token out yet; the parent outlives it;
+        // the link is pinned, registered by nobody else, requests stop on
+        // the child, and is dropped only after `unchain`.
+        assert!(unsafe { child.chain(token, link.as_mut().node_ptr()) });
+        Chained {
+            child,
+            link,
+            begun,
+            ended,
+        }
+    }
+
+    /// A callback registering with a chained child (which links it to the
+    /// parent) races a stop request on the parent: the callback runs
+    /// exactly once, and a poller that sees the stop through the chain also
+    /// sees what the requester wrote before requesting (the walk's Acquire).
+    #[test]
+    fn chained_link_races_parent_stop() {
+        ::loom::model(|| {
+            let parent = Arc::new(StopSource::new());
+            let data = Arc::new(UnsafeCell::new(0u32));
+            let c = chained(&parent);
+            let (p2, d2) = (parent.clone(), data.clone());
+            let t = ::loom::thread::spawn(move || {
+                // SAFETY: read by the other thread only after it saw the
+                // stop request published below.
+                d2.with_mut(|d| unsafe { *d = 7 });
+                p2.request_stop();
+            });
+            let counter = Arc::new(AtomicUsize::new(0));
+            let c2 = counter.clone();
+            let token = c.child.token();
+            let mut cb = pin!(StopCallback::new(token, move || {
+                c2.fetch_add(1, Ordering::Relaxed);
+            }));
+            cb.as_mut().register();
+            if token.stop_requested() {
+                // SAFETY: the request happened after the write (Acquire).
+                assert_eq!(data.with(|d| unsafe { *d }), 7);
+            }
+            t.join().unwrap();
+            assert!(token.stop_requested());
+            assert_eq!(counter.load(Ordering::Relaxed), 1);
+            drop(cb);
+            // SAFETY: nothing uses the child's tokens any more.
+            unsafe { c.child.unchain() };
+            assert_eq!(c.begun.load(Ordering::Relaxed), 1);
+            drop(c.link);
+        });
+    }
+
+    /// A source in the middle of a chain is stopped (a failed sibling, say)
+    /// while a source below it polls: nothing is linked, so only the walk
+    /// (past the top's filter) finds it; what the requester wrote before
+    /// is visible to a poll that sees the stop.
+    #[test]
+    fn mid_chain_stop_reaches_polls_below() {
+        ::loom::model(|| {
+            let top = StopSource::new();
+            let mid = chained(&top);
+            let low = chained(&mid.child);
+            let data = Arc::new(UnsafeCell::new(0u32));
+            let (m2, d2) = (mid.child.clone(), data.clone());
+            let t = ::loom::thread::spawn(move || {
+                // SAFETY: read by the other thread only after it saw the
+                // stop request published below.
+                d2.with_mut(|d| unsafe { *d = 7 });
+                m2.request_stop();
+            });
+            let token = low.child.token();
+            if token.stop_requested() {
+                // SAFETY: the request happened after the write (Acquire).
+                assert_eq!(data.with(|d| unsafe { *d }), 7);
+            }
+            t.join().unwrap();
+            assert!(token.stop_requested());
+            assert!(!top.stop_requested());
+            // SAFETY: nothing uses the tokens any more (nothing linked).
+            unsafe {
+                low.child.unchain();
+                mid.child.unchain();
+            }
+        });
+    }
+
+    /// The owner unchains while the parent's stop runs the forwarder on
+    /// another thread: `unchain` returns only after the forwarder did (or
+    /// it never runs), so the forwarder's captures outlive it.
+    #[test]
+    fn unchain_waits_for_running_forwarder() {
+        ::loom::model(|| {
+            let parent = Arc::new(StopSource::new());
+            let c = chained(&parent);
+            {
+                let mut cb = pin!(StopCallback::new(c.child.token(), || {}));
+                // Links the child to the parent (or runs inline if stopped).
+                cb.as_mut().register();
+            }
+            let p2 = parent.clone();
+            let t = ::loom::thread::spawn(move || {
+                p2.request_stop();
+            });
+            // SAFETY: the callback above was dropped: no user is left.
+            unsafe { c.child.unchain() };
+            let (begun, ended) = (
+                c.begun.load(Ordering::Relaxed),
+                c.ended.load(Ordering::Relaxed),
+            );
+            assert_eq!(begun, ended, "forwarder still running after unchain");
+            drop(c.link);
+            t.join().unwrap();
+            assert_eq!(
+                c.begun.load(Ordering::Relaxed),
+                begun,
+                "forwarder ran after unchain"
+            );
         });
     }
 

@@ -17,9 +17,17 @@
 //!   layout, so [`alloc`] and [`dealloc`] agree.
 //! - A cached block is owned by the free list of one thread; nothing else
 //!   points to it. Its first word is the link to the next cached block.
-//! - A thread caches at most [`MAX_PER_CLASS`] blocks per class; the rest
-//!   go back to the global allocator. The cache is emptied when the thread
-//!   exits; during and after that, frames bypass it.
+//! - A thread caches at most [`MAX_PER_CLASS`] blocks per class. When a
+//!   class is full, its whole list moves, as one *batch*, to a process-wide
+//!   depot (a mutex per class, taken once per batch), unless the depot holds
+//!   [`DEPOT_BATCHES`] batches of that class already: then the freed block
+//!   goes back to the global allocator. A thread whose class is empty takes
+//!   a batch from the depot before asking the global allocator. So frames
+//!   made on one worker and freed on another (a fork-join on a pool) flow
+//!   back to the allocating worker without the global allocator.
+//! - A batch in the depot is owned by the depot; a thread's cache is
+//!   emptied when the thread exits (during and after that, frames bypass
+//!   it); the depot's batches stay for the other threads.
 //!
 //! Without the `std` feature (no thread-locals), and under loom, frames go
 //! straight to the global allocator.
@@ -38,6 +46,10 @@ const ALIGN: usize = 16;
 /// At most this many free blocks are kept per class and thread.
 #[cfg_attr(not(all(feature = "std", not(loom))), allow(dead_code))]
 const MAX_PER_CLASS: u32 = 64;
+/// At most this many batches of [`MAX_PER_CLASS`] blocks wait in the depot
+/// per class.
+#[cfg_attr(not(all(feature = "std", not(loom))), allow(dead_code))]
+const DEPOT_BATCHES: usize = 4;
 
 /// The class of a frame with `layout`, if it is recycled.
 #[inline]
@@ -115,14 +127,41 @@ fn alloc_exact(layout: Layout) -> NonNull<u8> {
 
 #[cfg(all(feature = "std", not(loom)))]
 mod cache {
+    use alloc::vec::Vec;
     use core::cell::Cell;
     use core::ptr::{self, NonNull};
+    use std::sync::{Mutex, MutexGuard};
 
-    use super::{CLASSES, MAX_PER_CLASS, class_layout, global_dealloc};
+    use super::{CLASSES, DEPOT_BATCHES, MAX_PER_CLASS, class_layout, global_dealloc};
 
     /// A cached block's link to the next one (stored in the block itself).
     struct Free {
         next: *mut Free,
+    }
+
+    /// A whole free list of one class, on its way between threads.
+    struct Batch {
+        head: *mut Free,
+        count: u32,
+    }
+
+    // SAFETY: a batch owns its blocks (module invariant): nobody else points
+    // to them, so whichever thread holds the batch may use them.
+    unsafe impl Send for Batch {}
+
+    /// Batches handed between threads, per class.
+    static DEPOT: [Mutex<Vec<Batch>>; CLASSES] = [const { Mutex::new(Vec::new()) }; CLASSES];
+
+    /// How many batches of class `c` wait in the depot.
+    #[cfg(test)]
+    pub(super) fn depot_batches(c: usize) -> usize {
+        depot(c).len()
+    }
+
+    fn depot(c: usize) -> MutexGuard<'static, Vec<Batch>> {
+        // Nothing panics while holding the lock but an allocation failure
+        // in `Vec::push` (which aborts); a poisoned list is still sound.
+        DEPOT[c].lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// One thread's free lists, one per class.
@@ -139,9 +178,28 @@ mod cache {
             }
         }
 
-        /// A cached block of class `c`, if any.
+        /// A cached block of class `c`, if any (refilling the class from
+        /// the depot if it is empty).
         #[inline]
         pub(super) fn pop(&self, c: usize) -> Option<NonNull<u8>> {
+            if self.heads[c].get().is_null() {
+                self.refill(c);
+            }
+            self.pop_local(c)
+        }
+
+        /// Takes a batch from the depot into the (empty) class `c`.
+        #[cold]
+        fn refill(&self, c: usize) {
+            if let Some(batch) = depot(c).pop() {
+                self.heads[c].set(batch.head);
+                self.counts[c].set(batch.count);
+            }
+        }
+
+        /// A block from this thread's list of class `c`, if any.
+        #[inline]
+        fn pop_local(&self, c: usize) -> Option<NonNull<u8>> {
             let head = NonNull::new(self.heads[c].get())?;
             // SAFETY: cached blocks are owned by this list (module
             // invariant) and start with a `Free` link written by `push`.
@@ -155,9 +213,12 @@ mod cache {
         /// means the caller frees it.
         #[inline]
         pub(super) fn push(&self, c: usize, block: NonNull<u8>) -> bool {
-            let n = self.counts[c].get();
+            let mut n = self.counts[c].get();
             if n >= MAX_PER_CLASS {
-                return false;
+                if !self.hand_off(c) {
+                    return false;
+                }
+                n = 0;
             }
             let free = block.cast::<Free>();
             // SAFETY: the block is at least `CLASS` bytes, aligned to
@@ -173,10 +234,27 @@ mod cache {
         }
     }
 
+    impl Cache {
+        /// Moves the (full) list of class `c` to the depot, unless the
+        /// depot has enough of that class; `true` if it did.
+        #[cold]
+        fn hand_off(&self, c: usize) -> bool {
+            let mut depot = depot(c);
+            if depot.len() >= DEPOT_BATCHES {
+                return false;
+            }
+            depot.push(Batch {
+                head: self.heads[c].replace(ptr::null_mut()),
+                count: self.counts[c].replace(0),
+            });
+            true
+        }
+    }
+
     impl Drop for Cache {
         fn drop(&mut self) {
             for c in 0..CLASSES {
-                while let Some(block) = self.pop(c) {
+                while let Some(block) = self.pop_local(c) {
                     // SAFETY: every cached block of class `c` was allocated
                     // with `class_layout(c)` and is owned by this list.
                     unsafe { global_dealloc(block.as_ptr(), class_layout(c)) };
@@ -232,6 +310,46 @@ mod tests {
             let p = alloc(l);
             assert_eq!(p.as_ptr().addr() % l.align(), 0);
             // SAFETY: from `alloc(l)`.
+            unsafe { dealloc(p, l) };
+        }
+    }
+
+    /// Frames made on one thread and freed on another come back to the
+    /// first through the depot instead of the global allocator.
+    #[cfg(all(feature = "std", not(loom)))]
+    #[test]
+    fn frames_freed_on_another_thread_are_reused() {
+        extern crate std;
+        struct Frames(alloc::vec::Vec<NonNull<u8>>);
+        // SAFETY: the blocks are owned by whoever holds the vector.
+        unsafe impl Send for Frames {}
+        // A class no other test of this crate uses (its frames are smaller).
+        let l = Layout::from_size_align(CLASS * (CLASSES - 2) + 1, 8).unwrap();
+        let n = 2 * MAX_PER_CLASS as usize;
+        let made = Frames((0..n).map(|_| alloc(l)).collect());
+        let addrs: alloc::vec::Vec<usize> = made.0.iter().map(|p| p.as_ptr().addr()).collect();
+        std::thread::spawn(move || {
+            let made = made;
+            for p in made.0 {
+                // SAFETY: from `alloc(l)` on the other thread, freed once.
+                unsafe { dealloc(p, l) };
+            }
+        })
+        .join()
+        .unwrap();
+        // The other thread handed at least one full batch to the depot.
+        let c = class_of(l).unwrap();
+        let before = cache::depot_batches(c);
+        assert!(before >= 1);
+        let again: alloc::vec::Vec<NonNull<u8>> = (0..n).map(|_| alloc(l)).collect();
+        let reused = again
+            .iter()
+            .filter(|p| addrs.contains(&p.as_ptr().addr()))
+            .count();
+        assert!(reused >= MAX_PER_CLASS as usize, "reused {reused}");
+        assert!(cache::depot_batches(c) < before, "taken from the depot");
+        for p in again {
+            // SAFETY: from `alloc(l)`, freed once.
             unsafe { dealloc(p, l) };
         }
     }

@@ -7,6 +7,15 @@
 //! (initially `n`), an in-place [`StopSource`] its children observe, and a
 //! [`StopCallback`] that chains the receiver's stop token to that source.
 //!
+//! The chaining is lazy where it can be ([`StopSource::chain`]): the
+//! children's tokens also report a stop requested on the receiver's token
+//! (their check walks up the chain), and the callback is registered with
+//! the receiver's source only when a descendant first registers a callback
+//! with ours. Nested joins whose children merely poll their token (a pool's
+//! `schedule`) or register nothing thus never touch the parent's stop
+//! source, whose cache line the parent's other children share. Past a
+//! bounded chain length the callback is registered at `start`, as before.
+//!
 //! - Every child holds one reference until it *arrives* (completes). A child
 //!   that wants its siblings stopped calls [`Join::stop_siblings`] **before**
 //!   it arrives: while it holds its reference the parent cannot complete, so
@@ -16,10 +25,14 @@
 //!   not already zero) for the duration of its `request_stop`, for the same
 //!   reason: a sibling completing inside that call must not free the source
 //!   the call is still walking.
+//!   When a lazy link finds the receiver's source already stopped, the
+//!   registering descendant runs the forwarder itself; that descendant's
+//!   ancestor child still holds its reference, so again nothing is freed.
 //! - Whoever brings `refs` to zero (`AcqRel`, so it sees every write the
-//!   others made before arriving) first drops the forwarding callback — which
-//!   deregisters it, waiting for it if it is running on another thread — and
-//!   then completes the downstream receiver, touching nothing afterwards.
+//!   others made before arriving) first unchains the source and drops the
+//!   forwarding callback — either deregisters it, waiting for it if it is
+//!   running on another thread — and then completes the downstream
+//!   receiver, touching nothing afterwards.
 //!
 //! When no child can fail or be stopped (decided from the children's types,
 //! see [`uninhabited`]) the parent says so with `stoppable = false`: the
@@ -181,6 +194,7 @@ impl<P> Join<P> {
     /// Called once, from the parent's `start`, before any child is started.
     /// `parent` is the started (pinned) parent owning `self`, and `env` is
     /// the environment of the receiver the parent will complete.
+    #[inline]
     pub(crate) unsafe fn start<'e>(&self, parent: Pin<&P>, env: &impl Env<'e>)
     where
         P: JoinParent,
@@ -220,7 +234,18 @@ impl<P> Join<P> {
         // SAFETY: the callback lives in the pinned parent and is dropped in
         // place (never moved); `slot` points at it and only this thread
         // touches the cell until the completer drops it.
-        let callback = unsafe { Pin::new_unchecked((*slot).as_mut().unwrap_unchecked()) };
+        let mut callback = unsafe { Pin::new_unchecked((*slot).as_mut().unwrap_unchecked()) };
+        // Chain lazily when the chain is short enough: the forwarder is then
+        // registered with the receiver's source only if some descendant
+        // registers a callback with ours.
+        // SAFETY: no child runs yet, so no token of `source` is out; the
+        // receiver's source outlives our use of it (as for `outer`); the
+        // callback is pinned, registered by no one else, requests stop on
+        // `source`, and stays alive until the completer has called
+        // `unchain` (in `arrive`, before dropping it).
+        if unsafe { self.source.chain(outer, callback.as_mut().node_ptr()) } {
+            return;
+        }
         // May run the forwarder inline (stop already requested): it holds a
         // reference while no child has arrived, so it cannot complete us.
         callback.register();
@@ -286,8 +311,13 @@ impl<P> Join<P> {
         if join.refs.fetch_sub(1, Ordering::AcqRel) != 1 {
             return;
         }
-        // Drop the forwarder in place: deregisters it, and waits for it if it
-        // is running on another thread (it then finds `refs == 0` and leaves).
+        // Unchain, then drop the forwarder in place: either deregisters it,
+        // and waits for it if it is running on another thread (it then finds
+        // `refs == 0` and leaves).
+        if join.stoppable {
+            // SAFETY: every child arrived: nobody uses the source's tokens.
+            unsafe { join.source.unchain() };
+        }
         // SAFETY: every other reference is gone: we are the only accessor.
         join.forward.with_mut(|f| unsafe { *f = None });
         // SAFETY: we brought the count to zero, after dropping the forwarder.

@@ -546,4 +546,92 @@ mod loom_tests {
     fn loom_stopped_races_value_and_stop_request() {
         race(false);
     }
+
+    /// A child that completes (stopped) only when stop is requested on its
+    /// token, through a stop callback it registers at start.
+    struct OnRequest;
+    struct OnRequestOp<R: Receiver<u32, Infallible>> {
+        receiver: Arc<Mutex<Option<R>>>,
+        callback: Option<crate::StopCallback<'static, StopIt<R>>>,
+        _pin: PhantomPinned,
+    }
+    struct StopIt<R>(Arc<Mutex<Option<R>>>);
+    impl<R: Receiver<u32, Infallible>> crate::OnStop for StopIt<R> {
+        fn on_stop(self) {
+            let r = self.0.lock().unwrap().take();
+            if let Some(r) = r {
+                r.set_stopped();
+            }
+        }
+    }
+    impl Sender for OnRequest {
+        type Output = u32;
+        type Error = Infallible;
+    }
+    impl<R: Receiver<u32, Infallible> + Send + 'static> SenderTo<R> for OnRequest {
+        type Operation = OnRequestOp<R>;
+        fn connect(self, receiver: R) -> OnRequestOp<R> {
+            OnRequestOp {
+                receiver: Arc::new(Mutex::new(Some(receiver))),
+                callback: None,
+                _pin: PhantomPinned,
+            }
+        }
+    }
+    impl<R: Receiver<u32, Infallible> + Send + 'static> OperationState for OnRequestOp<R> {
+        unsafe fn start(self: Pin<&mut Self>) {
+            // SAFETY: `callback` is pinned in place once written (never
+            // moved; dropped in place with the op).
+            let this = unsafe { self.get_unchecked_mut() };
+            let token = {
+                let r = this.receiver.lock().unwrap();
+                // SAFETY: the token's source (the parent's) outlives this
+                // op's callback: the op is dropped after it completed.
+                unsafe { r.as_ref().unwrap().env().stop_token().detach() }
+            };
+            this.callback = Some(crate::StopCallback::new(
+                token,
+                StopIt(this.receiver.clone()),
+            ));
+            // SAFETY: as above.
+            let cb = unsafe { Pin::new_unchecked(this.callback.as_mut().unwrap()) };
+            cb.register();
+        }
+    }
+
+    /// A nested child registers with its `when_all`'s chained stop source
+    /// (linking it to the outer source) while stop is requested on the
+    /// outer source from another thread and the other child completes on
+    /// a third: the stop reaches the registered child either through the
+    /// forwarder or, if the request came first, at once; the `when_all`
+    /// completes stopped, exactly once.
+    #[test]
+    fn loom_link_races_outer_stop() {
+        ::loom::model(|| {
+            let source = Arc::new(StopSource::new());
+            let seen = Arc::new(Mutex::new(None));
+            let completions = Arc::new(AtomicUsize::new(0));
+            let sb = Arc::new(Mutex::new(None));
+            let s = when_all(OnRequest, Remote { slot: sb.clone() });
+            let mut op = Box::pin(s.connect(Outer {
+                source: source.clone(),
+                seen: seen.clone(),
+                completions: completions.clone(),
+            }));
+            let s2 = source.clone();
+            let ts = ::loom::thread::spawn(move || {
+                s2.request_stop();
+            });
+            // SAFETY: `op` is dropped only after every thread joined, when
+            // the operation has completed.
+            unsafe { op.as_mut().start() };
+            let f = sb.lock().unwrap().take().unwrap();
+            let tb = ::loom::thread::spawn(move || f(Some(2)));
+            ts.join().unwrap();
+            tb.join().unwrap();
+            assert_eq!(completions.load(Ordering::Relaxed), 1);
+            assert_eq!(seen.lock().unwrap().take(), Some(Seen::Stopped));
+            drop(op);
+        });
+    }
 }
