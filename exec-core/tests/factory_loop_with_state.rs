@@ -264,8 +264,11 @@ fn dropping_the_op_drops_what_it_holds_once() {
         loop_with_state(drops.track(0u32), move |n| {
             let _keep = &held;
             let v = n.value;
-            just(n).then(move |n| match v {
-                0 => Continue(n),
+            just(n).then(move |mut n| match v {
+                0 => {
+                    n.value = 1;
+                    Continue(n)
+                }
                 _ => Break(v),
             })
         })
