@@ -14,7 +14,7 @@
 //! - `EMPTY`: in between, or after a forwarded completion.
 //!
 //! The first operation is connected at `start` (its receiver refers back to
-//! the pinned op through an [`ErasedParentEnvRef`]); when it completes it is
+//! the pinned op through an `ErasedParentEnvRef`); when it completes it is
 //! dropped in place and the second sender is connected to the downstream
 //! receiver in the same storage, so everything but the second operation
 //! overlaps it: the op is as large as the larger of the second operation
