@@ -217,3 +217,94 @@ fn a_let_value_chain_allocates_nothing() {
     });
     assert_eq!(n, 0, "let_value chain allocated");
 }
+
+/// A one-word receiver, to measure operation states with.
+struct Sink(#[allow(dead_code)] Box<u8>);
+impl<T, E> exec_core::Receiver<T, E> for Sink {
+    fn set_value(self, _: T) {}
+    fn set_error(self, _: E) {}
+    fn set_stopped(self) {}
+}
+
+fn op_size<S: exec_core::SenderTo<Sink>>(_: &S) -> usize {
+    std::mem::size_of::<S::Operation>()
+}
+
+/// Memory: everything a `let_value` keeps besides its own word (the
+/// branch, the downstream receiver and the slot for an inline completion)
+/// overlaps the second operation, which takes the first one's place.
+/// Bounds measured on 64-bit targets; raising one is a decision.
+#[cfg(target_pointer_width = "64")]
+#[test]
+fn operation_state_overlaps_what_it_keeps_with_the_second_operation() {
+    let big = op_size(&just([0u8; 256]));
+    let s = just(1u64).let_value(|_| just([0u8; 256]));
+    assert_eq!(op_size(&s), big + 8, "one word besides the second op");
+    // A plain chain: was 120 B (a separate receiver-and-branch slot, stash
+    // slot and enum tag word).
+    let chain = just(1u64)
+        .let_value(|x| just(x + 1))
+        .let_value(|x| just(x * 2));
+    let n = op_size(&chain);
+    eprintln!("just.let_value.let_value: {n} B");
+    assert!(n <= 112, "chained let_value op: {n} B");
+}
+
+/// A receiver holding a tracked value: its drop is counted.
+struct TrackedSink(#[allow(dead_code)] Tracked<()>);
+impl<T, E> exec_core::Receiver<T, E> for TrackedSink {
+    fn set_value(self, _: T) {}
+    fn set_error(self, _: E) {}
+    fn set_stopped(self) {}
+}
+
+/// Whatever the operation holds when it is dropped — the sender, function
+/// and receiver before `start`; the second operation after it completed;
+/// nothing after a forwarded completion — is dropped exactly once.
+#[test]
+fn dropping_the_op_drops_what_it_holds_once_in_every_state() {
+    use exec_core::{OperationState, SenderTo, just_error};
+    let drops = DropCounter::new();
+    // Never started.
+    let (v, held) = (drops.track(1), drops.track(()));
+    let op = just(v)
+        .let_value(move |_| {
+            let _keep = &held;
+            just(0)
+        })
+        .connect(TrackedSink(drops.track(())));
+    assert_eq!(drops.alive(), 3);
+    drop(op);
+    assert_eq!((drops.created(), drops.dropped()), (3, 3));
+    // Ran the second operation, which is still in the op when it is dropped.
+    let v = drops.track(2);
+    let mut op = Box::pin(
+        just(v)
+            .let_value(|v| just(v.value * 2))
+            .connect(TrackedSink(drops.track(()))),
+    );
+    // SAFETY: completes inline; dropped afterwards.
+    unsafe { op.as_mut().start() };
+    assert_eq!(drops.alive(), 0, "value and receiver used up");
+    drop(op);
+    assert_eq!((drops.created(), drops.dropped()), (5, 5));
+    // Forwarded an error: nothing is left in the op.
+    let f_held = drops.track(());
+    let mut op = Box::pin(
+        just_error::<u32, _>(drops.track(3))
+            .let_value(move |x| {
+                let _keep = &f_held;
+                just(x).with_error::<Tracked<i32>>()
+            })
+            .connect(TrackedSink(drops.track(()))),
+    );
+    // SAFETY: completes inline; dropped afterwards.
+    unsafe { op.as_mut().start() };
+    assert_eq!(
+        drops.alive(),
+        0,
+        "function dropped, error and receiver used up"
+    );
+    drop(op);
+    assert_eq!((drops.created(), drops.dropped()), (8, 8));
+}

@@ -45,8 +45,11 @@ fn per_connection_operation_states_stay_small() {
     let echo = op_size(&echo);
     eprintln!("read {read} B, write_all {write_all} B, echo loop {echo} B");
     // Was 232 / 240 / 472 before the header, wait and stop-callback
-    // shrink.
+    // shrink; the echo loop was 400 before its iterations' receiver
+    // answered the environment through the loop (instead of carrying a
+    // copy), the loop kept no copy of its own, and `let_value` overlapped
+    // its branch, receiver and stash with the second operation.
     assert!(read <= 160, "read op: {read} B");
     assert!(write_all <= 168, "write_all op: {write_all} B");
-    assert!(echo <= 400, "echo loop op: {echo} B");
+    assert!(echo <= 304, "echo loop op: {echo} B");
 }

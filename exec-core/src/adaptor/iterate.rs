@@ -16,6 +16,7 @@
 
 use core::fmt;
 use core::marker::{PhantomData, PhantomPinned};
+use core::mem::MaybeUninit;
 use core::ops::ControlFlow;
 use core::pin::Pin;
 
@@ -23,9 +24,9 @@ use crate::adaptor::probe::SendProbe;
 use crate::env::CapturedEnv;
 use crate::loom::cell::UnsafeCell;
 use crate::loom::sync::atomic::{AtomicU8, Ordering};
+use crate::parent::{ErasedParentEnvRef, NotifyEnv};
 use crate::{
-    Env, ErasedParentRef, Notify, OperationState, PanicPayload, ParentRef, Receiver, Sender,
-    SenderTo, catch_unwind,
+    Env, Notify, OperationState, PanicPayload, ParentRef, Receiver, Sender, SenderTo, catch_unwind,
 };
 
 /// What a loop ([`LoopOp`]) runs: implemented by the bodies of
@@ -78,8 +79,10 @@ const DEFERRED: u8 = 2;
 /// `M` is `(B, R)` (the [`LoopBody`] and the downstream receiver) and only
 /// decides when it may cross threads.
 pub struct LoopReceiver<T, E, M> {
-    parent: ErasedParentRef<Iteration<T, E>>,
-    env: CapturedEnv,
+    /// Also answers the environment: the downstream receiver's, which the
+    /// loop keeps until the last iteration has completed (two words, where
+    /// a captured copy of the environment would add three).
+    parent: ErasedParentEnvRef<Iteration<T, E>>,
     _marker: PhantomData<M>,
 }
 
@@ -107,9 +110,10 @@ where
     R: Send,
 {
 }
-// SAFETY: through `&LoopReceiver` only the captured environment (a `Sync`
-// stop token and scheduler handle) is reachable.
-unsafe impl<T, E, M> Sync for LoopReceiver<T, E, M> {}
+// SAFETY: through `&LoopReceiver` only the environment can be reached: the
+// downstream receiver's `env`, called through a shared reference (hence
+// `R: Sync`); completing needs ownership.
+unsafe impl<T, E, B, R: Sync> Sync for LoopReceiver<T, E, (B, R)> {}
 
 impl<T, E, M> Receiver<T, E> for LoopReceiver<T, E, M> {
     fn set_value(self, value: T) {
@@ -125,7 +129,7 @@ impl<T, E, M> Receiver<T, E> for LoopReceiver<T, E, M> {
         self.parent.notify(Iteration::Panic(payload))
     }
     fn env(&self) -> impl Env<'_> {
-        self.env
+        self.parent.env()
     }
 }
 
@@ -169,15 +173,21 @@ where
 {
     /// `IDLE`/`IN_START`/`DEFERRED`: who continues after an iteration.
     phase: AtomicU8,
-    /// The downstream environment, captured at `start`.
-    env: UnsafeCell<CapturedEnv>,
     /// Decides and makes the iterations; dropped when the loop ends.
     body: UnsafeCell<Option<B>>,
+    /// Taken when the loop finishes; until then only read (for its
+    /// environment), by the loop runner and by [`NotifyEnv::child_env`].
     receiver: UnsafeCell<Option<R>>,
     /// An inline iteration's outcome, handed to the loop by `phase`.
     stash: UnsafeCell<Option<Iteration<Out<B>, Err<B>>>>,
-    /// Structurally pinned: the current iteration's operation.
-    child: UnsafeCell<Option<ChildOp<B, R>>>,
+    /// Whether `child` holds an operation. (A flag next to `phase`, in
+    /// what would be padding, instead of an `Option`'s tag word: the
+    /// operation inside a cell offers no niche.) Same access rule as
+    /// `child`.
+    child_live: UnsafeCell<bool>,
+    /// Structurally pinned: the current iteration's operation, if
+    /// `child_live`. Only the loop runner touches it.
+    child: UnsafeCell<MaybeUninit<ChildOp<B, R>>>,
 }
 
 impl<B, R> LoopOp<B, R>
@@ -189,14 +199,66 @@ where
         LoopOp {
             inner: LoopInner {
                 phase: AtomicU8::new(IDLE),
-                env: UnsafeCell::new(CapturedEnv::empty()),
                 body: UnsafeCell::new(Some(body)),
                 receiver: UnsafeCell::new(Some(receiver)),
                 stash: UnsafeCell::new(None),
-                child: UnsafeCell::new(None),
+                child_live: UnsafeCell::new(false),
+                child: UnsafeCell::new(MaybeUninit::uninit()),
             },
             _pin: PhantomPinned,
         }
+    }
+}
+
+impl<B, R> LoopInner<B, R>
+where
+    B: LoopBody,
+    B::Sender: SenderTo<LoopRecv<B, R>>,
+{
+    /// Drops the iteration's operation in place, if there is one.
+    ///
+    /// # Safety
+    /// The caller owns `child` (the loop runner, or the owner dropping the
+    /// op): no iteration is running, or the running one has completed and
+    /// no longer touches itself.
+    unsafe fn drop_child(&self) {
+        // SAFETY: per the contract. The flag is cleared first, so a
+        // panicking drop does not leave it set.
+        unsafe {
+            if self
+                .child_live
+                .with_mut(|l| core::mem::replace(&mut *l, false))
+            {
+                self.child
+                    .with_mut(|c| core::ptr::drop_in_place((*c).as_mut_ptr()));
+            }
+        }
+    }
+
+    /// Writes `op` into the (empty) `child` slot, returning where it is.
+    ///
+    /// # Safety
+    /// As for [`drop_child`](Self::drop_child), and `child` is empty.
+    unsafe fn put_child(&self, op: ChildOp<B, R>) -> *mut ChildOp<B, R> {
+        // SAFETY: per the contract.
+        unsafe {
+            debug_assert!(!self.child_live.with(|l| *l));
+            let p = self.child.with_mut(|c| (*c).write(op) as *mut _);
+            self.child_live.with_mut(|l| *l = true);
+            p
+        }
+    }
+}
+
+impl<B, R> Drop for LoopInner<B, R>
+where
+    B: LoopBody,
+    B::Sender: SenderTo<LoopRecv<B, R>>,
+{
+    fn drop(&mut self) {
+        // SAFETY: `&mut self`: nothing runs; an iteration still in `child`
+        // was either never started or has completed.
+        unsafe { self.drop_child() }
     }
 }
 
@@ -215,7 +277,7 @@ where
         // SAFETY: only the single runner of the loop gets here; no iteration
         // is running (the last one completed).
         let receiver = unsafe {
-            this.child.with_mut(|c| *c = None);
+            this.drop_child();
             this.body.with_mut(|b| *b = None);
             this.receiver.with_mut(|r| (*r).take())
         };
@@ -236,7 +298,7 @@ where
         loop {
             // SAFETY: the loop runner owns `child` and `body` between
             // iterations; the finished iteration no longer touches itself.
-            unsafe { inner.child.with_mut(|c| *c = None) };
+            unsafe { inner.drop_child() };
             let last = match done.take() {
                 None => None,
                 Some(Iteration::Value(v)) => Some(v),
@@ -253,9 +315,13 @@ where
                 Ok(ControlFlow::Break(v)) => return Self::finish(inner, Finish::Value(v)),
                 Err(p) => return Self::finish(inner, Finish::Panic(p)),
             };
-            // SAFETY: written once at start, before any iteration.
-            let env = inner.env.with(|e| unsafe { *e });
-            if env.stop_token().stop_requested() {
+            // SAFETY: the receiver is taken only by `finish`; here it is
+            // only read (as by `child_env`, which may run concurrently).
+            let stop = inner.receiver.with(|r| unsafe {
+                (*r).as_ref()
+                    .is_some_and(|r| r.env().stop_token().stop_requested())
+            });
+            if stop {
                 drop(carry);
                 return Self::finish(inner, Finish::Stopped);
             }
@@ -268,21 +334,16 @@ where
                 };
             // SAFETY: the op is started and completes only after this
             // iteration has completed (consuming the receiver).
-            let parent = unsafe { ErasedParentRef::new(this.get_pin()) };
+            let parent = unsafe { ErasedParentEnvRef::new(this.get_pin()) };
             let op = next.connect(LoopReceiver {
                 parent,
-                env,
                 _marker: PhantomData,
             });
             // SAFETY: no iteration is running: `child` is ours; the new
             // operation stays pinned there until the next round drops it,
             // after it has completed.
-            let child = unsafe {
-                inner.child.with_mut(|c| {
-                    *c = Some(op);
-                    (*c).as_mut().expect("just written") as *mut _
-                })
-            };
+            // (Dropped at the top of the loop: the slot is empty.)
+            let child = unsafe { inner.put_child(op) };
             inner.phase.store(IN_START, Ordering::Relaxed);
             // SAFETY: started once, kept pinned and alive as said above.
             unsafe { OperationState::start(Pin::new_unchecked(&mut *child)) };
@@ -334,6 +395,30 @@ where
     }
 }
 
+impl<B, R> NotifyEnv<Iteration<Out<B>, Err<B>>> for LoopInner<B, R>
+where
+    B: LoopBody,
+    B::Sender: SenderTo<LoopRecv<B, R>>,
+    R: Receiver<B::Output, Err<B>>,
+{
+    fn child_env(inner: &Self) -> CapturedEnv {
+        // The downstream receiver, whose env produced the answers, stays in
+        // this op until the loop finishes, after the last iteration (the
+        // only one asking) has completed, and iterations drop their
+        // registrations before completing: that is what `capture` (and
+        // `detach`) ask.
+        // SAFETY: while an iteration runs, `receiver` is only read (here
+        // and by the loop's stop check); `finish` takes it only after the
+        // last iteration has completed and so stopped asking.
+        inner.receiver.with(|r| unsafe {
+            match &*r {
+                Some(r) => CapturedEnv::capture(&r.env()),
+                None => CapturedEnv::empty(),
+            }
+        })
+    }
+}
+
 impl<B, R> OperationState for LoopOp<B, R>
 where
     B: LoopBody,
@@ -344,18 +429,6 @@ where
         // SAFETY: projecting to `inner`, which is never moved.
         let inner: Pin<&LoopInner<B, R>> =
             unsafe { self.map_unchecked_mut(|op| &mut op.inner) }.into_ref();
-        let i = inner.get_ref();
-        // The downstream receiver stays in this op until the loop finishes,
-        // after the last iteration completed; iterations drop their stop
-        // callbacks before completing: that is what `detach` asks.
-        // SAFETY: see above; nothing else runs yet, the cells are ours.
-        unsafe {
-            let env = i.receiver.with(|r| match &*r {
-                Some(r) => CapturedEnv::capture(&r.env()),
-                None => CapturedEnv::empty(),
-            });
-            i.env.with_mut(|e| *e = env);
-        }
         // SAFETY: started, so pinned and alive until the loop finishes.
         let this = unsafe { ParentRef::new(inner) };
         LoopInner::run(this, None);

@@ -4,13 +4,21 @@
 //! storage the first one occupied.
 //!
 //! # How the operation is laid out
-//! `LetOp` holds an enum: the first sender before `start`, the first
-//! operation while it runs, the second operation after. The first operation
-//! is connected at `start` (its receiver refers back to the pinned op through
-//! an [`ErasedParentRef`]); when it completes it is dropped in place and the
-//! second sender is connected to the downstream receiver in the same
-//! storage, so the op is as large as the larger of the two, plus a slot for
-//! the first completion.
+//! `LetOp` holds a union, `state`, and a byte saying which of its members is
+//! live (next to `phase`, in what would be padding):
+//! - `INIT`: the first sender, the branch and the downstream receiver;
+//! - `FIRST`: the first operation, running, with the branch, the receiver
+//!   and the slot (`stash`) for a completion that arrives inside the first
+//!   `start`, all beside the operation, never inside it;
+//! - `SECOND`: the second operation (which owns the receiver now);
+//! - `EMPTY`: in between, or after a forwarded completion.
+//!
+//! The first operation is connected at `start` (its receiver refers back to
+//! the pinned op through an `ErasedParentEnvRef`); when it completes it is
+//! dropped in place and the second sender is connected to the downstream
+//! receiver in the same storage, so everything but the second operation
+//! overlaps it: the op is as large as the larger of the second operation
+//! and the first plus branch, receiver and stash.
 //!
 //! # Inline completion
 //! If the first operation completes while its `start` is still running, the
@@ -30,7 +38,9 @@
 
 use core::fmt;
 use core::marker::{PhantomData, PhantomPinned};
+use core::mem::ManuallyDrop;
 use core::pin::Pin;
+use core::ptr;
 
 use crate::adaptor::probe::SendProbe;
 use crate::env::CapturedEnv;
@@ -180,15 +190,38 @@ const IN_START: u8 = 1;
 /// The first operation completed inside its `start`; `start` takes over.
 const DEFERRED: u8 = 2;
 
-enum LetState<S, O1, O2> {
-    /// Before `start`: the first sender.
-    Init(S),
+/// `state` holds `init`.
+const INIT: u8 = 0;
+/// `state` holds `first`.
+const FIRST: u8 = 1;
+/// `state` holds `second`.
+const SECOND: u8 = 2;
+/// `state` holds nothing.
+const EMPTY: u8 = 3;
+
+/// While the first operation runs: it, and beside it what comes after.
+struct First<O1, B, R, I> {
+    /// Structurally pinned.
+    op: O1,
+    /// Taken, with `receiver`, once the first operation has completed.
+    branch: B,
+    /// Until then only read, by [`NotifyEnv::child_env`].
+    receiver: R,
+    /// Written by an inline completion, read by `start` (handed over by
+    /// `phase`). Beside `op`, not overlapping it: `op`'s `start` is still
+    /// running when it is written.
+    stash: Option<I>,
+}
+
+/// The storage of a `let_*` operation; which member is live is recorded
+/// beside it (`INIT`/`FIRST`/`SECOND`/`EMPTY`).
+union LetState<S, B, R, I, O1, O2> {
+    /// Before `start`.
+    init: ManuallyDrop<(S, B, R)>,
     /// The first operation, running.
-    First(O1),
+    first: ManuallyDrop<First<O1, B, R, I>>,
     /// The second operation, running (connected to the downstream receiver).
-    Second(O2),
-    /// Between the two, or after a forwarded completion.
-    Empty,
+    second: ManuallyDrop<O2>,
 }
 
 /// The receiver a `let_*` algorithm connects its first sender to.
@@ -294,7 +327,10 @@ impl<T, E, M> Receiver<T, E> for LetReceiver<T, E, M> {
 }
 
 type Recv<S, B, R> = LetReceiver<<S as Sender>::Output, <S as Sender>::Error, (S, B, R)>;
-type StateOf<S, B, R> = LetState<S, <S as SenderTo<Recv<S, B, R>>>::Operation, NextOp<S, B, R>>;
+type Input<S> = LetInput<<S as Sender>::Output, <S as Sender>::Error>;
+type FirstOp<S, B, R> = <S as SenderTo<Recv<S, B, R>>>::Operation;
+type FirstOf<S, B, R> = First<FirstOp<S, B, R>, B, R, Input<S>>;
+type StateOf<S, B, R> = LetState<S, B, R, Input<S>, FirstOp<S, B, R>, NextOp<S, B, R>>;
 type NextOp<S, B, R> =
     <<B as LetBranch<<S as Sender>::Output, <S as Sender>::Error>>::Next as SenderTo<R>>::Operation;
 
@@ -318,16 +354,14 @@ where
 {
     /// `IDLE`/`IN_START`/`DEFERRED`, see the module docs.
     phase: AtomicU8,
-    /// The branch and the downstream receiver, taken together once, when
-    /// the first operation has completed (one `Option`: one niche, where
-    /// two options may each need a tag word). Until then the receiver is
-    /// only read, by [`NotifyEnv::child_env`].
-    next: UnsafeCell<Option<(B, R)>>,
-    /// Written by an inline completion, read by `start` (handed over by `phase`).
-    stash: UnsafeCell<Option<LetInput<S::Output, S::Error>>>,
+    /// Which member of `state` is live. Same access rule as `state`.
+    live: UnsafeCell<u8>,
     /// Structurally pinned: the child operations live here. Written by
     /// `start` before the first op starts, then only by whoever handles the
-    /// first completion (the completion or `start`, never both).
+    /// first completion (the completion or `start`, never both), except
+    /// that the first completion writes `first.stash` (the one access until
+    /// `phase` hands over) and the first operation reads
+    /// `first.receiver`'s environment while it runs.
     state: UnsafeCell<StateOf<S, B, R>>,
 }
 
@@ -353,11 +387,51 @@ where
         LetOp {
             inner: LetInner {
                 phase: AtomicU8::new(IDLE),
-                next: UnsafeCell::new(Some((branch, receiver))),
-                stash: UnsafeCell::new(None),
-                state: UnsafeCell::new(LetState::Init(sender)),
+                live: UnsafeCell::new(INIT),
+                state: UnsafeCell::new(LetState {
+                    init: ManuallyDrop::new((sender, branch, receiver)),
+                }),
             },
             _pin: PhantomPinned,
+        }
+    }
+}
+
+impl<S, B, R> LetInner<S, B, R>
+where
+    S: SenderTo<Recv<S, B, R>>,
+    B: LetBranch<S::Output, S::Error>,
+    B::Next: SenderTo<R>,
+{
+    /// `state`'s `first` member (live while `live` is `FIRST`).
+    ///
+    /// # Safety
+    /// `st` is `state`'s pointer.
+    unsafe fn first(st: *mut StateOf<S, B, R>) -> *mut FirstOf<S, B, R> {
+        // SAFETY: a place projection, no read (`ManuallyDrop` is
+        // `repr(transparent)`).
+        unsafe { (&raw mut (*st).first).cast() }
+    }
+}
+
+impl<S, B, R> Drop for LetInner<S, B, R>
+where
+    S: SenderTo<Recv<S, B, R>>,
+    B: LetBranch<S::Output, S::Error>,
+    B::Next: SenderTo<R>,
+{
+    fn drop(&mut self) {
+        // SAFETY: `&mut self`: nothing runs. `live` says which member of
+        // `state` holds a value; it is set to `EMPTY` first, so a
+        // panicking drop does not leave it to be dropped again.
+        unsafe {
+            let live = self.live.with_mut(|l| core::mem::replace(&mut *l, EMPTY));
+            self.state.with_mut(|st| match live {
+                INIT => ptr::drop_in_place((&raw mut (*st).init).cast::<(S, B, R)>()),
+                FIRST => ptr::drop_in_place(Self::first(st)),
+                SECOND => ptr::drop_in_place((&raw mut (*st).second).cast::<NextOp<S, B, R>>()),
+                _ => {}
+            })
         }
     }
 }
@@ -373,35 +447,45 @@ where
     /// the branch and either start the second operation or forward.
     ///
     /// Touches nothing of the op after handing control downstream.
-    fn resume(this: ParentRef<Self>, input: LetInput<S::Output, S::Error>) {
+    fn resume(this: ParentRef<Self>, input: Input<S>) {
         let inner = this.get();
         // SAFETY: only the single handler of the first completion gets here
-        // (see `phase`), and the first operation no longer touches itself
-        // once it has called its receiver, so it may be dropped in place.
-        let next = unsafe {
-            inner.state.with_mut(|st| *st = LetState::Empty);
-            inner.next.with_mut(|n| (*n).take())
-        };
-        let Some((branch, receiver)) = next else {
-            unreachable!("let: the first operation completed twice")
+        // (see `phase`), with the stash already taken, and the first
+        // operation no longer touches itself once it has called its
+        // receiver, so it may be dropped in place. `live` is `EMPTY` before
+        // anything is moved or dropped (nothing is dropped twice if the
+        // operation's drop unwinds: the branch and receiver are then locals).
+        // Raw pointers only: no reference covers the first operation, whose
+        // completing frames may still be on the stack.
+        let (branch, receiver) = unsafe {
+            inner.live.with_mut(|l| {
+                assert!(*l == FIRST, "let: the first operation completed twice");
+                *l = EMPTY;
+            });
+            inner.state.with_mut(|st| {
+                let f = Self::first(st);
+                let branch = ptr::read(&raw const (*f).branch);
+                let receiver = ptr::read(&raw const (*f).receiver);
+                ptr::drop_in_place(&raw mut (*f).stash);
+                ptr::drop_in_place(&raw mut (*f).op);
+                (branch, receiver)
+            })
         };
         match branch.branch(input) {
             LetStep::Run(next) => {
                 let op = next.connect(receiver);
                 // SAFETY: `state` is structurally pinned and ours alone (as
-                // above); the second operation stays there, pinned, until the
-                // `LetOp` is dropped, which its owner does only after the
-                // downstream receiver — completed by the second operation —
-                // has been completed.
+                // above) and holds nothing (`EMPTY`); the second operation
+                // stays there, pinned, until the `LetOp` is dropped, which
+                // its owner does only after the downstream receiver —
+                // completed by the second operation — has been completed.
                 unsafe {
                     let op: *mut NextOp<S, B, R> = inner.state.with_mut(|st| {
-                        // `Empty` (written above): nothing to drop.
-                        core::ptr::write(st, LetState::Second(op));
-                        match &mut *st {
-                            LetState::Second(op) => op as *mut _,
-                            _ => unreachable!(),
-                        }
+                        let p = (&raw mut (*st).second).cast::<NextOp<S, B, R>>();
+                        p.write(op);
+                        p
                     });
+                    inner.live.with_mut(|l| *l = SECOND);
                     OperationState::start(Pin::new_unchecked(&mut *op));
                 }
             }
@@ -410,18 +494,21 @@ where
     }
 }
 
-impl<S, B, R> Notify<LetInput<S::Output, S::Error>> for LetInner<S, B, R>
+impl<S, B, R> Notify<Input<S>> for LetInner<S, B, R>
 where
     S: SenderTo<Recv<S, B, R>>,
     B: LetBranch<S::Output, S::Error>,
     B::Next: SenderTo<R>,
     R: Receiver<<B::Next as Sender>::Output, <B::Next as Sender>::Error>,
 {
-    fn notify(this: ParentRef<Self>, input: LetInput<S::Output, S::Error>) {
+    fn notify(this: ParentRef<Self>, input: Input<S>) {
         let inner = this.get();
         // SAFETY: the first operation completes once; until `phase` hands
-        // over, this is the only access to `stash`.
-        inner.stash.with_mut(|s| unsafe { *s = Some(input) });
+        // over, this is the only access to the stash, which lies beside the
+        // first operation (whose `start` may still be running), not in it.
+        inner
+            .state
+            .with_mut(|st| unsafe { (*Self::first(st)).stash = Some(input) });
         if inner
             .phase
             .compare_exchange(IN_START, DEFERRED, Ordering::AcqRel, Ordering::Acquire)
@@ -431,12 +518,14 @@ where
             return;
         }
         // SAFETY: `start` has returned (phase is IDLE): the stash is ours.
-        let input = inner.stash.with_mut(|s| unsafe { (*s).take() });
+        let input = inner
+            .state
+            .with_mut(|st| unsafe { (*Self::first(st)).stash.take() });
         Self::resume(this, input.expect("let: stash written above"));
     }
 }
 
-impl<S, B, R> NotifyEnv<LetInput<S::Output, S::Error>> for LetInner<S, B, R>
+impl<S, B, R> NotifyEnv<Input<S>> for LetInner<S, B, R>
 where
     S: SenderTo<Recv<S, B, R>>,
     B: LetBranch<S::Output, S::Error>,
@@ -448,15 +537,18 @@ where
         // this op until the first operation (the only one asking) has
         // completed, and that operation drops its registrations before
         // completing: that is what `capture` (and `detach`) ask.
-        // SAFETY: while the first operation runs, `receiver` is only read
-        // (here); it is taken in `resume`, after the first operation has
-        // completed and so stopped asking.
-        inner.next.with(|n| unsafe {
-            match &*n {
-                Some((_, r)) => CapturedEnv::capture(&r.env()),
-                None => CapturedEnv::empty(),
+        // SAFETY: while the first operation runs (`FIRST`), `receiver` is
+        // only read (here); it is taken in `resume`, after the first
+        // operation has completed and so stopped asking. Only the receiver
+        // field is referenced, not the operation beside it.
+        unsafe {
+            if inner.live.with(|l| *l) != FIRST {
+                return CapturedEnv::empty();
             }
-        })
+            inner
+                .state
+                .with(|st| CapturedEnv::capture(&(*Self::first(st.cast_mut())).receiver.env()))
+        }
     }
 }
 
@@ -483,24 +575,28 @@ where
         // SAFETY: no child exists yet: `state` is ours. The first operation
         // is structurally pinned in `state` and only dropped in `resume`,
         // after it has completed.
-        let first: *mut S::Operation = unsafe {
+        let first: *mut FirstOp<S, B, R> = unsafe {
+            // Moves the sender, branch and receiver out (`EMPTY` meanwhile,
+            // so nothing is dropped twice if `connect` unwinds) and writes
+            // the first operation, with them beside it, straight in.
+            let live = inner_ref
+                .live
+                .with_mut(|l| core::mem::replace(&mut *l, EMPTY));
+            assert!(live == INIT, "let: started twice");
             inner_ref.state.with_mut(|st| {
-                // Moves only the sender out (not the whole state, which is
-                // sized for the operations) and writes the first operation
-                // straight in; the state is `Empty` in between, so nothing
-                // is dropped twice if `connect` unwinds.
-                let LetState::Init(sender) = &*st else {
-                    unreachable!("let: started twice")
-                };
-                let sender = core::ptr::read(sender);
-                core::ptr::write(st, LetState::Empty);
-                core::ptr::write(st, LetState::First(sender.connect(receiver)));
-                match &mut *st {
-                    LetState::First(op) => op as *mut _,
-                    _ => unreachable!(),
-                }
+                let (sender, branch, next) = ptr::read((&raw const (*st).init).cast::<(S, B, R)>());
+                let f = LetInner::<S, B, R>::first(st);
+                f.write(First {
+                    op: sender.connect(receiver),
+                    branch,
+                    receiver: next,
+                    stash: None,
+                });
+                &raw mut (*f).op
             })
         };
+        // SAFETY: as above (the cell is ours until the first op starts).
+        unsafe { inner_ref.live.with_mut(|l| *l = FIRST) };
         inner_ref.phase.store(IN_START, Ordering::Relaxed);
         // SAFETY: started once; kept alive and pinned as said above.
         unsafe { OperationState::start(Pin::new_unchecked(&mut *first)) };
@@ -514,8 +610,10 @@ where
             return;
         }
         // Completed inside its `start`: the completion left its outcome.
-        // SAFETY: `phase` handed the stash over to us.
-        let input = inner_ref.stash.with_mut(|s| unsafe { (*s).take() });
+        // SAFETY: `phase` handed the stash over to us; `live` is `FIRST`.
+        let input = inner_ref
+            .state
+            .with_mut(|st| unsafe { (*LetInner::<S, B, R>::first(st)).stash.take() });
         // SAFETY: as for `parent` above.
         let this = unsafe { ParentRef::new(inner) };
         LetInner::resume(this, input.expect("let: deferred without an outcome"));
