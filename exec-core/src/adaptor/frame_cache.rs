@@ -130,6 +130,7 @@ mod cache {
     use alloc::vec::Vec;
     use core::cell::Cell;
     use core::ptr::{self, NonNull};
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Mutex, MutexGuard};
 
     use super::{CLASSES, DEPOT_BATCHES, MAX_PER_CLASS, class_layout, global_dealloc};
@@ -151,6 +152,11 @@ mod cache {
 
     /// Batches handed between threads, per class.
     static DEPOT: [Mutex<Vec<Batch>>; CLASSES] = [const { Mutex::new(Vec::new()) }; CLASSES];
+    /// How many batches each class of the depot holds, written under its
+    /// lock: a hint read without it, so that a thread whose class is empty
+    /// does not take the lock on every allocation while the depot is empty
+    /// too (a thread that only allocates, freeing on other threads).
+    static DEPOT_LEN: [AtomicUsize; CLASSES] = [const { AtomicUsize::new(0) }; CLASSES];
 
     /// How many batches of class `c` wait in the depot.
     #[cfg(test)]
@@ -191,7 +197,17 @@ mod cache {
         /// Takes a batch from the depot into the (empty) class `c`.
         #[cold]
         fn refill(&self, c: usize) {
-            if let Some(batch) = depot(c).pop() {
+            // Relaxed: a stale answer only costs a lock taken for nothing,
+            // or a batch missed until the next allocation; the lock orders
+            // the blocks themselves.
+            if DEPOT_LEN[c].load(Ordering::Relaxed) == 0 {
+                return;
+            }
+            let mut depot = depot(c);
+            let batch = depot.pop();
+            DEPOT_LEN[c].store(depot.len(), Ordering::Relaxed);
+            drop(depot);
+            if let Some(batch) = batch {
                 self.heads[c].set(batch.head);
                 self.counts[c].set(batch.count);
             }
@@ -247,6 +263,7 @@ mod cache {
                 head: self.heads[c].replace(ptr::null_mut()),
                 count: self.counts[c].replace(0),
             });
+            DEPOT_LEN[c].store(depot.len(), Ordering::Relaxed);
             true
         }
     }
