@@ -78,5 +78,6 @@ pub use ensure_started::{EnsureStarted, EnsureStartedOp, EnsureStartedReceiver};
 #[allow(unused_imports)]
 pub(crate) use ensure_started::{Hooks, start_eagerly};
 /// Per-thread frame recycling, also used by `AsyncScope::spawn`'s blocks.
+#[cfg(feature = "std")]
 pub(crate) use frame_cache::{alloc as frame_alloc, dealloc as frame_dealloc};
 pub use write_env::WithScheduler;
