@@ -2,7 +2,7 @@
 //!
 //! # Protocol
 //! One `Arc`-shared channel (the one allocation): a state word
-//! ([`VALUE`], [`WAITING`], [`TX_GONE`], [`RX_GONE`]), a value slot and the
+//! (`VALUE`, `WAITING`, `TX_GONE`, `RX_GONE`), a value slot and the
 //! waiting receive operation's pointer. No lock:
 //! - `send` writes the value into the slot and sets `VALUE | TX_GONE` in one
 //!   `fetch_or`. If the receive operation was waiting (the old state is
