@@ -130,12 +130,8 @@ mod ours {
             .collect();
         let schedulers =
             std::iter::once(ctx.scheduler()).chain(others.iter().map(|t| t.scheduler()));
-        let mut addr = ([127, 0, 0, 1], port).into();
-        for sch in schedulers {
-            let l = TcpListener::bind_reuseport(&sch, addr).unwrap();
-            addr = l.local_addr().unwrap();
-            spawn_detached(serve(l));
-        }
+        let addr =
+            TcpListener::serve_on_each(schedulers, ([127, 0, 0, 1], port).into(), serve).unwrap();
         println!("ready {}", addr.port());
         ctx.run().unwrap();
     }

@@ -85,7 +85,7 @@ fn serve(listener: TcpListener) -> impl SenderTo<DetachedReceiver, Operation: Se
 }
 
 fn main() -> std::io::Result<()> {
-    let mut addr: SocketAddr = std::env::args()
+    let addr: SocketAddr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:8080".into())
         .parse()
@@ -96,11 +96,8 @@ fn main() -> std::io::Result<()> {
         .map(|_| IoContext::builder().spawn())
         .collect::<std::io::Result<Vec<_>>>()?;
     let schedulers = std::iter::once(ctx.scheduler()).chain(others.iter().map(|t| t.scheduler()));
-    for sch in schedulers {
-        let listener = TcpListener::bind_reuseport(&sch, addr)?;
-        addr = listener.local_addr()?; // port 0: the others join the port the first got
-        spawn_detached(serve(listener)); // started here, runs on `sch`'s loop
-    }
+    // One SO_REUSEPORT listener per loop, each serving on its own loop.
+    let addr = TcpListener::serve_on_each(schedulers, addr, serve)?;
     println!("http_hello listening on http://{addr}/ ({cores} loops)");
     ctx.run()
 }

@@ -228,6 +228,60 @@ fn run_until_drives_a_client_and_server_on_one_thread() {
 
 /// Two listeners on one port (one per loop, as a server per core would
 /// have): the kernel spreads connections and each accepts.
+/// `serve_on_each`: one listener per loop on one port, each serving on its
+/// own loop; every client is accepted, and both loops take connections.
+#[test]
+fn serve_on_each_serves_on_every_loop() {
+    use exec_core::{Scheduler, SenderExt};
+    use std::io::Read;
+    use std::ops::ControlFlow::Continue;
+    use std::sync::Mutex;
+    let (a, b) = (BgLoop::new(), BgLoop::new());
+    let loop_thread = |sch: &exec_io::IoScheduler| {
+        sync_wait(sch.schedule().then(|()| thread::current().id()))
+            .unwrap()
+            .unwrap()
+    };
+    let loops = [loop_thread(&a.sch), loop_thread(&b.sch)];
+    let served = Arc::new(Mutex::new(Vec::new()));
+    let s = served.clone();
+    let addr = TcpListener::serve_on_each([a.sch.clone(), b.sch.clone()], local(), |l| {
+        let s = s.clone();
+        exec_io::loop_with_state((), move |()| {
+            let s = s.clone();
+            l.accept().then(move |(stream, _)| {
+                s.lock().unwrap().push(thread::current().id());
+                drop(stream); // the client reads EOF
+                Continue::<(), ()>(())
+            })
+        })
+    })
+    .unwrap();
+    assert_ne!(
+        addr.port(),
+        0,
+        "port 0 resolved to the first listener's port"
+    );
+    const CLIENTS: usize = 64;
+    for _ in 0..CLIENTS {
+        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        assert_eq!(c.read(&mut [0u8; 1]).unwrap(), 0, "accepted and closed");
+    }
+    let served = served.lock().unwrap();
+    assert_eq!(served.len(), CLIENTS);
+    assert!(
+        served.iter().all(|t| loops.contains(t)),
+        "served on a loop thread"
+    );
+    // The kernel hashes connections over the two listeners: 64 clients all
+    // on one of them has probability 2^-63.
+    assert!(
+        loops.iter().all(|l| served.contains(l)),
+        "both loops served"
+    );
+}
+
 #[test]
 fn bind_reuseport_lets_two_loops_share_a_port() {
     let a = BgLoop::new();

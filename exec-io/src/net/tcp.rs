@@ -58,6 +58,50 @@ impl TcpListener {
         })
     }
 
+    /// A server on several loops: on each scheduler's loop, binds a
+    /// [`bind_reuseport`](Self::bind_reuseport) listener on `addr` and
+    /// starts `serve(listener)` there, detached (as by
+    /// [`spawn_detached`](crate::spawn_detached)). All listeners share one
+    /// port (with port 0, the first one's), and the kernel spreads
+    /// connections between the loops. Returns the bound address.
+    ///
+    /// # Errors
+    /// The OS error of a bind; the listeners bound before it keep serving.
+    ///
+    /// # Example
+    /// ```
+    /// use exec_core::SenderExt;
+    /// use exec_io::{IoContext, TcpListener, TcpStream};
+    ///
+    /// let (a, b) = (IoContext::new()?, IoContext::builder().spawn()?);
+    /// let addr = TcpListener::serve_on_each(
+    ///     [a.scheduler(), b.scheduler()],
+    ///     "127.0.0.1:0".parse().unwrap(),
+    ///     |l| l.accept().then(|(stream, _)| drop(stream)), // one connection each
+    /// )?;
+    /// let sch = a.scheduler();
+    /// a.run_until(TcpStream::connect(&sch, addr)).unwrap();
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn serve_on_each<S>(
+        schedulers: impl IntoIterator<Item = IoScheduler>,
+        mut addr: SocketAddr,
+        mut serve: impl FnMut(TcpListener) -> S,
+    ) -> io::Result<SocketAddr>
+    where
+        S: exec_core::Sender + exec_core::SenderTo<crate::DetachedReceiver> + 'static,
+        S::Operation: Send,
+    {
+        for sch in schedulers {
+            let listener = TcpListener::bind_reuseport(&sch, addr)?;
+            // Port 0: the next ones join the port the first one got.
+            addr = listener.local_addr()?;
+            // Started here; the listener's operations run on `sch`'s loop.
+            crate::spawn_detached(serve(listener));
+        }
+        Ok(addr)
+    }
+
     /// The address the listener is bound to.
     ///
     /// # Errors
