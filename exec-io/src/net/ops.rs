@@ -67,6 +67,38 @@ pub(crate) fn retry<T, U>(
     }
 }
 
+/// One readiness attempt of an action that owns its buffer: `op` runs on
+/// the buffer (retried on `EINTR`); the buffer goes back into `slot` if the
+/// action has to wait, and is handed back with the byte count otherwise.
+fn attempt_with_buf(
+    slot: &mut Option<Vec<u8>>,
+    mut op: impl FnMut(&mut Vec<u8>) -> io::Result<usize>,
+    wait: Interest,
+) -> Step<(usize, Vec<u8>), io::Error> {
+    let mut buf = slot.take().unwrap_or_default();
+    match retry(|| op(&mut buf), || wait, |n| n) {
+        Step::Done(r) => Step::Done(r.map(|n| (n, buf))),
+        Step::Wait(i) => {
+            *slot = Some(buf);
+            Step::Wait(i)
+        }
+    }
+}
+
+/// An io_uring completion of an action that owns its buffer: the byte count
+/// with the buffer, or wait for `wait` and try again (`EAGAIN`).
+fn complete_with_buf(
+    res: i32,
+    slot: &mut Option<Vec<u8>>,
+    wait: Interest,
+) -> Step<(usize, Vec<u8>), io::Error> {
+    match uring_result(res) {
+        Ok(Some(n)) => Step::Done(Ok((n, slot.take().unwrap_or_default()))),
+        Ok(None) => Step::Wait(wait),
+        Err(e) => Step::Done(Err(e)),
+    }
+}
+
 /// Action of `read(buf)`: reads at most `buf.len()` bytes into `buf`.
 pub struct ReadAction<T: AsRawFd> {
     pub(crate) src: Arc<Source<T>>,
@@ -88,29 +120,15 @@ where
         Some((read_entry(&self.src, buf), self.src.raw(), false))
     }
     fn uring_complete(&mut self, res: i32) -> Step<(usize, Vec<u8>), io::Error> {
-        match uring_result(res) {
-            Ok(Some(n)) => Step::Done(Ok((n, self.buf.take().unwrap_or_default()))),
-            Ok(None) => Step::Wait(Interest::Read(self.src.raw())),
-            Err(e) => Step::Done(Err(e)),
-        }
+        complete_with_buf(res, &mut self.buf, Interest::Read(self.src.raw()))
     }
     fn attempt(&mut self) -> Step<(usize, Vec<u8>), io::Error> {
         let src = &self.src;
-        let slot = &mut self.buf;
-        let mut buf = slot.take().unwrap_or_default();
-        let step = retry(
-            || (&src.io).read(&mut buf),
-            || Interest::Read(src.raw()),
-            |n| n,
-        );
-        match step {
-            Step::Done(Ok(n)) => Step::Done(Ok((n, buf))),
-            Step::Done(Err(e)) => Step::Done(Err(e)),
-            Step::Wait(i) => {
-                *slot = Some(buf);
-                Step::Wait(i)
-            }
-        }
+        attempt_with_buf(
+            &mut self.buf,
+            |buf| (&src.io).read(buf),
+            Interest::Read(src.raw()),
+        )
     }
     fn wait_failed(e: io::Error) -> io::Error {
         e
@@ -138,29 +156,15 @@ where
         Some((write_entry(&self.src, buf), self.src.raw(), true))
     }
     fn uring_complete(&mut self, res: i32) -> Step<(usize, Vec<u8>), io::Error> {
-        match uring_result(res) {
-            Ok(Some(n)) => Step::Done(Ok((n, self.buf.take().unwrap_or_default()))),
-            Ok(None) => Step::Wait(Interest::Write(self.src.raw())),
-            Err(e) => Step::Done(Err(e)),
-        }
+        complete_with_buf(res, &mut self.buf, Interest::Write(self.src.raw()))
     }
     fn attempt(&mut self) -> Step<(usize, Vec<u8>), io::Error> {
         let src = &self.src;
-        let slot = &mut self.buf;
-        let buf = slot.take().unwrap_or_default();
-        let step = retry(
-            || (&src.io).write(&buf),
-            || Interest::Write(src.raw()),
-            |n| n,
-        );
-        match step {
-            Step::Done(Ok(n)) => Step::Done(Ok((n, buf))),
-            Step::Done(Err(e)) => Step::Done(Err(e)),
-            Step::Wait(i) => {
-                *slot = Some(buf);
-                Step::Wait(i)
-            }
-        }
+        attempt_with_buf(
+            &mut self.buf,
+            |buf| (&src.io).write(buf),
+            Interest::Write(src.raw()),
+        )
     }
     fn wait_failed(e: io::Error) -> io::Error {
         e
