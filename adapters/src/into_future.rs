@@ -23,6 +23,21 @@
 //! futures: a borrowing sender must be run by a consumer that cannot be
 //! forgotten ([`sync_wait`](exec_core::sync_wait), a scope).
 //!
+//! # The awaiting task as a scheduler
+//! The operation's environment also answers the
+//! [`scheduler`](exec_core::Env::scheduler) query, with the awaiting task:
+//! a node scheduled there is queued in the block ([`TaskContext`]) and run
+//! by the next poll of the future, on the thread polling it, so
+//! `schedule_on_current()` or `on(pool, work)` inside an awaited sender come
+//! back to the task that awaits it. The queue and a copy of the task's waker
+//! sit behind a mutex, touched only by polls that would return `Pending`
+//! and by `enqueue`, never on the inline fast path. The invariant that
+//! prevents a lost wake-up: a poll returns `Pending` only after it stored its
+//! waker and found the queue empty under the lock, and `enqueue` wakes the
+//! stored waker after queueing under the same lock. Once the future is
+//! dropped the queue is closed: queued nodes and every later one run at once
+//! with `stopped = true`, so each node still executes exactly once.
+//!
 //! # The state word
 //! `COMPLETE` (the outcome is written), `REGISTERING` (the poller is
 //! writing the waker slot) and a reference count in the bits above. The
@@ -41,11 +56,13 @@ use core::task::{Context, Poll, Waker};
 use std::boxed::Box;
 
 use exec_core::{
-    Env, OperationState, PanicPayload, Receiver, Sender, SenderTo, StopSource, StopToken,
+    DynScheduler, Env, OperationState, PanicPayload, Receiver, SchedulerRef, Sender, SenderTo,
+    StopSource, StopToken, TaskNode,
 };
 
 use crate::loom::cell::UnsafeCell;
 use crate::loom::sync::atomic::{AtomicUsize, Ordering};
+use crate::loom::sync::{Mutex, MutexGuard};
 
 const COMPLETE: usize = 0b01;
 const REGISTERING: usize = 0b10;
@@ -126,6 +143,13 @@ pub trait SenderFutureExt: Sender + Sized {
     /// - stopped → `Err(AwaitError::Stopped)`.
     ///
     /// The future is woken from whatever thread the sender completes on.
+    ///
+    /// # Environment
+    /// - stop token: triggered when the future is dropped before it resolved;
+    /// - scheduler: the awaiting task — work scheduled there (e.g. by
+    ///   [`schedule_on_current`](exec_core::schedule_on_current), or by
+    ///   [`on`](exec_core::on) coming back) runs inside a later poll of this
+    ///   future, on the thread that polls it.
     ///
     /// # Cancellation
     /// The operation's environment carries a stop token. Dropping the future
@@ -325,10 +349,29 @@ where
             }
             FutState::Done => panic!("SenderFuture polled after it resolved"),
         };
-        // SAFETY: we hold a reference to the block, so it is alive.
-        let outcome = unsafe { Shared::poll_outcome(shared, cx.waker()) };
-        let Some(outcome) = outcome else {
-            return Poll::Pending;
+        let mut budget = TASK_BUDGET;
+        let outcome = loop {
+            // SAFETY: we hold a reference to the block, so it is alive.
+            if let Some(outcome) = unsafe { Shared::poll_outcome(shared, cx.waker()) } {
+                break outcome;
+            }
+            // Not complete: run what the operation scheduled on this task,
+            // then look again; `Pending` only once the queue is empty.
+            // SAFETY: as above; the context lives in the block.
+            let tasks = unsafe { &(*shared.as_ptr()).tasks };
+            match tasks.take_or_park(cx.waker()) {
+                None => return Poll::Pending,
+                Some(batch) => {
+                    // SAFETY: nodes queued by `enqueue`, each taken once.
+                    unsafe { TaskContext::run(batch, false) };
+                }
+            }
+            budget -= 1;
+            if budget == 0 {
+                // Let the runtime run other tasks; come back soon.
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
         };
         this.state = FutState::Done;
         // SAFETY: our reference, released once.
@@ -355,6 +398,12 @@ where
 impl<S: Sender> Drop for SenderFuture<S> {
     fn drop(&mut self) {
         if let FutState::Started(p) = self.state {
+            // Close the task queue: what the operation scheduled on this
+            // task, and schedules later, completes stopped.
+            // SAFETY: we hold a reference, so the block is alive.
+            let batch = unsafe { (*p.as_ptr()).tasks.close() };
+            // SAFETY: nodes queued by `enqueue`, each taken once.
+            unsafe { TaskContext::run(batch, true) };
             // SAFETY: we hold a reference; the stop source lives in the block.
             unsafe { Shared::cancel(p) };
             // SAFETY: our reference, released once; `p` is not used again.
@@ -381,6 +430,7 @@ where
                 waker: UnsafeCell::new(None),
                 outcome: UnsafeCell::new(None),
                 stop: StopSource::new(),
+                tasks: TaskContext::new(),
                 free:
                     free_block::<
                         S::Output,
@@ -473,6 +523,8 @@ struct Shared<T, E> {
     outcome: UnsafeCell<Option<Outcome<T, E>>>,
     /// The stop source whose token the operation's environment carries.
     stop: StopSource,
+    /// The awaiting task as a scheduler (the environment's answer).
+    tasks: TaskContext,
     /// Frees the whole block (knows the operation's type).
     free: unsafe fn(NonNull<Shared<T, E>>),
     _pin: PhantomPinned,
@@ -658,17 +710,149 @@ impl<T, E> Receiver<T, E> for FutureReceiver<T, E> {
     fn env(&self) -> impl Env<'_> {
         // SAFETY: the block outlives the receiver (it holds a reference).
         let shared = unsafe { self.shared.as_ref() };
-        FutureEnv { stop: &shared.stop }
+        FutureEnv {
+            stop: &shared.stop,
+            tasks: &shared.tasks,
+        }
     }
 }
 
 struct FutureEnv<'a> {
     stop: &'a StopSource,
+    tasks: &'a TaskContext,
 }
 
 impl<'a> Env<'a> for FutureEnv<'a> {
     fn stop_token(&self) -> StopToken<'a> {
         self.stop.token()
+    }
+    fn scheduler(&self) -> Option<SchedulerRef<'a>> {
+        Some(SchedulerRef::new(self.tasks))
+    }
+}
+
+/// How many batches of scheduled nodes one poll runs before it yields.
+const TASK_BUDGET: u32 = 32;
+
+/// The awaiting task as an execution context: nodes scheduled on it wait
+/// here until the future's next poll runs them (module docs).
+struct TaskContext {
+    queue: Mutex<TaskQueue>,
+}
+
+/// A FIFO of nodes, linked through their [`TaskNode`] links, and the
+/// waker of the last poll that found it empty.
+struct TaskQueue {
+    head: *mut TaskNode,
+    tail: *mut TaskNode,
+    waker: Option<Waker>,
+    /// The future is gone: nodes run at once, stopped.
+    closed: bool,
+}
+
+// SAFETY: the raw pointers are nodes handed over by `enqueue`, which are
+// `Send` work by `DynScheduler`'s contract (the context is `Send + Sync`);
+// they are only touched under the mutex and then executed once.
+unsafe impl Send for TaskQueue {}
+
+/// Nodes taken out of the queue, to be executed in order.
+struct Batch(*mut TaskNode);
+
+impl TaskContext {
+    fn new() -> Self {
+        TaskContext {
+            queue: Mutex::new(TaskQueue {
+                head: core::ptr::null_mut(),
+                tail: core::ptr::null_mut(),
+                waker: None,
+                closed: false,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, TaskQueue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes the queued nodes, or, if there are none, stores `waker` for
+    /// `enqueue` to wake and returns `None` (the caller returns `Pending`).
+    fn take_or_park(&self, waker: &Waker) -> Option<Batch> {
+        let mut q = self.lock();
+        if q.head.is_null() {
+            match &q.waker {
+                Some(old) if old.will_wake(waker) => {}
+                _ => q.waker = Some(waker.clone()),
+            }
+            return None;
+        }
+        let head = core::mem::replace(&mut q.head, core::ptr::null_mut());
+        q.tail = core::ptr::null_mut();
+        Some(Batch(head))
+    }
+
+    /// Closes the queue (the future is gone) and takes what it holds.
+    fn close(&self) -> Batch {
+        let mut q = self.lock();
+        q.closed = true;
+        let waker = q.waker.take();
+        let head = core::mem::replace(&mut q.head, core::ptr::null_mut());
+        q.tail = core::ptr::null_mut();
+        drop(q);
+        drop(waker);
+        Batch(head)
+    }
+
+    /// Executes every node of `batch`, in order.
+    ///
+    /// # Safety
+    /// `batch` came from this context's queue (each node was given to
+    /// `enqueue` and is executed only here).
+    unsafe fn run(batch: Batch, stopped: bool) {
+        let mut node = batch.0;
+        while let Some(n) = NonNull::new(node) {
+            // Read the link before executing: execution may free the node.
+            // SAFETY: `n` is live until executed; we hold it exclusively.
+            node = unsafe { TaskNode::next(n, Ordering::Relaxed) };
+            // SAFETY: the node's one execution; not touched afterwards.
+            unsafe { TaskNode::execute(n, stopped) };
+        }
+    }
+}
+
+// SAFETY: `enqueue` (below) executes every node exactly once: queued nodes
+// are run by a poll (`take_or_park`) or by the future's drop (`close`), and
+// once the queue is closed new nodes run at once, stopped. It touches the
+// context only under the lock and before executing or publishing the node
+// (the unlock publishes it; afterwards only the waker, which it owns, is
+// used). The mutex makes it `Send + Sync`.
+unsafe impl DynScheduler for TaskContext {
+    unsafe fn enqueue(this: NonNull<Self>, node: NonNull<TaskNode>) {
+        // SAFETY: the context is alive when `enqueue` is called (contract).
+        let ctx = unsafe { this.as_ref() };
+        let mut q = ctx.lock();
+        if q.closed {
+            drop(q);
+            // SAFETY: the node's one execution (the future is gone).
+            unsafe { TaskNode::execute(node, true) };
+            return;
+        }
+        // SAFETY: the node is ours until executed; it is not queued
+        // elsewhere (contract), so its link is free.
+        unsafe { TaskNode::set_next(node, core::ptr::null_mut(), Ordering::Relaxed) };
+        match NonNull::new(q.tail) {
+            // SAFETY: the tail is a queued node, owned by this queue.
+            Some(tail) => unsafe { TaskNode::set_next(tail, node.as_ptr(), Ordering::Relaxed) },
+            None => q.head = node.as_ptr(),
+        }
+        q.tail = node.as_ptr();
+        let waker = q.waker.clone();
+        // Publishes the node: from here on a poll may run it, complete the
+        // operation and let the block be freed. Nothing of `ctx` is touched
+        // after this.
+        drop(q);
+        if let Some(w) = waker {
+            w.wake();
+        }
     }
 }
 
@@ -677,6 +861,7 @@ mod loom_tests {
     use super::*;
     use ::loom::sync::atomic::AtomicUsize as LAtomicUsize;
     use ::loom::sync::{Arc as LArc, Mutex as LMutex};
+    use exec_core::SenderExt;
     use std::sync::Arc;
     use std::task::Wake;
 
@@ -747,6 +932,86 @@ mod loom_tests {
                     assert_eq!(Pin::new(&mut fut).poll(&mut cx), Poll::Ready(Ok(7)));
                 }
             }
+        });
+    }
+
+    /// A node scheduled on the awaiting task from another thread, racing
+    /// the poll that would park: either that poll runs it, or it stored its
+    /// waker first and the enqueuer wakes it (no lost wake-up); the node
+    /// runs exactly once, in a poll.
+    #[test]
+    fn task_enqueue_racing_a_parking_poll() {
+        ::loom::model(|| {
+            let slot = LArc::new(LMutex::new(None));
+            let mut fut = Remote::<()>(slot.clone())
+                .let_value(|()| {
+                    exec_core::schedule_on_current()
+                        .then(|()| 5u32)
+                        .with_error::<()>()
+                })
+                .into_future();
+            let counter = Arc::new(CountingWaker(LAtomicUsize::new(0)));
+            let waker = Waker::from(counter.clone());
+            let mut cx = Context::from_waker(&waker);
+            assert!(Pin::new(&mut fut).poll(&mut cx).is_pending());
+            let enqueuer = {
+                let slot = slot.clone();
+                ::loom::thread::spawn(move || complete_from_slot(&slot, ()))
+            };
+            let second = Pin::new(&mut fut).poll(&mut cx);
+            enqueuer.join().unwrap();
+            match second {
+                Poll::Ready(r) => assert_eq!(r, Ok(5)),
+                Poll::Pending => {
+                    assert!(counter.0.load(Ordering::SeqCst) >= 1, "lost wake-up");
+                    assert_eq!(Pin::new(&mut fut).poll(&mut cx), Poll::Ready(Ok(5)));
+                }
+            }
+        });
+    }
+
+    /// A node scheduled on the task racing the future's drop: it is run
+    /// stopped exactly once — by the drop (queued first) or by `enqueue`
+    /// (closed first) — and the block is freed once, outcome dropped.
+    #[test]
+    fn task_enqueue_racing_drop() {
+        ::loom::model(|| {
+            let slot = LArc::new(LMutex::new(None));
+            let payload = LArc::new(());
+            let completions = LArc::new(LAtomicUsize::new(0));
+            let (p2, c2, c3) = (payload.clone(), completions.clone(), completions.clone());
+            let mut fut = Remote::<()>(slot.clone())
+                .let_value(move |()| {
+                    exec_core::schedule_on_current()
+                        .then(move |()| {
+                            c2.fetch_add(1, Ordering::SeqCst);
+                            p2
+                        })
+                        .with_error::<()>()
+                })
+                .upon_stopped(move || {
+                    c3.fetch_add(100, Ordering::SeqCst);
+                    LArc::new(())
+                })
+                .into_future();
+            let waker = Waker::from(Arc::new(CountingWaker(LAtomicUsize::new(0))));
+            assert!(
+                Pin::new(&mut fut)
+                    .poll(&mut Context::from_waker(&waker))
+                    .is_pending()
+            );
+            let enqueuer = {
+                let slot = slot.clone();
+                ::loom::thread::spawn(move || complete_from_slot(&slot, ()))
+            };
+            drop(fut);
+            enqueuer.join().unwrap();
+            assert_eq!(completions.load(Ordering::SeqCst), 100, "stopped, once");
+            assert_eq!(
+                LArc::strong_count(&payload),
+                1,
+                "block freed, closure dropped"
+            );
         });
     }
 

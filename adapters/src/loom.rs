@@ -7,6 +7,7 @@ pub(crate) use ::loom::{cell, sync};
 
 #[cfg(not(loom))]
 pub(crate) mod sync {
+    pub(crate) use std::sync::{Mutex, MutexGuard};
     pub(crate) mod atomic {
         pub(crate) use core::sync::atomic::{AtomicUsize, Ordering};
     }

@@ -454,3 +454,146 @@ mod spin_for {
         assert_eq!(drops.alive(), 0, "stopped op freed its block");
     }
 }
+
+// ---- The awaiting task as the environment's scheduler ----
+
+#[test]
+fn schedule_on_current_comes_back_to_the_polling_thread() {
+    use exec_core::schedule_on_current;
+    let sch = ManualScheduler::new();
+    let fut = sch
+        .schedule()
+        .then(|()| std::thread::current().id())
+        .let_value(|hop| schedule_on_current().then(move |()| (hop, std::thread::current().id())))
+        .into_future();
+    let s2 = sch.clone();
+    let worker = std::thread::spawn(move || {
+        while s2.pending() == 0 {
+            std::thread::yield_now();
+        }
+        s2.run_all();
+        std::thread::current().id()
+    });
+    let (hop, back) = block_on(fut).unwrap();
+    assert_eq!(hop, worker.join().unwrap(), "the hop ran on the worker");
+    assert_eq!(
+        back,
+        std::thread::current().id(),
+        "and came back to the task"
+    );
+}
+
+#[test]
+fn on_returns_to_the_awaiting_task() {
+    let pool = exec_pool::ThreadPool::builder().threads(1).build().unwrap();
+    let here = std::thread::current().id();
+    let fut = exec_core::on(
+        pool.scheduler(),
+        just(()).then(|()| std::thread::current().id()),
+    )
+    .then(|there| (there, std::thread::current().id()))
+    .into_future();
+    let (there, back) = block_on(fut).unwrap();
+    assert_ne!(there, here, "the work ran on the pool");
+    assert_eq!(back, here, "the continuation runs in the awaiting task");
+}
+
+#[test]
+fn a_node_scheduled_on_the_task_runs_only_in_a_poll() {
+    use exec_core::schedule_on_current;
+    let sch = ManualScheduler::new();
+    let ran = Arc::new(AtomicBool::new(false));
+    let r2 = ran.clone();
+    let mut fut = sch
+        .schedule()
+        .let_value(move |()| schedule_on_current().then(move |()| r2.store(true, Ordering::SeqCst)))
+        .into_future();
+    let (waker, count) = counting_waker();
+    assert!(poll_once(&mut fut, &waker).is_pending());
+    sch.run_all(); // the hop completes: the node is queued on the task
+    assert_eq!(count.0.load(Ordering::SeqCst), 1, "queueing woke the task");
+    assert!(!ran.load(Ordering::SeqCst), "not run by the enqueuer");
+    assert_eq!(poll_once(&mut fut, &waker), Poll::Ready(Ok(())));
+    assert!(ran.load(Ordering::SeqCst));
+}
+
+#[test]
+fn dropping_the_future_runs_queued_nodes_stopped_once() {
+    use exec_core::schedule_on_current;
+    let drops = DropCounter::new();
+    let sch = ManualScheduler::new();
+    let (ran, stopped) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (r2, s2, t) = (ran.clone(), stopped.clone(), drops.track(()));
+    let mut fut = sch
+        .schedule()
+        .let_value(move |()| {
+            schedule_on_current().then(move |()| {
+                let _keep = &t;
+                r2.fetch_add(1, Ordering::SeqCst);
+            })
+        })
+        .upon_stopped(move || {
+            s2.fetch_add(1, Ordering::SeqCst);
+        })
+        .into_future();
+    let (waker, _count) = counting_waker();
+    assert!(poll_once(&mut fut, &waker).is_pending());
+    sch.run_all(); // node queued on the task
+    drop(fut); // closes the queue: the node completes stopped, here
+    assert_eq!(ran.load(Ordering::SeqCst), 0);
+    assert_eq!(stopped.load(Ordering::SeqCst), 1, "completed stopped, once");
+    assert_eq!(drops.alive(), 0, "the op completed and freed its block");
+}
+
+#[test]
+fn scheduling_on_a_dropped_task_completes_stopped_at_once() {
+    use exec_core::schedule_on_current;
+    let sch = ManualScheduler::new();
+    let stopped = Arc::new(AtomicUsize::new(0));
+    let s2 = stopped.clone();
+    // `unstoppable`: the hop itself ignores the stop request, so the node
+    // really is scheduled on the (closed) task after the drop.
+    let mut fut = sch
+        .schedule()
+        .unstoppable()
+        .let_value(|()| schedule_on_current())
+        .upon_stopped(move || {
+            s2.fetch_add(1, Ordering::SeqCst);
+        })
+        .into_future();
+    let (waker, count) = counting_waker();
+    assert!(poll_once(&mut fut, &waker).is_pending());
+    drop(fut);
+    let s3 = sch.clone();
+    std::thread::spawn(move || s3.run_all()).join().unwrap();
+    assert_eq!(stopped.load(Ordering::SeqCst), 1);
+    assert_eq!(count.0.load(Ordering::SeqCst), 0, "nobody left to wake");
+}
+
+#[test]
+fn a_task_that_keeps_rescheduling_itself_yields_to_the_runtime() {
+    use exec_core::schedule_on_current;
+    let n = Arc::new(AtomicUsize::new(0));
+    let n2 = n.clone();
+    let mut fut = schedule_on_current()
+        .then(move |()| {
+            n2.fetch_add(1, Ordering::SeqCst);
+        })
+        .repeat_n(1000)
+        .into_future();
+    let (waker, count) = counting_waker();
+    let mut polls = 0;
+    while poll_once(&mut fut, &waker).is_pending() {
+        polls += 1;
+        assert!(polls < 1000, "every poll makes progress");
+    }
+    assert_eq!(n.load(Ordering::SeqCst), 1000);
+    // One node at a time here; a poll runs at most 32 batches.
+    assert!(
+        polls >= 1000 / 32,
+        "a long run of nodes is split over polls: {polls}"
+    );
+    // Each yield woke the task (and the final completion, which happened
+    // inside the last poll, woke its registered waker once more).
+    assert!(count.0.load(Ordering::SeqCst) >= polls, "no lost wake-up");
+}

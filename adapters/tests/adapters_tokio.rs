@@ -294,3 +294,28 @@ fn stress_drops_racing_completions_leak_nothing() {
     assert_eq!(drops.created(), 200);
     assert_eq!(drops.alive(), 0, "resolved {resolved} of 200");
 }
+
+#[test]
+fn on_a_pool_inside_a_tokio_task_comes_back_to_the_task() {
+    // `on(pool, work)` returns to the scheduler it started from: awaited in
+    // a task, that is the task itself (the future's environment).
+    let pool = exec_pool::ThreadPool::builder().threads(1).build().unwrap();
+    let rt = current();
+    let runtime_thread = std::thread::current().id();
+    let (there, back) = rt.block_on(async {
+        tokio::spawn(async move {
+            exec_core::on(
+                pool.scheduler(),
+                just(()).then(|()| std::thread::current().id()),
+            )
+            .then(|there| (there, std::thread::current().id()))
+            .into_future()
+            .await
+            .unwrap()
+        })
+        .await
+        .unwrap()
+    });
+    assert_ne!(there, runtime_thread, "the work ran on the pool");
+    assert_eq!(back, runtime_thread, "the rest ran in the tokio task");
+}
