@@ -6,11 +6,15 @@
 //! receiver, registers the stop callback and is the queue node itself.
 //!
 //! # Where an operation is, between `start` and completion
-//! Exactly one of: linked in the inbox by its `start` link; in the loop's
-//! ready queue; the waiter of a readiness slot; the owner of a timer; or
-//! being run by the loop. Its `cancel` link may additionally be in the
-//! inbox; `finish` unlinks it before completing. So every pointer the loop
-//! holds refers to a live operation, and an operation is completed once.
+//! Exactly one of: in the inbox, its link queued for a start; in the
+//! loop's ready queue; the waiter of a readiness slot; the owner of a
+//! timer; waiting for a blocking thread; or being run by the loop. In all
+//! but the first its link may additionally be in the inbox, queued for a
+//! cancel; `finish` unlinks it before completing. (One link serves both: a
+//! start queued while a cancel is takes that entry over, and every start
+//! checks for stop; a cancel adds nothing to a queued start.) So every
+//! pointer the loop holds refers to a live operation, and an operation is
+//! completed once.
 
 use core::cell::Cell;
 use core::marker::PhantomPinned;
@@ -134,10 +138,11 @@ impl WaitCell {
 /// The part of an operation the loop knows. First field of every op.
 #[repr(C)]
 pub(crate) struct Header {
-    /// In the inbox when started from another thread.
-    pub(crate) start_link: Link,
-    /// In the inbox when its stop callback fired.
-    pub(crate) cancel_link: Link,
+    /// In the inbox when started from another thread, handed back by a
+    /// blocking thread, or when its stop callback fired: one link serves
+    /// all three (a start queued meanwhile takes over a queued cancel, a
+    /// cancel adds nothing to a queued start; see `InboxState::push_start`).
+    pub(crate) link: Link,
     /// Runs the operation; `*const Header` is the op.
     pub(crate) run: unsafe fn(*const Header, Signal),
     /// The op's loop. Here rather than in [`IoOp`] so the stop callback
@@ -146,7 +151,7 @@ pub(crate) struct Header {
     /// Only touched on the loop thread. (Unaligned, so it and the two
     /// flags below share one word.)
     pub(crate) wait: WaitCell,
-    /// Set by the stop callback before it links `cancel_link`.
+    /// Set by the stop callback before it queues `link` for a cancel.
     pub(crate) cancel_posted: AtomicBool,
     /// io_uring: the op's native entry is in flight. Loop thread only.
     /// (Next to `wait` and `cancel_posted`, in what would be padding.)
@@ -156,8 +161,7 @@ pub(crate) struct Header {
 impl Header {
     pub(crate) fn new(run: unsafe fn(*const Header, Signal), ctx: Arc<Shared>) -> Self {
         Header {
-            start_link: Link::new(false),
-            cancel_link: Link::new(true),
+            link: Link::new(),
             run,
             ctx,
             wait: WaitCell::new(Wait::None),
@@ -166,20 +170,16 @@ impl Header {
         }
     }
 
-    /// The header a link belongs to, and whether it is the cancel link.
+    /// The header a link belongs to, and whether it was queued for a
+    /// cancel (else for a start).
     ///
     /// # Safety
-    /// `link` is one of the two links of a live header, just popped from
-    /// the inbox (so not linked: no other thread writes it); see
-    /// [`Link::is_cancel`].
+    /// `link` is the link of a live header, just popped from the inbox (so
+    /// not linked: no other thread writes it); see [`Link::is_cancel`].
     pub(crate) unsafe fn from_link(link: *const Link) -> (*const Header, bool) {
         // SAFETY: per the contract.
         let is_cancel = unsafe { (*link).is_cancel() };
-        let off = if is_cancel {
-            core::mem::offset_of!(Header, cancel_link)
-        } else {
-            core::mem::offset_of!(Header, start_link)
-        };
+        let off = core::mem::offset_of!(Header, link);
         (
             (link as *const u8).wrapping_sub(off) as *const Header,
             is_cancel,
@@ -569,7 +569,7 @@ where
         if self.header.cancel_posted.load(Ordering::Acquire) {
             let mut inbox = self.header.ctx.inbox.lock();
             // SAFETY: the link is ours and alive; lock held.
-            unsafe { inbox.unlink(&self.header.cancel_link) };
+            unsafe { inbox.unlink(&self.header.link) };
         }
         self.header.wait.set(Wait::None);
         // SAFETY: as above.
