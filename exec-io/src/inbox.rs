@@ -355,8 +355,7 @@ mod tests {
         let (a, b) = (Link::new(), Link::new());
         let inbox = Inbox::new();
         let mut st = inbox.lock();
-        // SAFETY (all blocks below): the links outlive the state's use;
-        // single thread.
+        // SAFETY: the links outlive the state's use; single thread.
         unsafe {
             st.push_start(&a);
             st.push_cancel(&b);
