@@ -17,7 +17,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use exec::pool::{PoolScheduler, ScheduleOp, ThreadPool};
+use exec::pool::ops::ScheduleOp;
+use exec::pool::{PoolScheduler, ThreadPool};
 use exec::{
     AnySender, AsyncScope, OperationState, Receiver, Scheduler, SenderExt, SenderTo, just, oneshot,
     sync_wait, when_all, when_all_vec,

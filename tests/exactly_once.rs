@@ -32,8 +32,8 @@ use common::{
     run_with, sink, xorshift,
 };
 use exec::{
-    AnyReceiver, AnySender, Completion, Env, OperationState, PanicPayload, Receiver, Sender,
-    SenderExt, SenderTo, stop_when, when_all, when_any,
+    AnySender, Completion, Env, OperationState, PanicPayload, Receiver, Sender, SenderExt,
+    SenderTo, ops::AnyReceiver, stop_when, when_all, when_any,
 };
 
 type Val = Tracked<i64>;

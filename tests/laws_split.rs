@@ -40,7 +40,7 @@ fn leaf() -> impl Strategy<Value = Leaf<i64, i32>> {
 fn counted(
     leaf: Leaf<i64, i32>,
     starts: &Arc<AtomicUsize>,
-) -> impl exec::SenderTo<exec::SplitReceiver<i64, i32>, Operation: Send, Output = i64, Error = i32>
+) -> impl exec::SenderTo<exec::ops::SplitReceiver<i64, i32>, Operation: Send, Output = i64, Error = i32>
 + Send
 + 'static {
     let starts = starts.clone();

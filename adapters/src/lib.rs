@@ -72,13 +72,24 @@ mod tokio;
 
 #[cfg(feature = "tokio")]
 pub use crate::tokio::{
-    Entered, TokioScheduleOp, TokioScheduleSender, TokioScheduler, TokioSleep, TokioTimedSender,
+    Entered, TokioScheduleSender, TokioScheduler, TokioSleep, TokioTimedSender,
 };
 pub use from_future::{
-    FromFuture, FromFutureOn, FromFutureOnOp, FromFutureOp, FromTryFuture, PollOn, TryReceiver,
-    from_future, from_future_on, from_try_future,
+    FromFuture, FromFutureOn, FromTryFuture, PollOn, from_future, from_future_on, from_try_future,
 };
-pub use into_future::{AwaitError, FutureReceiver, SenderFuture, SenderFutureExt};
+pub use into_future::{AwaitError, SenderFuture, SenderFutureExt};
 pub use stream::{
     ForEach, ForEachFuture, Next, NextFuture, RepeatStream, for_each, next, repeat_stream,
 };
+
+/// The operation states and receivers of this crate's senders.
+///
+/// Public because they appear in `SenderTo` impls, compiler messages and
+/// where-clauses of generic code; code rarely names them, so they are kept
+/// out of the crate root (as in [`exec_core::ops`]).
+pub mod ops {
+    pub use crate::from_future::{FromFutureOnOp, FromFutureOp, TryReceiver};
+    pub use crate::into_future::FutureReceiver;
+    #[cfg(feature = "tokio")]
+    pub use crate::tokio::TokioScheduleOp;
+}

@@ -21,12 +21,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::*;
-use exec_adapters::{
-    AwaitError, FutureReceiver, SenderFutureExt, from_future, from_future_on, from_try_future,
-};
+use exec_adapters::ops::FutureReceiver;
+use exec_adapters::{AwaitError, SenderFutureExt, from_future, from_future_on, from_try_future};
 use exec_core::{
-    Completion, InlineScheduler, Scheduler, Sender, SenderExt, SenderTo, SyncWaitReceiver, just,
-    sync_wait, when_all,
+    Completion, InlineScheduler, Scheduler, Sender, SenderExt, SenderTo, just,
+    ops::SyncWaitReceiver, sync_wait, when_all,
 };
 
 /// What every driver reports, normalised: `Completion` (value, error,

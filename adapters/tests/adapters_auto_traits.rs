@@ -1,9 +1,8 @@
 //! `Send`/`Sync`/`Unpin` of the public types, asserted at compile time.
 use std::convert::Infallible;
 
-use exec_adapters::{
-    AwaitError, FromFuture, FromTryFuture, FutureReceiver, RepeatStream, SenderFuture,
-};
+use exec_adapters::ops::FutureReceiver;
+use exec_adapters::{AwaitError, FromFuture, FromTryFuture, RepeatStream, SenderFuture};
 use exec_core::{Just, Then};
 
 fn send<T: Send>() {}

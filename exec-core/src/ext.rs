@@ -1,5 +1,6 @@
 //! [`SenderExt`]: the adaptors as methods.
 
+use crate::adaptor::op_types::*;
 use crate::adaptor::*;
 use crate::{Sender, SenderTo};
 
@@ -164,7 +165,7 @@ pub trait SenderExt: Sender + Sized {
     ///
     /// The first operation is dropped on the thread that completes it, so a
     /// first sender that completes on another thread must make a `Send`
-    /// operation (see [`LetReceiver`](crate::LetReceiver)).
+    /// operation (see [`LetReceiver`](crate::ops::LetReceiver)).
     ///
     /// # Completion
     /// - value: `f(value)` is connected to the receiver and started; its

@@ -83,6 +83,45 @@ pub use factory::*;
 #[cfg(feature = "std")]
 pub use scope::*;
 pub use sync::{
-    AsyncManualResetEvent, AsyncMutex, AsyncMutexGuard, LockOp, LockSender, WaitOp, WaitSender,
-    oneshot,
+    AsyncManualResetEvent, AsyncMutex, AsyncMutexGuard, LockSender, WaitSender, oneshot,
 };
+
+/// The operation states and receivers of the algorithms, consumers,
+/// contexts and scopes.
+///
+/// Connecting a sender to a receiver produces an operation state whose
+/// type is spelled by the sender's [`SenderTo`] impl: `Then<S, F>`
+/// connected to `R` is `S`'s operation connected to a
+/// [`ThenReceiver<R, F>`](ops::ThenReceiver), and so on down the chain.
+/// These types are public because they appear in those impls, in compiler
+/// messages and in where-clauses of generic code, but code rarely names
+/// them, so they live here rather than among the senders and functions of
+/// the crate root.
+///
+/// ```
+/// use core::convert::Infallible;
+/// use exec_core::ops::ThenReceiver;
+/// use exec_core::{Receiver, SenderExt, SenderTo, just};
+///
+/// // A bound that names one: "a sender whose value `then` can map".
+/// fn connects<S, R>(s: S, r: ThenReceiver<R, fn(i32) -> i32>) -> S::Operation
+/// where
+///     S: SenderTo<ThenReceiver<R, fn(i32) -> i32>>,
+///     R: Receiver<i32, Infallible>,
+/// {
+///     s.connect(r)
+/// }
+/// # let _ = connects::<exec_core::Just<i32>, exec_core::ops::SyncWaitReceiver<i32, Infallible>>;
+/// # let _ = just(1).then(|x: i32| x);
+/// ```
+pub mod ops {
+    pub use crate::adaptor::op_types::*;
+    #[cfg(feature = "std")]
+    pub use crate::consumer::op_types::*;
+    #[cfg(feature = "std")]
+    pub use crate::context::op_types::*;
+    pub use crate::factory::op_types::*;
+    #[cfg(feature = "std")]
+    pub use crate::scope::op_types::*;
+    pub use crate::sync::op_types::*;
+}

@@ -11,6 +11,7 @@ use std::cell::Cell;
 use std::convert::Infallible;
 use std::rc::Rc;
 
+use exec_core::ops::*;
 use exec_core::*;
 
 /// Requires `$ty: $trait + ...`.

@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use exec_core::{
     Env, OperationState, Receiver, Scheduler, SenderExt, SenderTo, StopSource, StopToken,
-    TrampolineOp, TrampolineScheduler, sync_wait,
+    TrampolineScheduler, ops::TrampolineOp, sync_wait,
 };
 use std::cell::{Cell, RefCell};
 use std::convert::Infallible;

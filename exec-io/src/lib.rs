@@ -73,20 +73,29 @@ mod timeout;
 mod timer;
 mod uring;
 
-pub use context::{
-    Backend, IoContext, IoContextBuilder, IoHandle, IoScheduler, IoThread, UntilReceiver,
-};
+pub use context::{Backend, IoContext, IoContextBuilder, IoHandle, IoScheduler, IoThread};
 /// `loop_with_state` lives in exec-core (it is not I/O-specific); re-exported
 /// here for the code written against `exec_io::loop_with_state`.
-pub use exec_core::{LoopOp, LoopReceiver, LoopWithState, loop_with_state};
+pub use exec_core::{LoopWithState, loop_with_state};
 pub use file::{File, FileAction};
 pub use net::pipe::{PipeReader, PipeWriter, pipe};
 pub use net::tcp::{AcceptAction, ConnectAction, TcpListener, TcpStream};
 pub use net::udp::{RecvFromAction, SendToAction, UdpSocket};
 pub use net::unix::{UnixAcceptAction, UnixConnectAction, UnixListener, UnixStream};
 pub use net::{ReadAction, WriteAction, WriteAllAction};
-pub use op::{Action, BlockingJob, IoOp};
+pub use op::{Action, BlockingJob};
 pub use sender::{IoSender, ScheduleAction, TimerAction};
 pub use signal::{SignalAction, ctrl_c, signal};
 pub use spawn::{DetachedReceiver, spawn_detached};
-pub use timeout::{TimedOut, Timeout, TimeoutOp, TimeoutReceiver, TimerReceiver, timeout};
+pub use timeout::{TimedOut, Timeout, timeout};
+
+/// The operation states and receivers of this crate's senders.
+///
+/// Public because they appear in `SenderTo` impls, compiler messages and
+/// where-clauses of generic code; code rarely names them, so they are kept
+/// out of the crate root (as in [`exec_core::ops`]).
+pub mod ops {
+    pub use crate::context::UntilReceiver;
+    pub use crate::op::IoOp;
+    pub use crate::timeout::{TimeoutOp, TimeoutReceiver, TimerReceiver};
+}

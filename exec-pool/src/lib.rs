@@ -54,8 +54,20 @@ mod worker;
 mod loom_tests;
 
 #[cfg(not(loom))]
-pub use blocking::{BlockingOp, BlockingScheduler, BlockingSender};
+pub use blocking::{BlockingScheduler, BlockingSender};
 
-pub use bulk::{Bulk, BulkBody, BulkOp, BulkReceiver, Chunked, Each, bulk, bulk_chunked};
+pub use bulk::{Bulk, BulkBody, Chunked, Each, bulk, bulk_chunked};
 pub use pool::{Builder, ThreadPool};
-pub use scheduler::{PoolScheduler, ScheduleOp, ScheduleSender};
+pub use scheduler::{PoolScheduler, ScheduleSender};
+
+/// The operation states and receivers of this crate's senders.
+///
+/// Public because they appear in `SenderTo` impls, compiler messages and
+/// where-clauses of generic code; code rarely names them, so they are kept
+/// out of the crate root (as in [`exec_core::ops`]).
+pub mod ops {
+    #[cfg(not(loom))]
+    pub use crate::blocking::BlockingOp;
+    pub use crate::bulk::{BulkOp, BulkReceiver};
+    pub use crate::scheduler::ScheduleOp;
+}

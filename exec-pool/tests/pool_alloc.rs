@@ -81,7 +81,7 @@ fn a_schedule_operation_is_small() {
         }
         fn set_stopped(self) {}
     }
-    let size = size_of::<exec_pool::ScheduleOp<Unit>>();
+    let size = size_of::<exec_pool::ops::ScheduleOp<Unit>>();
     // Queue link + execute fn + payload tag + pool reference.
     assert!(size <= 4 * size_of::<usize>(), "{size} bytes");
 }

@@ -3,7 +3,8 @@
 //! oneshot receive, so that it cannot silently regrow.
 
 use exec_core::{
-    AsyncScope, Scheduler, SenderExt, SenderTo, SpawnReceiver, StopCallback, oneshot, sync_wait,
+    AsyncScope, Scheduler, SenderExt, SenderTo, StopCallback, oneshot, ops::SpawnReceiver,
+    sync_wait,
 };
 
 fn op_size<S: SenderTo<SpawnReceiver>>(_: &S) -> usize {

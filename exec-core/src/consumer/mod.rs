@@ -4,4 +4,10 @@
 mod sync_wait;
 
 #[cfg(feature = "std")]
-pub use sync_wait::{SyncWaitReceiver, sync_wait};
+pub use sync_wait::sync_wait;
+
+/// Operation states and receivers, re-exported by [`crate::ops`].
+pub(crate) mod op_types {
+    #[cfg(feature = "std")]
+    pub use super::sync_wait::SyncWaitReceiver;
+}

@@ -12,6 +12,13 @@ pub(crate) mod trampoline;
 pub use blocking::{NonBlockingGuard, assert_may_block};
 pub use inline::{InlineScheduler, InlineSender};
 #[cfg(feature = "std")]
-pub use run_loop::{RunLoop, RunLoopScheduleOp, RunLoopScheduler, RunLoopSender};
+pub use run_loop::{RunLoop, RunLoopScheduler, RunLoopSender};
 #[cfg(feature = "std")]
-pub use trampoline::{TrampolineOp, TrampolineScheduler, TrampolineSender};
+pub use trampoline::{TrampolineScheduler, TrampolineSender};
+
+/// Operation states and receivers, re-exported by [`crate::ops`].
+#[cfg(feature = "std")]
+pub(crate) mod op_types {
+    pub use super::run_loop::RunLoopScheduleOp;
+    pub use super::trampoline::TrampolineOp;
+}

@@ -13,7 +13,8 @@ use core::fmt;
 use core::marker::PhantomData;
 use core::ops::ControlFlow;
 
-use crate::{LoopBody, LoopOp, LoopReceiver, Receiver, Sender, SenderTo};
+use crate::ops::{LoopOp, LoopReceiver};
+use crate::{LoopBody, Receiver, Sender, SenderTo};
 
 /// Runs `f(state)`, then `f` of the state its sender continued with, and so
 /// on, until an iteration sends `ControlFlow::Break(value)`; completes with

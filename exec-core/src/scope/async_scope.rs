@@ -39,7 +39,8 @@ use core::pin::Pin;
 use core::ptr::NonNull;
 
 use crate::adaptor::{
-    EnsureStarted, EnsureStartedReceiver, Hooks, frame_alloc, frame_dealloc, start_eagerly,
+    EnsureStarted, Hooks, frame_alloc, frame_dealloc, op_types::EnsureStartedReceiver,
+    start_eagerly,
 };
 use crate::loom::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use crate::sync::wait_list::{Lock, Node, WaitList, Waiter};

@@ -4,7 +4,10 @@
 mod async_scope;
 
 #[cfg(feature = "std")]
-pub use async_scope::{
-    Associate, AssociateOp, AssociateReceiver, AsyncScope, Join, JoinOp, ScopeHooks, SpawnFuture,
-    SpawnReceiver,
-};
+pub use async_scope::{Associate, AsyncScope, Join, ScopeHooks, SpawnFuture};
+
+/// Operation states and receivers, re-exported by [`crate::ops`].
+pub(crate) mod op_types {
+    #[cfg(feature = "std")]
+    pub use super::async_scope::{AssociateOp, AssociateReceiver, JoinOp, SpawnReceiver};
+}

@@ -11,5 +11,11 @@ mod mutex;
 pub mod oneshot;
 pub(crate) mod wait_list;
 
-pub use event::{AsyncManualResetEvent, WaitOp, WaitSender};
-pub use mutex::{AsyncMutex, AsyncMutexGuard, LockOp, LockSender};
+pub use event::{AsyncManualResetEvent, WaitSender};
+pub use mutex::{AsyncMutex, AsyncMutexGuard, LockSender};
+
+/// Operation states and receivers, re-exported by [`crate::ops`].
+pub(crate) mod op_types {
+    pub use super::event::WaitOp;
+    pub use super::mutex::LockOp;
+}

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use exec_core::{
     Env, OperationState, PanicPayload, Receiver, Scheduler, SenderTo, StopSource, StopToken,
 };
-use exec_pool::{PoolScheduler, ScheduleOp};
+use exec_pool::PoolScheduler;
+use exec_pool::ops::ScheduleOp;
 
 /// Counts completions of spawned operations by channel.
 #[derive(Default, Debug)]
