@@ -156,6 +156,52 @@ fn first_operation_completing_later_and_its_state_dropped_before_f() {
     op.finish();
 }
 
+/// The first operation completes inside its own `start`: `let_value`
+/// drops it (and what it held) right there, before calling `f`, and runs
+/// the second operation in its place, without keeping the value aside.
+#[test]
+fn first_operation_completing_inline_is_dropped_before_f() {
+    let drops = DropCounter::new();
+    let held = drops.track(());
+    let d2 = drops.clone();
+    let v = drops.track(5);
+    let first = just(v).then(move |v| {
+        let _keep = &held;
+        v
+    });
+    let (op, rec) = start(first.let_value(move |x| {
+        // The first operation (which held `held`) is gone; `x` is alive.
+        assert_eq!(d2.alive(), 1);
+        just(x.value + 1)
+    }));
+    assert_eq!(rec.expect_value(), 6);
+    assert_eq!((drops.created(), drops.dropped()), (2, 2));
+    op.finish();
+}
+
+/// Without a slot for an inline completion, an inline `let_value` nests
+/// its second `start` in its first; a loop of them must still not grow
+/// the stack (the loop iterates): a million on a 256 KiB stack.
+#[test]
+fn inline_let_values_in_a_loop_do_not_grow_the_stack() {
+    let n: usize = if cfg!(miri) { 500 } else { 1_000_000 };
+    let h = std::thread::Builder::new()
+        .stack_size(256 << 10)
+        .spawn(move || {
+            let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let c = count.clone();
+            let s = just(())
+                .let_value(move |()| {
+                    c.fetch_add(1, Ordering::Relaxed);
+                    just(()).let_value(|()| just(()))
+                })
+                .repeat_n(n);
+            (sync_wait(s), count.load(Ordering::Relaxed))
+        })
+        .unwrap();
+    assert_eq!(h.join().unwrap(), (Ok(Some(())), n));
+}
+
 #[test]
 fn stop_request_reaches_both_operations() {
     let source = Arc::new(StopSource::new());
@@ -240,14 +286,19 @@ fn operation_state_overlaps_what_it_keeps_with_the_second_operation() {
     let big = op_size(&just([0u8; 256]));
     let s = just(1u64).let_value(|_| just([0u8; 256]));
     assert_eq!(op_size(&s), big + 8, "one word besides the second op");
+    // A large first value is not kept aside (there is no slot for an
+    // inline completion): it is only in the first operation. Was 528 B.
+    let s = just([0u8; 256]).let_value(|_| just(0u8));
+    let n = op_size(&s);
+    assert!(n <= big + 32, "large first value stored twice: {n} B");
     // A plain chain: was 120 B (a separate receiver-and-branch slot, stash
-    // slot and enum tag word).
+    // slot and enum tag word), then 112 B (with the stash and the phase).
     let chain = just(1u64)
         .let_value(|x| just(x + 1))
         .let_value(|x| just(x * 2));
     let n = op_size(&chain);
     eprintln!("just.let_value.let_value: {n} B");
-    assert!(n <= 112, "chained let_value op: {n} B");
+    assert!(n <= 64, "chained let_value op: {n} B");
 }
 
 /// A receiver holding a tracked value: its drop is counted.

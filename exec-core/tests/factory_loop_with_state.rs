@@ -290,7 +290,8 @@ impl<T, E> exec_core::Receiver<T, E> for Sink {
 }
 
 /// Memory: the loop keeps its body, its receiver, a slot for an inline
-/// iteration's outcome and the iteration's operation, plus one word (its
+/// iteration's outcome (which holds the initial state until the loop
+/// starts) and the iteration's operation, plus one word (its
 /// phase and whether an iteration is there); the iterations' receiver is
 /// two words (it answers the environment through the loop). Measured on
 /// 64-bit targets; raising it is a decision.
@@ -306,5 +307,14 @@ fn operation_state_stays_small() {
     });
     let n = op_size(&s);
     eprintln!("loop_with_state(u64, just.then): {n} B");
-    assert!(n <= 80, "loop op: {n} B");
+    // (80 B when the body kept the initial state besides the stash.)
+    assert!(n <= 64, "loop op: {n} B");
+    // The initial state waits in the slot an inline iteration's outcome
+    // uses later, not in a field of its own: a large state is stored once.
+    let s = loop_with_state([0u64; 32], |_| {
+        just(()).then(|()| Break::<(), [u64; 32]>(()))
+    });
+    let n = op_size(&s);
+    eprintln!("loop_with_state([u64; 32], just.then): {n} B");
+    assert!(n <= 256 + 64, "loop op with a 256-B state: {n} B");
 }

@@ -426,8 +426,9 @@ impl Shared {
         if st.closed {
             return false;
         }
-        // SAFETY: `h` alive until completion; its start link is unlinked.
-        let wake = unsafe { st.push(core::ptr::addr_of!((*h).start_link)) };
+        // SAFETY: `h` alive until completion; not queued for a start yet
+        // (maybe for a cancel, if stop came during `start`).
+        let wake = unsafe { st.push_start(core::ptr::addr_of!((*h).link)) };
         drop(st);
         if wake {
             self.wake();
@@ -462,9 +463,10 @@ impl Shared {
             }
             return;
         }
-        // SAFETY: `h` live; its start link was popped long ago. Its `wait`
+        // SAFETY: `h` live; its start was popped long ago (its link may be
+        // queued for a cancel, which this turns into a start). Its `wait`
         // is reset by the loop (see `run_ready`).
-        let wake = unsafe { st.push(core::ptr::addr_of!((*h).start_link)) };
+        let wake = unsafe { st.push_start(core::ptr::addr_of!((*h).link)) };
         drop(st);
         if wake {
             self.wake();
@@ -484,8 +486,9 @@ impl Shared {
         // SAFETY: alive per the contract.
         let header = unsafe { &*h };
         header.cancel_posted.store(true, Ordering::Release);
-        // SAFETY: pushed at most once (a stop callback runs once).
-        let wake = unsafe { st.push(core::ptr::addr_of!((*h).cancel_link)) };
+        // SAFETY: `h` live; if its link is queued (for a start, the only
+        // other use: a stop callback runs once), this adds nothing.
+        let wake = unsafe { st.push_cancel(core::ptr::addr_of!((*h).link)) };
         drop(st);
         if wake {
             self.wake();

@@ -23,14 +23,15 @@ use crate::loom::cell::UnsafeCell;
 use crate::loom::sync::{Mutex, MutexGuard};
 use core::sync::atomic::Ordering;
 
-/// An intrusive list node: two words (every operation carries two). Every
+/// An intrusive list node: two words (every operation carries one). Every
 /// field is guarded by the inbox mutex.
 ///
 /// A link is in the list iff its `prev` is not null or it is the head
-/// (`unlink` nulls both pointers), so it needs no "linked" flag; which link
-/// of its header it is (start or cancel) is bit 0 of `prev`, which is
-/// never a real address bit (links are 8-aligned) and which every write of
-/// `prev` keeps.
+/// (`unlink` nulls both pointers), so it needs no "linked" flag; what it
+/// was queued for (a start or a cancel, see [`InboxState::push_start`] and
+/// [`InboxState::push_cancel`]) is bit 0 of `prev`, which is never a real
+/// address bit (links are 8-aligned) and which every write of `prev`
+/// keeps.
 #[derive(Debug)]
 pub(crate) struct Link {
     /// The previous link (null if first or not linked) | the kind bit.
@@ -43,15 +44,16 @@ pub(crate) struct Link {
 const CANCEL_BIT: usize = 1;
 
 impl Link {
-    pub(crate) fn new(is_cancel: bool) -> Self {
-        let kind = if is_cancel { CANCEL_BIT } else { 0 };
+    pub(crate) fn new() -> Self {
         Link {
-            prev: UnsafeCell::new(ptr::null::<Link>().map_addr(|_| kind)),
+            prev: UnsafeCell::new(ptr::null()),
             next: UnsafeCell::new(ptr::null()),
         }
     }
 
-    /// Which link of its header this is (set at creation, never changed).
+    /// Whether the link was last queued for a cancel (set by the push that
+    /// linked it, or turned into a start by [`InboxState::push_start`]
+    /// while linked).
     ///
     /// # Safety
     /// Inbox lock held, or no other thread can be linking or unlinking a
@@ -67,6 +69,18 @@ impl Link {
         // SAFETY: lock held.
         self.prev
             .with(|p| unsafe { (*p).map_addr(|a| a & !CANCEL_BIT) })
+    }
+
+    /// Sets the kind bit (a cancel or not), keeping `prev`.
+    ///
+    /// # Safety
+    /// Inbox lock held.
+    unsafe fn set_kind(&self, cancel: bool) {
+        // SAFETY: lock held.
+        self.prev.with_mut(|p| unsafe {
+            let kind = if cancel { CANCEL_BIT } else { 0 };
+            *p = (*p).map_addr(|a| (a & !CANCEL_BIT) | kind);
+        })
     }
 
     /// Sets `prev`, keeping the kind bit.
@@ -161,13 +175,64 @@ impl InboxState {
         core::mem::replace(&mut self.task_head, ptr::null_mut())
     }
 
-    /// Appends `link`. Returns whether the loop must be woken (and clears
+    /// Whether `link` is in the list.
+    ///
+    /// # Safety
+    /// `link` is alive.
+    unsafe fn is_linked(&self, link: *const Link) -> bool {
+        // SAFETY: alive; the lock is held (`&mut self` / `&self` of the
+        // guarded state).
+        !unsafe { (*link).prev() }.is_null() || ptr::eq(self.head, link)
+    }
+
+    /// Queues `link` for a start (a new start, or an op handed back by a
+    /// blocking thread). If it is already queued for a cancel, it is
+    /// turned into a start where it is: the loop then runs the op's start,
+    /// which completes it *stopped* since stop was requested (every start
+    /// checks), so the cancel needs no entry of its own. Returns whether
+    /// the loop must be woken (and clears `sleeping`).
+    ///
+    /// # Safety
+    /// `link` is not queued for a start, is pinned, and stays alive until
+    /// it is popped or unlinked (both under this lock).
+    pub(crate) unsafe fn push_start(&mut self, link: *const Link) -> bool {
+        // SAFETY: per the contract; lock held.
+        unsafe {
+            if self.is_linked(link) {
+                (*link).set_kind(false);
+                return core::mem::replace(&mut self.sleeping, false);
+            }
+            (*link).set_kind(false);
+            self.push(link)
+        }
+    }
+
+    /// Queues `link` for a cancel, unless it is already queued (for a
+    /// start, which checks for stop itself: see
+    /// [`push_start`](Self::push_start); a stop callback runs once, so not
+    /// for a cancel). Returns whether the loop must be woken (and clears
     /// `sleeping`).
+    ///
+    /// # Safety
+    /// As for [`push_start`](Self::push_start).
+    pub(crate) unsafe fn push_cancel(&mut self, link: *const Link) -> bool {
+        // SAFETY: per the contract; lock held.
+        unsafe {
+            if self.is_linked(link) {
+                return core::mem::replace(&mut self.sleeping, false);
+            }
+            (*link).set_kind(true);
+            self.push(link)
+        }
+    }
+
+    /// Appends `link`, keeping its kind. Returns whether the loop must be
+    /// woken (and clears `sleeping`).
     ///
     /// # Safety
     /// `link` is not linked, is pinned, and stays alive until it is popped
     /// or unlinked (both under this lock).
-    pub(crate) unsafe fn push(&mut self, link: *const Link) -> bool {
+    unsafe fn push(&mut self, link: *const Link) -> bool {
         // SAFETY: lock held (we are behind `&mut InboxState` from the guard);
         // `link` and the current tail are alive per the contract.
         unsafe {
@@ -234,7 +299,7 @@ mod tests {
     /// is not in the list.
     #[test]
     fn kind_bit_and_linked_state_survive_list_operations() {
-        let links: Vec<Link> = (0..4).map(|i| Link::new(i % 2 == 1)).collect();
+        let links: Vec<Link> = (0..4).map(|_| Link::new()).collect();
         let kinds = || {
             // SAFETY: single thread: nobody else touches the links.
             links
@@ -243,13 +308,18 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         let expected = vec![false, true, false, true];
-        assert_eq!(kinds(), expected);
         let inbox = Inbox::new();
         let mut st = inbox.lock();
-        for l in &links {
+        for (i, l) in links.iter().enumerate() {
             // SAFETY: the links outlive the inbox state use below and are
             // pushed once each before being popped or unlinked.
-            unsafe { st.push(l) };
+            unsafe {
+                if i % 2 == 1 {
+                    st.push_cancel(l)
+                } else {
+                    st.push_start(l)
+                }
+            };
         }
         assert_eq!(kinds(), expected);
         // Unlink the middle (1), then the tail (3): neighbours relinked.
@@ -268,11 +338,42 @@ mod tests {
         assert!(st.pop().is_null());
         assert!(st.is_empty());
         assert_eq!(kinds(), expected);
-        // A popped link can be pushed again (a start link handed back).
+        // A popped link can be pushed again (an op handed back), now for
+        // a start.
         // SAFETY: alive, not linked.
-        unsafe { st.push(&links[3]) };
+        unsafe { st.push_start(&links[3]) };
         assert_eq!(st.pop(), &links[3] as *const Link);
-        assert_eq!(kinds(), expected);
+        assert_eq!(kinds(), vec![false, true, false, false]);
+    }
+
+    /// One link per op serves both queues: a cancel posted while the op is
+    /// queued for a start adds nothing (the start checks for stop); a
+    /// start queued while a cancel is turns that entry into the start.
+    /// Either way the op is in the list once, where it was first queued.
+    #[test]
+    fn a_start_and_a_cancel_share_one_entry() {
+        let (a, b) = (Link::new(), Link::new());
+        let inbox = Inbox::new();
+        let mut st = inbox.lock();
+        // SAFETY: the links outlive the state's use; single thread.
+        unsafe {
+            st.push_start(&a);
+            st.push_cancel(&b);
+            st.push_cancel(&a);
+            assert!(!a.is_cancel(), "a cancel does not replace a start");
+            st.push_start(&b);
+            assert!(!b.is_cancel(), "a start replaces a cancel");
+        }
+        assert_eq!(st.pop(), &a as *const Link);
+        assert_eq!(st.pop(), &b as *const Link);
+        assert!(st.pop().is_null(), "each link queued once");
+        // SAFETY: as above.
+        unsafe {
+            st.push_cancel(&a);
+            assert!(a.is_cancel());
+            assert!(st.unlink(&a));
+        }
+        assert!(st.is_empty());
     }
 }
 
@@ -315,13 +416,11 @@ mod loom_tests {
                 woken: Mutex::new(false),
                 cv: Condvar::new(),
             });
-            let node: &'static Node = Box::leak(Box::new(Node {
-                link: Link::new(false),
-            }));
+            let node: &'static Node = Box::leak(Box::new(Node { link: Link::new() }));
             let (i2, d2) = (inbox.clone(), driver.clone());
             let pusher = loom::thread::spawn(move || {
                 // SAFETY: the node is leaked (alive forever), pushed once.
-                let wake = unsafe { i2.lock().push(&node.link) };
+                let wake = unsafe { i2.lock().push_start(&node.link) };
                 if wake {
                     d2.wake();
                 }
@@ -343,6 +442,45 @@ mod loom_tests {
         });
     }
 
+    /// A start (from another thread) and a cancel (a stop callback) of the
+    /// same op race each other and the loop draining the inbox, through
+    /// the op's one link: the start is never lost (popped exactly once as
+    /// a start), the link is popped at most twice, and the list ends empty.
+    #[test]
+    fn start_and_cancel_share_the_link() {
+        loom::model(|| {
+            let inbox = Arc::new(Inbox::new());
+            let node: &'static Node = Box::leak(Box::new(Node { link: Link::new() }));
+            let i2 = inbox.clone();
+            let starter = loom::thread::spawn(move || {
+                // SAFETY: leaked node, queued for a start once.
+                unsafe { i2.lock().push_start(&node.link) };
+            });
+            let i3 = inbox.clone();
+            let canceller = loom::thread::spawn(move || {
+                // SAFETY: leaked node.
+                unsafe { i3.lock().push_cancel(&node.link) };
+            });
+            let (mut starts, mut pops) = (0, 0);
+            let mut drain = |st: &mut InboxState| {
+                while !st.pop().is_null() {
+                    pops += 1;
+                    // SAFETY: just popped (lock held, leaked node).
+                    if !unsafe { node.link.is_cancel() } {
+                        starts += 1;
+                    }
+                }
+            };
+            drain(&mut inbox.lock());
+            starter.join().unwrap();
+            canceller.join().unwrap();
+            drain(&mut inbox.lock());
+            assert_eq!(starts, 1, "the start is taken once");
+            assert!(pops <= 2);
+            assert!(inbox.lock().is_empty());
+        });
+    }
+
     /// A stop callback posting a cancel link races the loop finishing the
     /// op (which unlinks it) and the loop draining the inbox: the link is
     /// taken exactly once (popped xor unlinked xor never pushed) and the
@@ -351,16 +489,14 @@ mod loom_tests {
     fn cancel_link_posted_while_loop_finishes() {
         loom::model(|| {
             let inbox = Arc::new(Inbox::new());
-            let node: &'static Node = Box::leak(Box::new(Node {
-                link: Link::new(true),
-            }));
+            let node: &'static Node = Box::leak(Box::new(Node { link: Link::new() }));
             let posted = Arc::new(loom::sync::atomic::AtomicBool::new(false));
             let (i2, p2) = (inbox.clone(), posted.clone());
             let callback = loom::thread::spawn(move || {
                 let mut st = i2.lock();
                 p2.store(true, loom::sync::atomic::Ordering::Release);
                 // SAFETY: leaked node, pushed once.
-                unsafe { st.push(&node.link) };
+                unsafe { st.push_cancel(&node.link) };
             });
             // The loop drains once, then "finishes" the op: waits for the
             // callback (as dropping a StopCallback does) and unlinks.

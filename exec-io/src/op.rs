@@ -6,11 +6,15 @@
 //! receiver, registers the stop callback and is the queue node itself.
 //!
 //! # Where an operation is, between `start` and completion
-//! Exactly one of: linked in the inbox by its `start` link; in the loop's
-//! ready queue; the waiter of a readiness slot; the owner of a timer; or
-//! being run by the loop. Its `cancel` link may additionally be in the
-//! inbox; `finish` unlinks it before completing. So every pointer the loop
-//! holds refers to a live operation, and an operation is completed once.
+//! Exactly one of: in the inbox, its link queued for a start; in the
+//! loop's ready queue; the waiter of a readiness slot; the owner of a
+//! timer; waiting for a blocking thread; or being run by the loop. In all
+//! but the first its link may additionally be in the inbox, queued for a
+//! cancel; `finish` unlinks it before completing. (One link serves both: a
+//! start queued while a cancel is takes that entry over, and every start
+//! checks for stop; a cancel adds nothing to a queued start.) So every
+//! pointer the loop holds refers to a live operation, and an operation is
+//! completed once.
 
 use core::cell::Cell;
 use core::marker::PhantomPinned;
@@ -58,61 +62,124 @@ pub(crate) enum Wait {
     Timer { id: u64 },
     /// io_uring: an entry (native or a readiness poll) is in flight;
     /// `busy` is the address of the source's key cell (used as busy bits
-    /// on this backend), `bit` the bit this entry holds (a `u8`, so the
-    /// enum, which every op holds, stays two words).
+    /// on this backend), `bit` the bit this entry holds (a `u8`: it is
+    /// stored in [`WaitCell`]'s spare byte).
     Uring { busy: usize, bit: u8 },
     /// A blocking thread works for the op and hands it back when done.
     Blocking,
 }
 
+/// A [`Wait`] in ten bytes of alignment 1 (a `Cell<Wait>` takes sixteen
+/// of alignment 8), so it shares the header's last word with the flags:
+/// the header, which every op holds, is one word smaller.
+pub(crate) struct WaitCell {
+    /// The key, timer id or busy-cell address.
+    word: Cell<[u8; 8]>,
+    /// Which variant (`W_*`).
+    tag: Cell<u8>,
+    /// `Io`: whether a write; `Uring`: the bit.
+    aux: Cell<u8>,
+}
+
+const W_NONE: u8 = 0;
+const W_IO: u8 = 1;
+const W_TIMER: u8 = 2;
+const W_URING: u8 = 3;
+const W_BLOCKING: u8 = 4;
+
+impl WaitCell {
+    fn new(w: Wait) -> Self {
+        let c = WaitCell {
+            word: Cell::new([0; 8]),
+            tag: Cell::new(W_NONE),
+            aux: Cell::new(0),
+        };
+        c.set(w);
+        c
+    }
+
+    pub(crate) fn get(&self) -> Wait {
+        let word = u64::from_ne_bytes(self.word.get());
+        match self.tag.get() {
+            W_IO => Wait::Io {
+                key: word,
+                write: self.aux.get() != 0,
+            },
+            W_TIMER => Wait::Timer { id: word },
+            W_URING => Wait::Uring {
+                busy: word as usize,
+                bit: self.aux.get(),
+            },
+            W_BLOCKING => Wait::Blocking,
+            _ => Wait::None,
+        }
+    }
+
+    pub(crate) fn set(&self, w: Wait) {
+        let (tag, word, aux) = match w {
+            Wait::None => (W_NONE, 0, 0),
+            Wait::Io { key, write } => (W_IO, key, u8::from(write)),
+            Wait::Timer { id } => (W_TIMER, id, 0),
+            Wait::Uring { busy, bit } => (W_URING, busy as u64, bit),
+            Wait::Blocking => (W_BLOCKING, 0, 0),
+        };
+        self.word.set(word.to_ne_bytes());
+        self.tag.set(tag);
+        self.aux.set(aux);
+    }
+
+    pub(crate) fn replace(&self, w: Wait) -> Wait {
+        let old = self.get();
+        self.set(w);
+        old
+    }
+}
+
 /// The part of an operation the loop knows. First field of every op.
 #[repr(C)]
 pub(crate) struct Header {
-    /// In the inbox when started from another thread.
-    pub(crate) start_link: Link,
-    /// In the inbox when its stop callback fired.
-    pub(crate) cancel_link: Link,
+    /// In the inbox when started from another thread, handed back by a
+    /// blocking thread, or when its stop callback fired: one link serves
+    /// all three (a start queued meanwhile takes over a queued cancel, a
+    /// cancel adds nothing to a queued start; see `InboxState::push_start`).
+    pub(crate) link: Link,
     /// Runs the operation; `*const Header` is the op.
     pub(crate) run: unsafe fn(*const Header, Signal),
-    /// Only touched on the loop thread.
-    pub(crate) wait: Cell<Wait>,
     /// The op's loop. Here rather than in [`IoOp`] so the stop callback
     /// ([`PostCancel`]) reaches it through the op pointer alone.
     pub(crate) ctx: Arc<Shared>,
-    /// Set by the stop callback before it links `cancel_link`.
+    /// Only touched on the loop thread. (Unaligned, so it and the two
+    /// flags below share one word.)
+    pub(crate) wait: WaitCell,
+    /// Set by the stop callback before it queues `link` for a cancel.
     pub(crate) cancel_posted: AtomicBool,
     /// io_uring: the op's native entry is in flight. Loop thread only.
-    /// (Next to `cancel_posted`, in what would be padding.)
+    /// (Next to `wait` and `cancel_posted`, in what would be padding.)
     pub(crate) native: Cell<bool>,
 }
 
 impl Header {
     pub(crate) fn new(run: unsafe fn(*const Header, Signal), ctx: Arc<Shared>) -> Self {
         Header {
-            start_link: Link::new(false),
-            cancel_link: Link::new(true),
+            link: Link::new(),
             run,
-            wait: Cell::new(Wait::None),
             ctx,
+            wait: WaitCell::new(Wait::None),
             cancel_posted: AtomicBool::new(false),
             native: Cell::new(false),
         }
     }
 
-    /// The header a link belongs to, and whether it is the cancel link.
+    /// The header a link belongs to, and whether it was queued for a
+    /// cancel (else for a start).
     ///
     /// # Safety
-    /// `link` is one of the two links of a live header, just popped from
-    /// the inbox (so not linked: no other thread writes it); see
-    /// [`Link::is_cancel`].
+    /// `link` is the link of a live header, just popped from the inbox (so
+    /// not linked: no other thread writes it); see [`Link::is_cancel`].
     pub(crate) unsafe fn from_link(link: *const Link) -> (*const Header, bool) {
         // SAFETY: per the contract.
         let is_cancel = unsafe { (*link).is_cancel() };
-        let off = if is_cancel {
-            core::mem::offset_of!(Header, cancel_link)
-        } else {
-            core::mem::offset_of!(Header, start_link)
-        };
+        let off = core::mem::offset_of!(Header, link);
         (
             (link as *const u8).wrapping_sub(off) as *const Header,
             is_cancel,
@@ -502,7 +569,7 @@ where
         if self.header.cancel_posted.load(Ordering::Acquire) {
             let mut inbox = self.header.ctx.inbox.lock();
             // SAFETY: the link is ours and alive; lock held.
-            unsafe { inbox.unlink(&self.header.cancel_link) };
+            unsafe { inbox.unlink(&self.header.link) };
         }
         self.header.wait.set(Wait::None);
         // SAFETY: as above.

@@ -123,6 +123,45 @@ fn stopping_a_timer_cancels_it() {
     assert_eq!(pending, 0);
 }
 
+/// An op has one inbox link for its start and its cancel: a stop request
+/// while its start is still queued (the loop has not run yet), or before
+/// it was started at all (the cancel is queued first, then the start),
+/// leaves one entry, and the op completes stopped exactly once.
+#[test]
+fn stop_while_the_start_is_queued_completes_stopped_once() {
+    let ctx = IoContext::new().unwrap();
+    let sch = ctx.scheduler();
+    // Started from this thread while the loop is not running: queued.
+    let source = Arc::new(StopSource::new());
+    let (r, rec) = recorder_with_stop::<(), std::convert::Infallible>(source.clone());
+    let a = start_with(sch.schedule_after(Duration::from_secs(3600)), r, &rec);
+    source.request_stop();
+    assert!(!rec.is_complete(), "completes on the loop");
+    // Stop requested before start: the cancel is queued by the stop
+    // callback's registration, then the start takes that entry over.
+    let source2 = Arc::new(StopSource::new());
+    source2.request_stop();
+    let (r2, rec2) = recorder_with_stop::<(), std::convert::Infallible>(source2.clone());
+    let b = start_with(sch.schedule_after(Duration::from_secs(3600)), r2, &rec2);
+    assert!(!rec2.is_complete(), "completes on the loop");
+    ctx.run_until(sch.schedule()).unwrap().unwrap();
+    assert_eq!((rec.completions(), rec2.completions()), (1, 1));
+    rec.expect_stopped();
+    rec2.expect_stopped();
+    a.finish();
+    b.finish();
+    // No timer was registered, and the loop carries on.
+    let s2 = sch.clone();
+    let pending = ctx
+        .run_until(sch.schedule().then(move |()| s2.pending_timers()))
+        .unwrap()
+        .unwrap();
+    assert_eq!(pending, 0);
+    ctx.run_until(sch.schedule_after(Duration::from_millis(1)))
+        .unwrap()
+        .unwrap();
+}
+
 /// 10,000 timers whose stop requests race their expiry: every one
 /// completes exactly once, with a value or stopped.
 #[test]

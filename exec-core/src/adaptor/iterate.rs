@@ -11,8 +11,20 @@
 //! returned, picks it up and goes round again — so a sender that always
 //! completes inline iterates in a loop, not by recursion. An iteration that
 //! completes later runs the loop from its completion. `phase`
-//! (`IDLE`/`IN_START`/`DEFERRED`) decides which of the two continues,
-//! exactly as in `let_value` (see `let_value.rs`).
+//! (`IDLE`/`IN_START`/`DEFERRED`) decides which of the two continues:
+//! - the runner sets `IN_START` before starting an iteration and, once its
+//!   `start` returned, CASes `IN_START → IDLE`; failure means `DEFERRED`,
+//!   i.e. the iteration completed meanwhile and left its outcome in
+//!   `stash`;
+//! - the completion writes `stash`, then CASes `IN_START → DEFERRED`;
+//!   success hands over to the runner, failure (`IDLE`) means `start` has
+//!   returned and the completion runs the loop itself.
+//!
+//! Both CASes are `AcqRel`, so the stash write happens-before its read.
+//! Unlike `let_value` (which may free its first operation inside that
+//! operation's `start`, see `let_value.rs`), the loop never drops an
+//! iteration whose `start` is still running: the stash is what bounds the
+//! stack of a loop whose iterations complete inline.
 
 use core::fmt;
 use core::marker::{PhantomData, PhantomPinned};
@@ -42,8 +54,9 @@ pub trait LoopBody {
     /// What [`decide`](LoopBody::decide) hands to
     /// [`next`](LoopBody::next) when the loop goes on.
     type Carry;
-    /// Called before the first iteration (`None`) and with every
-    /// iteration's value: `Break(value)` finishes the loop with `value`,
+    /// Called before the first iteration (with `None`, or with the first
+    /// value the loop was made with, see `LoopOp::with_first`) and with
+    /// every iteration's value: `Break(value)` finishes the loop with `value`,
     /// `Continue(carry)` goes on (unless a stop was requested: then the loop
     /// drops `carry` and completes stopped). Runs under `catch_unwind`.
     fn decide(
@@ -178,7 +191,12 @@ where
     /// Taken when the loop finishes; until then only read (for its
     /// environment), by the loop runner and by [`NotifyEnv::child_env`].
     receiver: UnsafeCell<Option<R>>,
-    /// An inline iteration's outcome, handed to the loop by `phase`.
+    /// An inline iteration's outcome, handed to the loop by `phase`. Before
+    /// `start`, the first value the loop was made with (if any), which
+    /// `start` hands to the first `decide`: a body whose first decision
+    /// needs a value (`loop_with_state`'s initial state) keeps it here, in
+    /// a slot that is idle until the first iteration runs, instead of in a
+    /// field of its own that would be idle afterwards.
     stash: UnsafeCell<Option<Iteration<Out<B>, Err<B>>>>,
     /// Whether `child` holds an operation. (A flag next to `phase`, in
     /// what would be padding, instead of an `Option`'s tag word: the
@@ -195,13 +213,24 @@ where
     B: LoopBody,
     B::Sender: SenderTo<LoopRecv<B, R>>,
 {
+    /// A loop whose first `decide` gets `None`.
     pub(crate) fn new(body: B, receiver: R) -> Self {
+        Self::make(body, None, receiver)
+    }
+
+    /// A loop whose first `decide` gets `Some(first)`, as if an iteration
+    /// had sent it.
+    pub(crate) fn with_first(body: B, first: Out<B>, receiver: R) -> Self {
+        Self::make(body, Some(Iteration::Value(first)), receiver)
+    }
+
+    fn make(body: B, first: Option<Iteration<Out<B>, Err<B>>>, receiver: R) -> Self {
         LoopOp {
             inner: LoopInner {
                 phase: AtomicU8::new(IDLE),
                 body: UnsafeCell::new(Some(body)),
                 receiver: UnsafeCell::new(Some(receiver)),
-                stash: UnsafeCell::new(None),
+                stash: UnsafeCell::new(first),
                 child_live: UnsafeCell::new(false),
                 child: UnsafeCell::new(MaybeUninit::uninit()),
             },
@@ -429,9 +458,12 @@ where
         // SAFETY: projecting to `inner`, which is never moved.
         let inner: Pin<&LoopInner<B, R>> =
             unsafe { self.map_unchecked_mut(|op| &mut op.inner) }.into_ref();
+        // SAFETY: not running yet: the stash (holding the first value, if
+        // any) is ours.
+        let first = inner.stash.with_mut(|s| unsafe { (*s).take() });
         // SAFETY: started, so pinned and alive until the loop finishes.
         let this = unsafe { ParentRef::new(inner) };
-        LoopInner::run(this, None);
+        LoopInner::run(this, first);
     }
 }
 

@@ -5,11 +5,10 @@
 //!
 //! # How the operation is laid out
 //! `LetOp` holds a union, `state`, and a byte saying which of its members is
-//! live (next to `phase`, in what would be padding):
+//! live:
 //! - `INIT`: the first sender, the branch and the downstream receiver;
-//! - `FIRST`: the first operation, running, with the branch, the receiver
-//!   and the slot (`stash`) for a completion that arrives inside the first
-//!   `start`, all beside the operation, never inside it;
+//! - `FIRST`: the first operation, running, with the branch and the
+//!   receiver beside it, never inside it;
 //! - `SECOND`: the second operation (which owns the receiver now);
 //! - `EMPTY`: in between, or after a forwarded completion.
 //!
@@ -18,23 +17,25 @@
 //! dropped in place and the second sender is connected to the downstream
 //! receiver in the same storage, so everything but the second operation
 //! overlaps it: the op is as large as the larger of the second operation
-//! and the first plus branch, receiver and stash.
+//! and the first plus branch and receiver.
 //!
-//! # Inline completion
-//! If the first operation completes while its `start` is still running, the
-//! completion is only stashed, and `LetOp::start` takes over once the first
-//! `start` has returned: it never drops or overwrites an operation whose
-//! `start` is still on the stack, and a chain of inline `let_value`s starts
-//! its steps one after another instead of nesting them. `phase` decides who
-//! takes over:
-//! - `start` sets `IN_START` before starting the first operation and, once it
-//!   returned, CASes `IN_START → IDLE`; failure means `DEFERRED`, i.e. the
-//!   completion happened meanwhile and left its outcome in `stash`.
-//! - The completion writes `stash`, then CASes `IN_START → DEFERRED`; success
-//!   hands over to `start`, failure (`IDLE`) means `start` has returned and the
-//!   completion continues by itself.
+//! # Completion inside `start`
+//! The first completion, wherever it happens, drops the first operation
+//! and starts the second at once, even if the first operation's `start` is
+//! still on the stack (it completed inline, or handed its completion to
+//! another thread that got there first). PROTOCOL.md rule 5 allows that:
+//! an operation touches nothing of itself once it has completed, and
+//! `tests/op_freed_in_completion.rs` holds every operation to it. So
+//! `let_value` keeps no slot for an early completion (a stash would be as
+//! large as the first sender's value, in every operation, for the whole
+//! time the first operation runs) and no phase word.
 //!
-//! Both CASes are `AcqRel`, so the stash write happens-before its read.
+//! The stack: an inline chain nests one `let_value` level per step, as
+//! `then` does; the depth is that of the (finite) sender type. Recursion
+//! through type erasure (`let_value` returning an `AnySender` of itself)
+//! is bounded by `AnySender`'s trampoline, and loops (`repeat_*`,
+//! `loop_with_state`) iterate instead of recursing (`iterate.rs`); tests
+//! run both a million levels deep on small stacks.
 
 use core::fmt;
 use core::marker::{PhantomData, PhantomPinned};
@@ -45,7 +46,6 @@ use core::ptr;
 use crate::adaptor::probe::SendProbe;
 use crate::env::CapturedEnv;
 use crate::loom::cell::UnsafeCell;
-use crate::loom::sync::atomic::{AtomicU8, Ordering};
 use crate::parent::{ErasedParentEnvRef, NotifyEnv};
 use crate::{
     Env, Notify, OperationState, PanicPayload, ParentRef, Receiver, Sender, SenderTo, catch_unwind,
@@ -183,13 +183,6 @@ pub(crate) fn run_or_forward<F, A, N: Sender>(
     }
 }
 
-/// `start` is not running the first operation's `start`.
-const IDLE: u8 = 0;
-/// `start` is inside the first operation's `start`.
-const IN_START: u8 = 1;
-/// The first operation completed inside its `start`; `start` takes over.
-const DEFERRED: u8 = 2;
-
 /// `state` holds `init`.
 const INIT: u8 = 0;
 /// `state` holds `first`.
@@ -200,26 +193,22 @@ const SECOND: u8 = 2;
 const EMPTY: u8 = 3;
 
 /// While the first operation runs: it, and beside it what comes after.
-struct First<O1, B, R, I> {
+struct First<O1, B, R> {
     /// Structurally pinned.
     op: O1,
     /// Taken, with `receiver`, once the first operation has completed.
     branch: B,
     /// Until then only read, by [`NotifyEnv::child_env`].
     receiver: R,
-    /// Written by an inline completion, read by `start` (handed over by
-    /// `phase`). Beside `op`, not overlapping it: `op`'s `start` is still
-    /// running when it is written.
-    stash: Option<I>,
 }
 
 /// The storage of a `let_*` operation; which member is live is recorded
 /// beside it (`INIT`/`FIRST`/`SECOND`/`EMPTY`).
-union LetState<S, B, R, I, O1, O2> {
+union LetState<S, B, R, O1, O2> {
     /// Before `start`.
     init: ManuallyDrop<(S, B, R)>,
     /// The first operation, running.
-    first: ManuallyDrop<First<O1, B, R, I>>,
+    first: ManuallyDrop<First<O1, B, R>>,
     /// The second operation, running (connected to the downstream receiver).
     second: ManuallyDrop<O2>,
 }
@@ -329,8 +318,8 @@ impl<T, E, M> Receiver<T, E> for LetReceiver<T, E, M> {
 type Recv<S, B, R> = LetReceiver<<S as Sender>::Output, <S as Sender>::Error, (S, B, R)>;
 type Input<S> = LetInput<<S as Sender>::Output, <S as Sender>::Error>;
 type FirstOp<S, B, R> = <S as SenderTo<Recv<S, B, R>>>::Operation;
-type FirstOf<S, B, R> = First<FirstOp<S, B, R>, B, R, Input<S>>;
-type StateOf<S, B, R> = LetState<S, B, R, Input<S>, FirstOp<S, B, R>, NextOp<S, B, R>>;
+type FirstOf<S, B, R> = First<FirstOp<S, B, R>, B, R>;
+type StateOf<S, B, R> = LetState<S, B, R, FirstOp<S, B, R>, NextOp<S, B, R>>;
 type NextOp<S, B, R> =
     <<B as LetBranch<<S as Sender>::Output, <S as Sender>::Error>>::Next as SenderTo<R>>::Operation;
 
@@ -352,15 +341,12 @@ where
     B: LetBranch<S::Output, S::Error>,
     B::Next: SenderTo<R>,
 {
-    /// `IDLE`/`IN_START`/`DEFERRED`, see the module docs.
-    phase: AtomicU8,
     /// Which member of `state` is live. Same access rule as `state`.
     live: UnsafeCell<u8>,
     /// Structurally pinned: the child operations live here. Written by
-    /// `start` before the first op starts, then only by whoever handles the
-    /// first completion (the completion or `start`, never both), except
-    /// that the first completion writes `first.stash` (the one access until
-    /// `phase` hands over) and the first operation reads
+    /// `start` before the first op starts, then only by the first
+    /// completion (which the first operation's own hand-off orders after
+    /// `start`'s writes), except that the first operation reads
     /// `first.receiver`'s environment while it runs.
     state: UnsafeCell<StateOf<S, B, R>>,
 }
@@ -386,7 +372,6 @@ where
     pub(crate) fn new(sender: S, branch: B, receiver: R) -> Self {
         LetOp {
             inner: LetInner {
-                phase: AtomicU8::new(IDLE),
                 live: UnsafeCell::new(INIT),
                 state: UnsafeCell::new(LetState {
                     init: ManuallyDrop::new((sender, branch, receiver)),
@@ -449,10 +434,10 @@ where
     /// Touches nothing of the op after handing control downstream.
     fn resume(this: ParentRef<Self>, input: Input<S>) {
         let inner = this.get();
-        // SAFETY: only the single handler of the first completion gets here
-        // (see `phase`), with the stash already taken, and the first
-        // operation no longer touches itself once it has called its
-        // receiver, so it may be dropped in place. `live` is `EMPTY` before
+        // SAFETY: only the first completion gets here (the first operation
+        // completes once), and the first operation no longer touches itself
+        // once it has called its receiver (PROTOCOL.md rule 5, even if its
+        // `start` is still on the stack), so it may be dropped in place. `live` is `EMPTY` before
         // anything is moved or dropped (nothing is dropped twice if the
         // operation's drop unwinds: the branch and receiver are then locals).
         // Raw pointers only: no reference covers the first operation, whose
@@ -466,7 +451,6 @@ where
                 let f = Self::first(st);
                 let branch = ptr::read(&raw const (*f).branch);
                 let receiver = ptr::read(&raw const (*f).receiver);
-                ptr::drop_in_place(&raw mut (*f).stash);
                 ptr::drop_in_place(&raw mut (*f).op);
                 (branch, receiver)
             })
@@ -502,26 +486,9 @@ where
     R: Receiver<<B::Next as Sender>::Output, <B::Next as Sender>::Error>,
 {
     fn notify(this: ParentRef<Self>, input: Input<S>) {
-        let inner = this.get();
-        // SAFETY: the first operation completes once; until `phase` hands
-        // over, this is the only access to the stash, which lies beside the
-        // first operation (whose `start` may still be running), not in it.
-        inner
-            .state
-            .with_mut(|st| unsafe { (*Self::first(st)).stash = Some(input) });
-        if inner
-            .phase
-            .compare_exchange(IN_START, DEFERRED, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-        {
-            // `start` is still inside the first `start` and takes over.
-            return;
-        }
-        // SAFETY: `start` has returned (phase is IDLE): the stash is ours.
-        let input = inner
-            .state
-            .with_mut(|st| unsafe { (*Self::first(st)).stash.take() });
-        Self::resume(this, input.expect("let: stash written above"));
+        // Wherever it happens (inside the first `start` or later, on any
+        // thread): see the module docs, "Completion inside `start`".
+        Self::resume(this, input);
     }
 }
 
@@ -590,40 +557,24 @@ where
                     op: sender.connect(receiver),
                     branch,
                     receiver: next,
-                    stash: None,
                 });
                 &raw mut (*f).op
             })
         };
         // SAFETY: as above (the cell is ours until the first op starts).
         unsafe { inner_ref.live.with_mut(|l| *l = FIRST) };
-        inner_ref.phase.store(IN_START, Ordering::Relaxed);
-        // SAFETY: started once; kept alive and pinned as said above.
+        // SAFETY: started once; kept alive and pinned as said above. The
+        // first completion may run inside this call and complete the whole
+        // op (which may then be freed): touch nothing afterwards.
         unsafe { OperationState::start(Pin::new_unchecked(&mut *first)) };
-        if inner_ref
-            .phase
-            .compare_exchange(IN_START, IDLE, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-        {
-            // It completes later; the completion takes over. From here on
-            // the op may already be gone: touch nothing.
-            return;
-        }
-        // Completed inside its `start`: the completion left its outcome.
-        // SAFETY: `phase` handed the stash over to us; `live` is `FIRST`.
-        let input = inner_ref
-            .state
-            .with_mut(|st| unsafe { (*LetInner::<S, B, R>::first(st)).stash.take() });
-        // SAFETY: as for `parent` above.
-        let this = unsafe { ParentRef::new(inner) };
-        LetInner::resume(this, input.expect("let: deferred without an outcome"));
     }
 }
 
 #[cfg(all(test, loom))]
 mod loom_tests {
-    //! The hand-over between `start` and a first operation that completes on
-    //! another thread while `start` is still running (the `phase` CASes).
+    //! A first operation that completes on another thread while `start` is
+    //! still running: that thread drops it and runs the second operation,
+    //! racing `start`'s return (which touches nothing of the op).
     use crate::loom::sync::atomic::{AtomicUsize, Ordering};
     use crate::loom_fixtures::{OnThread, Out, handles, join_all};
     use crate::{OperationState, SenderExt, SenderTo, just};
@@ -631,7 +582,7 @@ mod loom_tests {
     use alloc::boxed::Box;
 
     /// The first operation completes on another thread before, during or
-    /// after `start`'s hand-over CAS: the function runs once, the second
+    /// after `start`'s return: the function runs once, the second
     /// operation once, the result is delivered once.
     #[test]
     fn loom_first_completes_while_start_runs() {

@@ -10,6 +10,7 @@
 //! is the one `repeat_effect_until` uses: [`LoopOp`] (`adaptor/iterate.rs`).
 
 use core::fmt;
+use core::marker::PhantomData;
 use core::ops::ControlFlow;
 
 use crate::ops::{LoopOp, LoopReceiver};
@@ -95,24 +96,29 @@ where
 {
     type Operation = LoopOp<StateBody<St, F>, R>;
     fn connect(self, receiver: R) -> Self::Operation {
-        LoopOp::new(
+        // The state waits in the loop's stash (idle until the first
+        // iteration), not in the body: it is only needed before the first
+        // iteration, and the body lives as long as the loop.
+        LoopOp::with_first(
             StateBody {
-                state: Some(self.state),
                 f: self.f,
+                _state: PhantomData,
             },
+            ControlFlow::Continue(self.state),
             receiver,
         )
     }
 }
 
-/// The [`LoopBody`] of [`loop_with_state`]: hands the initial state to the
-/// first iteration, then each `Continue` state to the next; public only
-/// because it appears in the operation type.
+/// The [`LoopBody`] of [`loop_with_state`]: hands each `Continue` state
+/// (the first one is the initial state, which the loop holds until it
+/// starts) to the next iteration; public only because it appears in the
+/// operation type.
 pub struct StateBody<St, F> {
-    /// The initial state, taken by the first iteration.
-    state: Option<St>,
     /// Makes each iteration's sender.
     f: F,
+    /// The state is never stored here (it travels through the iterations).
+    _state: PhantomData<fn(St) -> St>,
 }
 
 impl<St, F> fmt::Debug for StateBody<St, F> {
@@ -132,9 +138,9 @@ where
     fn decide(&mut self, last: Option<ControlFlow<T, St>>) -> ControlFlow<T, St> {
         match last {
             Some(flow) => flow,
-            None => {
-                ControlFlow::Continue(self.state.take().expect("loop_with_state: started twice"))
-            }
+            // The loop is made `with_first` (the initial state) and starts
+            // once, so only a second `start` gets here.
+            None => panic!("loop_with_state: started twice"),
         }
     }
     fn next(&mut self, state: St) -> N {
