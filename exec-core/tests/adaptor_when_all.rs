@@ -122,6 +122,47 @@ fn stop_request_from_outside_reaches_children() {
     op.finish();
 }
 
+/// The last child to arrive finds the reference count at 1 and completes
+/// without decrementing it, while the forwarder is registered with the
+/// outer source (the gates register stop callbacks, which links it): a stop
+/// request after the completion finds the forwarder gone and completes
+/// nothing again.
+#[test]
+fn last_arrival_unlinks_the_forwarder_before_completing() {
+    let source = Arc::new(StopSource::new());
+    let (r, rec) = recorder_with_stop::<(i32, i32), &str>(source.clone());
+    let (a, ha) = gate::<i32, &str>();
+    let (b, hb) = gate::<i32, &str>();
+    let op = start_with(when_all(a, b), r, &rec);
+    assert!(ha.value(1));
+    assert_eq!(rec.completions(), 0);
+    assert!(hb.value(2));
+    assert_eq!(rec.expect_value(), (1, 2));
+    assert!(source.request_stop());
+    assert_eq!(rec.completions(), 1, "completed once");
+    assert!(!ha.stopped_by_request() && !hb.stopped_by_request());
+    op.finish();
+}
+
+/// The forwarder, holding its own reference, is the last to arrive: one
+/// child sent a value, the outer stop request stops the other inside the
+/// forwarder, and the forwarder completes the whole, stopped, once.
+#[test]
+fn forwarder_arriving_last_completes_once() {
+    let source = Arc::new(StopSource::new());
+    let (r, rec) = recorder_with_stop::<(i32, i32), &str>(source.clone());
+    let (a, ha) = gate::<i32, &str>();
+    let (b, hb) = gate::<i32, &str>();
+    let op = start_with(when_all(a, b), r, &rec);
+    assert!(ha.value(1));
+    assert_eq!(rec.completions(), 0);
+    source.request_stop();
+    assert!(hb.stopped_by_request());
+    rec.expect_stopped();
+    assert!(!hb.value(2), "already complete");
+    op.finish();
+}
+
 #[test]
 fn stop_request_from_outside_with_manual_scheduler() {
     let sch = ManualScheduler::new();

@@ -33,6 +33,11 @@
 //!   forwarding callback — either deregisters it, waiting for it if it is
 //!   running on another thread — and then completes the downstream
 //!   receiver, touching nothing afterwards.
+//! - A holder that finds `refs == 1` (`Acquire`) holds the last reference
+//!   and completes without decrementing: only a forwarder can take a
+//!   reference afterwards, and the completer waits for it (previous
+//!   point), so that forwarder's own `arrive` never reaches zero. This
+//!   saves the last child's read-modify-write (one per `when_all`).
 //!
 //! When no child can fail or be stopped (decided from the children's types,
 //! see [`uninhabited`]) the parent says so with `stoppable = false`: the
@@ -306,9 +311,19 @@ impl<P> Join<P> {
         P: JoinParent,
     {
         let join = this.get().join();
-        // AcqRel: the release publishes what this child wrote (its value,
-        // error); the acquire, for the last one, sees what all others wrote.
-        if join.refs.fetch_sub(1, Ordering::AcqRel) != 1 {
+        // Last reference already (every other holder has arrived): skip the
+        // read-modify-write. The count stays at 1 for good, which nobody
+        // reads as "complete": only a forwarder can still take a reference
+        // (`try_acquire` sees 1, not 0), and it runs as a callback that
+        // `unchain` / dropping `forward` below waits for, so its own
+        // `arrive` finds our reference and leaves, before we complete.
+        // Acquire: reads the value the others' releasing decrements (or a
+        // forwarder's read-modify-writes after them) left, so it sees what
+        // every other child wrote before arriving.
+        // Otherwise, AcqRel: the release publishes what this child wrote
+        // (its value, error); the acquire, for the last one, sees what all
+        // others wrote.
+        if join.refs.load(Ordering::Acquire) != 1 && join.refs.fetch_sub(1, Ordering::AcqRel) != 1 {
             return;
         }
         // Unchain, then drop the forwarder in place: either deregisters it,

@@ -599,6 +599,127 @@ mod loom_tests {
         }
     }
 
+    /// Does nothing when stop is requested.
+    struct Ignore;
+    impl crate::OnStop for Ignore {
+        fn on_stop(self) {}
+    }
+    type Registration = core::pin::Pin<Box<crate::StopCallback<'static, Ignore>>>;
+
+    /// A child that registers a (no-op) stop callback at start — linking
+    /// the `when_all`'s forwarder to the outer source — and completes by
+    /// hand with a value, dropping its registration first.
+    struct Registering {
+        slot: Arc<Mutex<Option<Complete<u32>>>>,
+    }
+    impl Sender for Registering {
+        type Output = u32;
+        type Error = Infallible;
+    }
+    impl<R: Receiver<u32, Infallible> + Send + 'static> SenderTo<R> for Registering {
+        type Operation = RegisteringOp<R>;
+        fn connect(self, receiver: R) -> Self::Operation {
+            RegisteringOp {
+                slot: self.slot,
+                receiver: Some(RegisteringReceiver {
+                    receiver,
+                    registration: None,
+                }),
+                _pin: PhantomPinned,
+            }
+        }
+    }
+    struct RegisteringOp<R> {
+        slot: Arc<Mutex<Option<Complete<u32>>>>,
+        receiver: Option<RegisteringReceiver<R>>,
+        _pin: PhantomPinned,
+    }
+    /// Holds the registration until completion drops it.
+    struct RegisteringReceiver<R> {
+        receiver: R,
+        registration: Option<Registration>,
+    }
+    impl<R: Receiver<u32, Infallible>> RegisteringReceiver<R> {
+        fn finish(mut self) -> R {
+            drop(self.registration.take());
+            self.receiver
+        }
+    }
+    impl<R: Receiver<u32, Infallible>> Receiver<u32, Infallible> for RegisteringReceiver<R> {
+        fn set_value(self, v: u32) {
+            self.finish().set_value(v)
+        }
+        fn set_error(self, e: Infallible) {
+            match e {}
+        }
+        fn set_stopped(self) {
+            self.finish().set_stopped()
+        }
+        fn set_panic(self, p: PanicPayload) {
+            self.finish().set_panic(p)
+        }
+        fn env(&self) -> impl Env<'_> {
+            self.receiver.env()
+        }
+    }
+    impl<R: Receiver<u32, Infallible> + Send + 'static> OperationState for RegisteringOp<R> {
+        unsafe fn start(self: Pin<&mut Self>) {
+            // SAFETY: nothing is structurally pinned.
+            let this = unsafe { self.get_unchecked_mut() };
+            let mut r = this.receiver.take().unwrap();
+            // SAFETY: the token's source (the `when_all`'s) outlives the
+            // registration: the receiver drops it before completing.
+            let token = unsafe { r.receiver.env().stop_token().detach() };
+            let mut cb = Box::pin(crate::StopCallback::new(token, Ignore));
+            cb.as_mut().register();
+            r.registration = Some(cb);
+            *this.slot.lock().unwrap() = Some(Box::new(move |v| match v {
+                Some(v) => r.set_value(v),
+                None => r.set_stopped(),
+            }));
+        }
+    }
+
+    /// The last child to arrive may complete without decrementing the
+    /// count (it finds it at 1) while a stop request on the outer source
+    /// runs the forwarder, which a registration made a real callback:
+    /// values win, exactly one completion, and the value slots are read
+    /// after both children wrote them (loom checks the cells).
+    #[test]
+    fn loom_last_arrival_races_forwarder() {
+        ::loom::model(|| {
+            let source = Arc::new(StopSource::new());
+            let seen = Arc::new(Mutex::new(None));
+            let completions = Arc::new(AtomicUsize::new(0));
+            let sa = Arc::new(Mutex::new(None));
+            let sb = Arc::new(Mutex::new(None));
+            let s = when_all(
+                Registering { slot: sa.clone() },
+                Remote { slot: sb.clone() },
+            );
+            let mut op = Box::pin(s.connect(Outer {
+                source: source.clone(),
+                seen: seen.clone(),
+                completions: completions.clone(),
+            }));
+            // SAFETY: `op` is dropped only after every thread joined, when
+            // the operation has completed.
+            unsafe { op.as_mut().start() };
+            let fa = sa.lock().unwrap().take().unwrap();
+            let fb = sb.lock().unwrap().take().unwrap();
+            let ta = ::loom::thread::spawn(move || fa(Some(1)));
+            let ts = ::loom::thread::spawn(move || {
+                source.request_stop();
+            });
+            fb(Some(2));
+            ta.join().unwrap();
+            ts.join().unwrap();
+            assert_eq!(completions.load(Ordering::Relaxed), 1);
+            assert_eq!(seen.lock().unwrap().take(), Some(Seen::Value((1, 2))));
+            drop(op);
+        });
+    }
+
     /// A nested child registers with its `when_all`'s chained stop source
     /// (linking it to the outer source) while stop is requested on the
     /// outer source from another thread and the other child completes on
