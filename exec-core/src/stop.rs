@@ -1114,18 +1114,19 @@ mod loom_tests {
             let counter = Arc::new(AtomicUsize::new(0));
             let c2 = counter.clone();
             let token = c.child.token();
-            let mut cb = pin!(StopCallback::new(token, move || {
-                c2.fetch_add(1, Ordering::Relaxed);
-            }));
-            cb.as_mut().register();
-            if token.stop_requested() {
-                // SAFETY: the request happened after the write (Acquire).
-                assert_eq!(data.with(|d| unsafe { *d }), 7);
-            }
-            t.join().unwrap();
-            assert!(token.stop_requested());
-            assert_eq!(counter.load(Ordering::Relaxed), 1);
-            drop(cb);
+            {
+                let mut cb = pin!(StopCallback::new(token, move || {
+                    c2.fetch_add(1, Ordering::Relaxed);
+                }));
+                cb.as_mut().register();
+                if token.stop_requested() {
+                    // SAFETY: the request happened after the write (Acquire).
+                    assert_eq!(data.with(|d| unsafe { *d }), 7);
+                }
+                t.join().unwrap();
+                assert!(token.stop_requested());
+                assert_eq!(counter.load(Ordering::Relaxed), 1);
+            } // The callback (pinned in this block) deregisters here.
             // SAFETY: nothing uses the child's tokens any more.
             unsafe { c.child.unchain() };
             assert_eq!(c.begun.load(Ordering::Relaxed), 1);
@@ -1209,7 +1210,10 @@ mod loom_tests {
             let counter = Arc::new(AtomicUsize::new(0));
             let c = counter.clone();
             let token = source.token();
-            let mut cb = Box::pin(StopCallback::new(unsafe { token.detach() }, move || {
+            // SAFETY: the source (in an `Arc` held here) outlives the
+            // callback, which is dropped at the end of the model.
+            let detached = unsafe { token.detach() };
+            let mut cb = Box::pin(StopCallback::new(detached, move || {
                 c.fetch_add(1, Ordering::Relaxed);
             }));
             cb.as_mut().register();
