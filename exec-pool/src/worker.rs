@@ -259,14 +259,23 @@ impl Worker<'_> {
     fn find_work(&mut self, last_resort: bool) -> Option<JobRef> {
         self.tick = self.tick.wrapping_add(1);
         // The common case, inline: not the injector's turn, and the LIFO
-        // slot may go again. (Exactly what `find_work_slow` does first in
-        // that case.)
-        if !self.tick.is_multiple_of(INJECTOR_INTERVAL)
-            && self.lifo_streak < MAX_LIFO_STREAK
-            && let Some(job) = self.shared.workers[self.index].lifo.take()
-        {
-            self.lifo_streak += 1;
-            return Some(job);
+        // slot may go again — because the streak allows it, or because the
+        // local queue is empty, so that nobody waits for a turn (a chain of
+        // tasks each scheduling the next stays on this path instead of
+        // taking the slow one every time once the streak is used up).
+        // (Exactly what `find_work_slow` does first in those cases.)
+        if !self.tick.is_multiple_of(INJECTOR_INTERVAL) {
+            let me = &self.shared.workers[self.index];
+            if self.lifo_streak < MAX_LIFO_STREAK {
+                if let Some(job) = me.lifo.take() {
+                    self.lifo_streak += 1;
+                    return Some(job);
+                }
+            } else if me.queue.is_empty()
+                && let Some(job) = me.lifo.take()
+            {
+                return Some(job);
+            }
         }
         self.find_work_slow(last_resort)
     }
