@@ -198,7 +198,8 @@ impl PoolRef {
         self.ptr() == other.ptr()
     }
 
-    /// The address of the pool's state (for `Debug`).
+    /// The address of the pool's state.
+    #[inline]
     pub(crate) fn as_ptr(&self) -> *const Shared {
         self.ptr().as_ptr()
     }
@@ -214,23 +215,12 @@ impl Clone for PoolRef {
 }
 
 impl PoolRef {
-    /// Drops this handle on the calling thread, which is worker `index` of
-    /// its pool (as [`Shared::current_worker`] just said): `drop` without
-    /// looking the worker up again.
-    #[inline]
-    pub(crate) fn drop_on_worker(self, index: usize) {
-        let mut this = core::mem::ManuallyDrop::new(self);
-        // SAFETY: `this` is released once, here, and never used again.
-        unsafe { this.release(|shared| shared.worker_shard(index)) };
-    }
-
-    /// Gives up this handle's count; `current_shard` computes the calling
-    /// thread's shard (`Shared::current_shard`).
+    /// Gives up this handle's count.
     ///
     /// # Safety
     /// Called once, as the handle's drop; the handle is not used afterwards.
     #[inline]
-    unsafe fn release(&mut self, current_shard: impl FnOnce(&Shared) -> usize) {
+    unsafe fn release(&mut self) {
         // Read what we need first: giving up the strong count may free it.
         let ptr = self.ptr().as_ptr() as *const Shared;
         let index = self.shard();
@@ -242,7 +232,7 @@ impl PoolRef {
             // happen-before the free by whoever brings `count` to zero and
             // then gives up the shard's strong count.
             counts.count.fetch_sub(1, Ordering::AcqRel) == 1
-        } else if current_shard(shared) == index {
+        } else if shared.is_current_worker_shard(index) {
             // The shard's worker, shard open: `local` is ours and stays ≥ 1
             // (the worker's own reference), so this is never the last.
             let local = counts.local.load(Ordering::Relaxed);
@@ -265,7 +255,7 @@ impl Drop for PoolRef {
     #[inline]
     fn drop(&mut self) {
         // SAFETY: this is the handle's drop.
-        unsafe { self.release(Shared::current_shard) };
+        unsafe { self.release() };
     }
 }
 

@@ -67,14 +67,32 @@ pub(crate) struct Shared {
     pub(crate) blocking: crate::blocking::BlockingPool,
 }
 
+/// The worker running on this thread, if any: its pool, its index, and its
+/// `PoolRef` shard (computed once, when the thread becomes the worker, so
+/// that counting a handle needs no more than this thread-local).
+#[derive(Clone, Copy)]
+struct Current {
+    /// The pool; null on threads that are no pool's worker.
+    pool: *const Shared,
+    index: usize,
+    shard: usize,
+}
+
+impl Current {
+    const NONE: Current = Current {
+        pool: core::ptr::null(),
+        index: 0,
+        shard: 0,
+    };
+}
+
 #[cfg(not(loom))]
 std::thread_local! {
-    /// The pool and index of the worker running on this thread, if any.
-    static CURRENT: Cell<(*const Shared, usize)> = const { Cell::new((core::ptr::null(), 0)) };
+    static CURRENT: Cell<Current> = const { Cell::new(Current::NONE) };
 }
 #[cfg(loom)]
 ::loom::thread_local! {
-    static CURRENT: Cell<(*const Shared, usize)> = Cell::new((core::ptr::null(), 0));
+    static CURRENT: Cell<Current> = Cell::new(Current::NONE);
 }
 
 impl Shared {
@@ -118,28 +136,43 @@ impl Shared {
     /// The index of the calling thread if it is one of this pool's workers.
     #[inline]
     pub(crate) fn current_worker(&self) -> Option<usize> {
-        let (pool, index) = CURRENT.with(|c| c.get());
-        core::ptr::eq(pool, self).then_some(index)
+        let c = CURRENT.with(Cell::get);
+        core::ptr::eq(c.pool, self).then_some(c.index)
     }
 
     /// Makes the calling thread count as worker `index` of this pool, or as
     /// no worker with `None` (see `PoolRef::enter_worker`).
     pub(crate) fn set_current_worker(&self, index: Option<usize>) {
         let v = match index {
-            Some(i) => (self as *const Shared, i),
-            None => (core::ptr::null(), 0),
+            Some(index) => Current {
+                pool: self,
+                index,
+                shard: self.worker_shard(index),
+            },
+            None => Current::NONE,
         };
         CURRENT.with(|c| c.set(v));
     }
 
-    /// The `PoolRef` shard of the calling thread: its worker index, or the
+    /// The `PoolRef` shard of the calling thread: its worker's shard, or the
     /// last shard for threads that are not workers of this pool.
     #[inline]
     pub(crate) fn current_shard(&self) -> usize {
-        match self.current_worker() {
-            Some(index) => self.worker_shard(index),
-            None => self.shards.len() - 1,
+        let c = CURRENT.with(Cell::get);
+        if core::ptr::eq(c.pool, self) {
+            c.shard
+        } else {
+            self.shards.len() - 1
         }
+    }
+
+    /// Whether the calling thread is a worker of this pool counting in
+    /// `shard` (which is then a worker shard): `current_shard() == shard`
+    /// for worker shards, with no look at the pool's shard table.
+    #[inline]
+    pub(crate) fn is_current_worker_shard(&self, shard: usize) -> bool {
+        let c = CURRENT.with(Cell::get);
+        core::ptr::eq(c.pool, self) && c.shard == shard
     }
 
     /// The `PoolRef` shard of worker `index`.
