@@ -71,11 +71,15 @@ pub(crate) struct Shared {
 /// `PoolRef` shard (computed once, when the thread becomes the worker, so
 /// that counting a handle needs no more than this thread-local).
 #[derive(Clone, Copy)]
-struct Current {
+pub(crate) struct Current {
     /// The pool; null on threads that are no pool's worker.
     pool: *const Shared,
     index: usize,
-    shard: usize,
+    pub(crate) shard: usize,
+    /// The `local` count of the shard if this worker owns it (see
+    /// `handle.rs`), else null. Points into the pool's state, which the
+    /// worker's thread keeps alive while it is the worker.
+    pub(crate) local: *const AtomicUsize,
 }
 
 impl Current {
@@ -83,6 +87,7 @@ impl Current {
         pool: core::ptr::null(),
         index: 0,
         shard: 0,
+        local: core::ptr::null(),
     };
 }
 
@@ -144,11 +149,15 @@ impl Shared {
     /// no worker with `None` (see `PoolRef::enter_worker`).
     pub(crate) fn set_current_worker(&self, index: Option<usize>) {
         let v = match index {
-            Some(index) => Current {
-                pool: self,
-                index,
-                shard: self.worker_shard(index),
-            },
+            Some(index) => {
+                let shard = self.worker_shard(index);
+                Current {
+                    pool: self,
+                    index,
+                    shard,
+                    local: self.shards[shard].local_if_owned(),
+                }
+            }
             None => Current::NONE,
         };
         CURRENT.with(|c| c.set(v));
@@ -166,13 +175,12 @@ impl Shared {
         }
     }
 
-    /// Whether the calling thread is a worker of this pool counting in
-    /// `shard` (which is then a worker shard): `current_shard() == shard`
-    /// for worker shards, with no look at the pool's shard table.
+    /// The calling thread's worker of this pool (its shard, and its owned
+    /// shard's `local` count), if it is one.
     #[inline]
-    pub(crate) fn is_current_worker_shard(&self, shard: usize) -> bool {
+    pub(crate) fn current(&self) -> Option<Current> {
         let c = CURRENT.with(Cell::get);
-        core::ptr::eq(c.pool, self) && c.shard == shard
+        core::ptr::eq(c.pool, self).then_some(c)
     }
 
     /// The `PoolRef` shard of worker `index`.
