@@ -2,7 +2,7 @@
 //!
 //! # Protocol
 //! One shared channel (the one allocation, from the frame cache, counted
-//! by a [`ChanRef`] per holder: see there): a state word
+//! by a `ChanRef` per holder: see there): a state word
 //! (`VALUE`, `WAITING`, `TX_GONE`, `RX_GONE`), a value slot and the
 //! waiting receive operation's pointer. No lock:
 //! - `send` writes the value into the slot and sets `VALUE | TX_GONE` in one
