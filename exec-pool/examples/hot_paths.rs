@@ -1,9 +1,10 @@
 //! The pool's hot paths in isolation, for `perf stat`/`perf record`:
-//! the exec side of `benches/pool_vs.rs`'s `chained_spawn` and
-//! `yield_many`, without tokio and rayon in the process.
+//! the exec side of `benches/pool_vs.rs`'s `chained_spawn`, `yield_many`
+//! and `ping_pong`, without tokio and rayon in the process.
 //!
 //! `cargo run --release -p exec-pool --example hot_paths -- yield_many 50`
-//! runs the named scenario (`chained_spawn`, `yield_many`, `spawn_many`)
+//! runs the named scenario (`chained_spawn`, `yield_many`, `spawn_many`,
+//! `ping_pong`)
 //! the given number of rounds and prints the median wall-clock ns/op and
 //! the CPU time all threads of the process used per op (less sensitive to
 //! other processes on a busy machine; includes idle workers' spinning).
@@ -12,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
-use exec_core::{AsyncScope, Scheduler, SenderExt, sync_wait};
+use exec_core::{AsyncScope, Scheduler, SenderExt, oneshot, sync_wait};
 use exec_pool::{PoolScheduler, ThreadPool};
 
 struct Latch {
@@ -100,6 +101,41 @@ fn main() {
                 let scope = AsyncScope::new();
                 for _ in 0..100_000 {
                     scope.spawn(sched.schedule());
+                }
+                sync_wait(scope.join()).unwrap();
+            }),
+        ),
+        "ping_pong" => (
+            1_000,
+            Box::new(|| {
+                // As in `benches/pool_vs.rs`: per round trip, one task waits
+                // for a ping and answers with a pong, another sends the ping
+                // and waits for the pong; both spawned from this thread.
+                let scope = AsyncScope::new();
+                for _ in 0..1_000 {
+                    let (ping_tx, ping_rx) = oneshot::channel::<()>();
+                    let (pong_tx, pong_rx) = oneshot::channel::<()>();
+                    scope.spawn(
+                        sched
+                            .schedule()
+                            .with_error::<oneshot::RecvError>()
+                            .let_value(move |()| {
+                                ping_rx.then(move |()| {
+                                    let _ = pong_tx.send(());
+                                })
+                            })
+                            .upon_error(|_| ()),
+                    );
+                    scope.spawn(
+                        sched
+                            .schedule()
+                            .with_error::<oneshot::RecvError>()
+                            .let_value(move |()| {
+                                let _ = ping_tx.send(());
+                                pong_rx
+                            })
+                            .upon_error(|_| ()),
+                    );
                 }
                 sync_wait(scope.join()).unwrap();
             }),

@@ -75,6 +75,16 @@ pub(crate) struct Shard {
 }
 
 impl Shard {
+    /// The `local` count if exactly one worker counts in this shard (for
+    /// that worker's thread-local, see `worker::Current`), else null.
+    pub(crate) fn local_if_owned(&self) -> *const AtomicUsize {
+        if self.owned {
+            &self.local
+        } else {
+            core::ptr::null()
+        }
+    }
+
     /// A shard with no references; `owned` if exactly one worker counts in it.
     pub(crate) fn new(owned: bool) -> Self {
         Shard {
@@ -122,18 +132,25 @@ impl PoolRef {
     unsafe fn acquire(ptr: NonNull<Shared>) -> Self {
         // SAFETY: alive per the contract.
         let shared = unsafe { ptr.as_ref() };
-        let shard = shared.current_shard();
-        debug_assert!(shard < SHARDS);
-        let counts = &shared.shards[shard];
-        if counts.owned {
-            // We are the worker of this open shard (only it maps here):
-            // `local` is ours alone.
-            let local = counts.local.load(Ordering::Relaxed);
-            counts.local.store(local + 1, Ordering::Relaxed);
+        let current = shared.current();
+        if let Some(c) = current
+            && !c.local.is_null()
+        {
+            // We are the worker of this open, owned shard (only it maps
+            // here): `local` is ours alone.
+            // SAFETY: points into the pool's state, alive (see above).
+            let local = unsafe { &*c.local };
+            local.store(local.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
             return PoolRef {
-                tagged: ptr.map_addr(|a| a | shard),
+                tagged: ptr.map_addr(|a| a | c.shard),
             };
         }
+        let shard = match current {
+            Some(c) => c.shard,
+            None => shared.shards.len() - 1,
+        };
+        debug_assert!(shard < SHARDS);
+        let counts = &shared.shards[shard];
         // Relaxed: the shard count only decides who holds the strong count;
         // the `Arc` orders the final free.
         if counts.count.fetch_add(1, Ordering::Relaxed) == 0 {
@@ -198,7 +215,8 @@ impl PoolRef {
         self.ptr() == other.ptr()
     }
 
-    /// The address of the pool's state (for `Debug`).
+    /// The address of the pool's state.
+    #[inline]
     pub(crate) fn as_ptr(&self) -> *const Shared {
         self.ptr().as_ptr()
     }
@@ -214,45 +232,35 @@ impl Clone for PoolRef {
 }
 
 impl PoolRef {
-    /// Drops this handle on the calling thread, which is worker `index` of
-    /// its pool (as [`Shared::current_worker`] just said): `drop` without
-    /// looking the worker up again.
-    #[inline]
-    pub(crate) fn drop_on_worker(self, index: usize) {
-        let mut this = core::mem::ManuallyDrop::new(self);
-        // SAFETY: `this` is released once, here, and never used again.
-        unsafe { this.release(|shared| shared.worker_shard(index)) };
-    }
-
-    /// Gives up this handle's count; `current_shard` computes the calling
-    /// thread's shard (`Shared::current_shard`).
+    /// Gives up this handle's count.
     ///
     /// # Safety
     /// Called once, as the handle's drop; the handle is not used afterwards.
     #[inline]
-    unsafe fn release(&mut self, current_shard: impl FnOnce(&Shared) -> usize) {
+    unsafe fn release(&mut self) {
         // Read what we need first: giving up the strong count may free it.
         let ptr = self.ptr().as_ptr() as *const Shared;
         let index = self.shard();
         // SAFETY: alive until the strong count below is given up.
         let shared = unsafe { &*ptr };
-        let counts = &shared.shards[index];
-        let last = if !counts.owned {
-            // AcqRel (the `Arc` drop pattern): our uses of the state
-            // happen-before the free by whoever brings `count` to zero and
-            // then gives up the shard's strong count.
-            counts.count.fetch_sub(1, Ordering::AcqRel) == 1
-        } else if current_shard(shared) == index {
-            // The shard's worker, shard open: `local` is ours and stays ≥ 1
-            // (the worker's own reference), so this is never the last.
-            let local = counts.local.load(Ordering::Relaxed);
-            counts.local.store(local - 1, Ordering::Relaxed);
-            false
-        } else {
-            // AcqRel: our uses of the state happen-before the free by
-            // whoever brings `count` to zero (it acquires them all).
-            counts.count.fetch_sub(1, Ordering::AcqRel) == 1
-        };
+        if let Some(c) = shared.current()
+            && c.shard == index
+            && !c.local.is_null()
+        {
+            // The owned shard's worker, shard open: `local` is ours and
+            // stays ≥ 1 (the worker's own reference), so this is never the
+            // last.
+            // SAFETY: points into the pool's state, alive (see above).
+            let local = unsafe { &*c.local };
+            local.store(local.load(Ordering::Relaxed) - 1, Ordering::Relaxed);
+            return;
+        }
+        // A shared shard, or an owned one released on another thread than
+        // its worker's (or after the worker closed it).
+        // AcqRel (the `Arc` drop pattern): our uses of the state
+        // happen-before the free by whoever brings `count` to zero and then
+        // gives up the shard's strong count (it acquires them all).
+        let last = shared.shards[index].count.fetch_sub(1, Ordering::AcqRel) == 1;
         if last {
             // SAFETY: this shard held one strong count (module invariant),
             // which we give up; the `Arc` orders the free (AcqRel).
@@ -265,7 +273,7 @@ impl Drop for PoolRef {
     #[inline]
     fn drop(&mut self) {
         // SAFETY: this is the handle's drop.
-        unsafe { self.release(Shared::current_shard) };
+        unsafe { self.release() };
     }
 }
 

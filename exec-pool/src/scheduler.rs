@@ -262,11 +262,10 @@ impl<R: Receiver<(), Infallible> + Send> OperationState for ScheduleOp<R> {
             Some(index) => {
                 // On worker `index` of this pool, whose thread keeps the
                 // pool's state alive until it exits (`worker::main`, and its
-                // open `PoolRef` shard): our handle can go first, without a
-                // second look-up of the worker, and the job goes straight
-                // into the worker's LIFO slot.
+                // open `PoolRef` shard): our handle can go first, and the
+                // job goes straight into the worker's LIFO slot.
                 let state: *const crate::worker::Shared = shared.as_ptr();
-                shared.drop_on_worker(index);
+                drop(shared);
                 // SAFETY: alive, see above; the job may complete (and the op
                 // be freed) during the call, which touches only the state.
                 unsafe { (*state).submit_local(index, job, true) };

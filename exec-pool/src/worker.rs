@@ -67,14 +67,37 @@ pub(crate) struct Shared {
     pub(crate) blocking: crate::blocking::BlockingPool,
 }
 
+/// The worker running on this thread, if any: its pool, its index, and its
+/// `PoolRef` shard (computed once, when the thread becomes the worker, so
+/// that counting a handle needs no more than this thread-local).
+#[derive(Clone, Copy)]
+pub(crate) struct Current {
+    /// The pool; null on threads that are no pool's worker.
+    pool: *const Shared,
+    index: usize,
+    pub(crate) shard: usize,
+    /// The `local` count of the shard if this worker owns it (see
+    /// `handle.rs`), else null. Points into the pool's state, which the
+    /// worker's thread keeps alive while it is the worker.
+    pub(crate) local: *const AtomicUsize,
+}
+
+impl Current {
+    const NONE: Current = Current {
+        pool: core::ptr::null(),
+        index: 0,
+        shard: 0,
+        local: core::ptr::null(),
+    };
+}
+
 #[cfg(not(loom))]
 std::thread_local! {
-    /// The pool and index of the worker running on this thread, if any.
-    static CURRENT: Cell<(*const Shared, usize)> = const { Cell::new((core::ptr::null(), 0)) };
+    static CURRENT: Cell<Current> = const { Cell::new(Current::NONE) };
 }
 #[cfg(loom)]
 ::loom::thread_local! {
-    static CURRENT: Cell<(*const Shared, usize)> = Cell::new((core::ptr::null(), 0));
+    static CURRENT: Cell<Current> = Cell::new(Current::NONE);
 }
 
 impl Shared {
@@ -118,28 +141,46 @@ impl Shared {
     /// The index of the calling thread if it is one of this pool's workers.
     #[inline]
     pub(crate) fn current_worker(&self) -> Option<usize> {
-        let (pool, index) = CURRENT.with(|c| c.get());
-        core::ptr::eq(pool, self).then_some(index)
+        let c = CURRENT.with(Cell::get);
+        core::ptr::eq(c.pool, self).then_some(c.index)
     }
 
     /// Makes the calling thread count as worker `index` of this pool, or as
     /// no worker with `None` (see `PoolRef::enter_worker`).
     pub(crate) fn set_current_worker(&self, index: Option<usize>) {
         let v = match index {
-            Some(i) => (self as *const Shared, i),
-            None => (core::ptr::null(), 0),
+            Some(index) => {
+                let shard = self.worker_shard(index);
+                Current {
+                    pool: self,
+                    index,
+                    shard,
+                    local: self.shards[shard].local_if_owned(),
+                }
+            }
+            None => Current::NONE,
         };
         CURRENT.with(|c| c.set(v));
     }
 
-    /// The `PoolRef` shard of the calling thread: its worker index, or the
+    /// The `PoolRef` shard of the calling thread: its worker's shard, or the
     /// last shard for threads that are not workers of this pool.
     #[inline]
     pub(crate) fn current_shard(&self) -> usize {
-        match self.current_worker() {
-            Some(index) => self.worker_shard(index),
-            None => self.shards.len() - 1,
+        let c = CURRENT.with(Cell::get);
+        if core::ptr::eq(c.pool, self) {
+            c.shard
+        } else {
+            self.shards.len() - 1
         }
+    }
+
+    /// The calling thread's worker of this pool (its shard, and its owned
+    /// shard's `local` count), if it is one.
+    #[inline]
+    pub(crate) fn current(&self) -> Option<Current> {
+        let c = CURRENT.with(Cell::get);
+        core::ptr::eq(c.pool, self).then_some(c)
     }
 
     /// The `PoolRef` shard of worker `index`.
@@ -259,14 +300,23 @@ impl Worker<'_> {
     fn find_work(&mut self, last_resort: bool) -> Option<JobRef> {
         self.tick = self.tick.wrapping_add(1);
         // The common case, inline: not the injector's turn, and the LIFO
-        // slot may go again. (Exactly what `find_work_slow` does first in
-        // that case.)
-        if !self.tick.is_multiple_of(INJECTOR_INTERVAL)
-            && self.lifo_streak < MAX_LIFO_STREAK
-            && let Some(job) = self.shared.workers[self.index].lifo.take()
-        {
-            self.lifo_streak += 1;
-            return Some(job);
+        // slot may go again — because the streak allows it, or because the
+        // local queue is empty, so that nobody waits for a turn (a chain of
+        // tasks each scheduling the next stays on this path instead of
+        // taking the slow one every time once the streak is used up).
+        // (Exactly what `find_work_slow` does first in those cases.)
+        if !self.tick.is_multiple_of(INJECTOR_INTERVAL) {
+            let me = &self.shared.workers[self.index];
+            if self.lifo_streak < MAX_LIFO_STREAK {
+                if let Some(job) = me.lifo.take() {
+                    self.lifo_streak += 1;
+                    return Some(job);
+                }
+            } else if me.queue.is_empty()
+                && let Some(job) = me.lifo.take()
+            {
+                return Some(job);
+            }
         }
         self.find_work_slow(last_resort)
     }

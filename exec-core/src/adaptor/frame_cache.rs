@@ -20,8 +20,9 @@
 //! - A thread caches at most [`MAX_PER_CLASS`] blocks per class. When a
 //!   class is full, its whole list moves, as one *batch*, to a process-wide
 //!   depot (a mutex per class, taken once per batch), unless the depot holds
-//!   [`DEPOT_BATCHES`] batches of that class already: then the freed block
-//!   goes back to the global allocator. A thread whose class is empty takes
+//!   [`depot_batches_max`] batches of that class already (about
+//!   [`DEPOT_BYTES`] of blocks): then the freed block goes back to the
+//!   global allocator. A thread whose class is empty takes
 //!   a batch from the depot before asking the global allocator. So frames
 //!   made on one worker and freed on another (a fork-join on a pool) flow
 //!   back to the allocating worker without the global allocator.
@@ -46,10 +47,33 @@ const ALIGN: usize = 16;
 /// At most this many free blocks are kept per class and thread.
 #[cfg_attr(not(all(feature = "std", not(loom))), allow(dead_code))]
 const MAX_PER_CLASS: u32 = 64;
-/// At most this many batches of [`MAX_PER_CLASS`] blocks wait in the depot
-/// per class.
+/// About how many bytes of blocks the depot keeps per class (at least
+/// [`DEPOT_MIN_BATCHES`] batches).
+///
+/// A bound in bytes rather than batches: a thread that spawns a burst of
+/// work which other threads finish (2,000 spawns from outside a pool, say)
+/// has that many blocks in flight, all freed on the workers; with room for
+/// only a few batches, most of them went back to the global allocator as
+/// cross-thread frees (its slow path) and the spawning thread allocated
+/// most of the next burst from it again. The memory kept is memory the
+/// program had in use at its peak, at most this much per class.
 #[cfg_attr(not(all(feature = "std", not(loom))), allow(dead_code))]
-const DEPOT_BATCHES: usize = 4;
+const DEPOT_BYTES: usize = 1 << 20;
+/// The depot's room per class, for the largest classes.
+#[cfg_attr(not(all(feature = "std", not(loom))), allow(dead_code))]
+const DEPOT_MIN_BATCHES: usize = 4;
+
+/// At most this many batches of [`MAX_PER_CLASS`] blocks of class `c` wait
+/// in the depot: [`DEPOT_BYTES`] worth, and at least [`DEPOT_MIN_BATCHES`].
+#[cfg_attr(not(all(feature = "std", not(loom))), allow(dead_code))]
+const fn depot_batches_max(c: usize) -> usize {
+    let batches = DEPOT_BYTES / (MAX_PER_CLASS as usize * (c + 1) * CLASS);
+    if batches < DEPOT_MIN_BATCHES {
+        DEPOT_MIN_BATCHES
+    } else {
+        batches
+    }
+}
 
 /// The class of a frame with `layout`, if it is recycled.
 #[inline]
@@ -133,7 +157,7 @@ mod cache {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Mutex, MutexGuard};
 
-    use super::{CLASSES, DEPOT_BATCHES, MAX_PER_CLASS, class_layout, global_dealloc};
+    use super::{CLASSES, MAX_PER_CLASS, class_layout, depot_batches_max, global_dealloc};
 
     /// A cached block's link to the next one (stored in the block itself).
     struct Free {
@@ -255,8 +279,13 @@ mod cache {
         /// depot has enough of that class; `true` if it did.
         #[cold]
         fn hand_off(&self, c: usize) -> bool {
+            // Relaxed hint, as in `refill`: a depot that looks full is not
+            // locked for nothing on every free while it stays full.
+            if DEPOT_LEN[c].load(Ordering::Relaxed) >= depot_batches_max(c) {
+                return false;
+            }
             let mut depot = depot(c);
-            if depot.len() >= DEPOT_BATCHES {
+            if depot.len() >= depot_batches_max(c) {
                 return false;
             }
             depot.push(Batch {
@@ -365,6 +394,45 @@ mod tests {
             .count();
         assert!(reused >= MAX_PER_CLASS as usize, "reused {reused}");
         assert!(cache::depot_batches(c) < before, "taken from the depot");
+        for p in again {
+            // SAFETY: from `alloc(l)`, freed once.
+            unsafe { dealloc(p, l) };
+        }
+    }
+
+    /// A burst of frames made on one thread and freed on another (work
+    /// spawned from outside a pool and finished on its workers) comes back
+    /// whole, up to the depot's budget, not just a few batches of it.
+    #[cfg(all(feature = "std", not(loom)))]
+    #[test]
+    fn a_burst_freed_on_another_thread_is_reused() {
+        extern crate std;
+        struct Frames(alloc::vec::Vec<NonNull<u8>>);
+        // SAFETY: the blocks are owned by whoever holds the vector.
+        unsafe impl Send for Frames {}
+        // The largest class, which no other test of this crate uses.
+        let l = Layout::from_size_align(CLASS * CLASSES, 8).unwrap();
+        let c = class_of(l).unwrap();
+        let batches = depot_batches_max(c);
+        assert!(batches >= 16, "the budget holds a burst of 1,000 frames");
+        let n = batches * MAX_PER_CLASS as usize;
+        let made = Frames((0..n).map(|_| alloc(l)).collect());
+        std::thread::spawn(move || {
+            let made = made;
+            for p in made.0 {
+                // SAFETY: from `alloc(l)` on the other thread, freed once.
+                unsafe { dealloc(p, l) };
+            }
+        })
+        .join()
+        .unwrap();
+        // All but the freeing thread's last list (returned to the global
+        // allocator when it exited) wait in the depot. (Addresses would not
+        // tell: the global allocator hands freed blocks out again too, by
+        // its slow path.)
+        assert_eq!(cache::depot_batches(c), batches - 1);
+        let again: alloc::vec::Vec<NonNull<u8>> = (0..n).map(|_| alloc(l)).collect();
+        assert_eq!(cache::depot_batches(c), 0, "the burst came from the depot");
         for p in again {
             // SAFETY: from `alloc(l)`, freed once.
             unsafe { dealloc(p, l) };

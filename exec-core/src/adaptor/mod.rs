@@ -76,6 +76,10 @@ pub(crate) use ensure_started::{Hooks, start_eagerly};
 /// Per-thread frame recycling, also used by `AsyncScope::spawn`'s blocks.
 #[cfg(feature = "std")]
 pub(crate) use frame_cache::{alloc as frame_alloc, dealloc as frame_dealloc};
+/// Without `std` (no thread-local caches: straight to the global allocator),
+/// for the oneshot channel.
+#[cfg(not(feature = "std"))]
+pub(crate) use frame_cache::{alloc as frame_alloc, dealloc as frame_dealloc};
 pub use write_env::WithScheduler;
 
 /// Operation states and receivers, re-exported by [`crate::ops`].

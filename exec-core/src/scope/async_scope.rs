@@ -100,6 +100,8 @@ impl Inner {
         self.assoc.fetch_or(CLOSED, Ordering::AcqRel);
     }
 
+    #[cold]
+    #[inline(never)]
     fn record_panic(&self, payload: PanicPayload) {
         let dropped = self.state.with(|s| {
             if s.panic.is_none() {
@@ -175,6 +177,7 @@ impl Assoc {
 }
 
 impl Drop for Assoc {
+    #[inline]
     fn drop(&mut self) {
         // AcqRel: releases what this work did; the last one acquires what
         // all the others did, for the joiners it wakes and for the free.
@@ -183,6 +186,16 @@ impl Drop for Assoc {
             // Work is left.
             return;
         }
+        self.last_left(prev);
+    }
+}
+
+impl Assoc {
+    /// The rest of the drop of the last association (`prev`: the word
+    /// before its decrement): out of line, off the common path.
+    #[cold]
+    #[inline(never)]
+    fn last_left(&self, prev: usize) {
         if prev & CLOSED != 0 {
             self.wake_joiners();
         }
@@ -797,6 +810,7 @@ impl SpawnReceiver {
         unsafe { self.block.cast::<SpawnHeader>().as_ref() }
     }
 
+    #[inline]
     fn finish(self, panic: Option<PanicPayload>) {
         if let Some(p) = panic {
             self.header().inner().record_panic(p);

@@ -1,7 +1,8 @@
 //! A oneshot channel whose receiving half is a sender: [`channel`].
 //!
 //! # Protocol
-//! One `Arc`-shared channel (the one allocation): a state word
+//! One shared channel (the one allocation, from the frame cache, counted
+//! by a `ChanRef` per holder: see there): a state word
 //! (`VALUE`, `WAITING`, `TX_GONE`, `RX_GONE`), a value slot and the
 //! waiting receive operation's pointer. No lock:
 //! - `send` writes the value into the slot and sets `VALUE | TX_GONE` in one
@@ -25,14 +26,15 @@
 //! channel `RX_GONE` (`0 → RX_GONE`), so `start`'s publishing fails and
 //! `start` completes *stopped* itself.
 
-use alloc::sync::Arc;
+use core::alloc::Layout;
 use core::fmt;
 use core::mem::MaybeUninit;
 use core::pin::Pin;
-use core::ptr;
+use core::ptr::{self, NonNull};
 
+use crate::adaptor::{frame_alloc, frame_dealloc};
 use crate::loom::cell::UnsafeCell;
-use crate::loom::sync::atomic::{AtomicUsize, Ordering};
+use crate::loom::sync::atomic::{AtomicUsize, Ordering, fence};
 use crate::stop::Node as StopNode;
 use crate::{Env, OperationState, Receiver, Sender, SenderTo, StopToken};
 
@@ -97,6 +99,94 @@ impl<T> Chan<T> {
     }
 }
 
+/// The channel's allocation: the count of [`ChanRef`]s, then the channel.
+struct ChanBox<T> {
+    /// How many `ChanRef`s point here (2 at creation, one per half; never
+    /// incremented afterwards).
+    refs: AtomicUsize,
+    chan: Chan<T>,
+}
+
+/// One holder's share of the channel (an `ChanRef<T>` in all but the
+/// allocation): the sending half, and the receiving half or the receive
+/// operation it moved into.
+///
+/// The block comes from the frame cache instead of the global allocator:
+/// a channel is typically made on one thread and freed on another (the one
+/// that completed the receive), which is the global allocator's slow path;
+/// the frame cache hands the block back to the thread that makes the next
+/// one (see `frame_cache`).
+struct ChanRef<T>(NonNull<ChanBox<T>>);
+
+// SAFETY: shared access to a `Chan<T>` (`Send + Sync` for `T: Send`), as an
+// `ChanRef<T>` would give; the count is atomic.
+unsafe impl<T: Send> Send for ChanRef<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send> Sync for ChanRef<T> {}
+
+impl<T> ChanRef<T> {
+    const LAYOUT: Layout = Layout::new::<ChanBox<T>>();
+
+    /// A new channel and the two references to it.
+    fn new_pair() -> (Self, Self) {
+        let block = frame_alloc(Self::LAYOUT).cast::<ChanBox<T>>();
+        // SAFETY: a fresh allocation with the box's layout, not yet shared.
+        unsafe {
+            block.as_ptr().write(ChanBox {
+                refs: AtomicUsize::new(2),
+                chan: Chan {
+                    state: AtomicUsize::new(0),
+                    value: UnsafeCell::new(MaybeUninit::uninit()),
+                    waiter: UnsafeCell::new(ptr::null()),
+                },
+            })
+        };
+        (ChanRef(block), ChanRef(block))
+    }
+}
+
+impl<T> core::ops::Deref for ChanRef<T> {
+    type Target = Chan<T>;
+    #[inline]
+    fn deref(&self) -> &Chan<T> {
+        // SAFETY: the box lives while a `ChanRef` to it does (the last drop
+        // frees it).
+        unsafe { &(*self.0.as_ptr()).chan }
+    }
+}
+
+impl<T> Drop for ChanRef<T> {
+    fn drop(&mut self) {
+        let block = self.0.as_ptr();
+        // Release: our uses of the channel happen-before the free by
+        // whoever drops last (the `Arc` pattern).
+        // SAFETY: alive until the count reaches zero, which it has not yet
+        // (we still count in it).
+        if unsafe { (*block).refs.fetch_sub(1, Ordering::Release) } != 1 {
+            return;
+        }
+        // Acquire: the other holder's uses (and its Release decrement)
+        // happen-before the free.
+        fence(Ordering::Acquire);
+        // SAFETY: we were the last reference: nobody else reaches the box.
+        // Freeing writes the channel's cells: touch them as a write first,
+        // so that loom checks every other holder's accesses to them
+        // happen-before this (a no-op otherwise).
+        unsafe {
+            (*block).chan.value.with_mut(|_| ());
+            (*block).chan.waiter.with_mut(|_| ());
+        }
+        // SAFETY: as above. The channel needs no drop of its own (an unreceived value is
+        // dropped by whoever closes the receiving side), but its fields are
+        // dropped in place all the same; then the block goes back to the
+        // frame cache it came from, with its layout.
+        unsafe {
+            ptr::drop_in_place(block);
+            frame_dealloc(self.0.cast(), Self::LAYOUT);
+        }
+    }
+}
+
 /// Creates a oneshot channel: a [`OneshotSender`] to send one value and a
 /// [`OneshotReceiver`], a sender that completes with it.
 ///
@@ -117,16 +207,10 @@ impl<T> Chan<T> {
 /// assert_eq!(sync_wait(rx), Err(oneshot::RecvError));
 /// ```
 pub fn channel<T>() -> (OneshotSender<T>, OneshotReceiver<T>) {
-    let chan = Arc::new(Chan {
-        state: AtomicUsize::new(0),
-        value: UnsafeCell::new(MaybeUninit::uninit()),
-        waiter: UnsafeCell::new(ptr::null()),
-    });
+    let (tx, rx) = ChanRef::new_pair();
     (
-        OneshotSender {
-            chan: Some(chan.clone()),
-        },
-        OneshotReceiver { chan: Some(chan) },
+        OneshotSender { chan: Some(tx) },
+        OneshotReceiver { chan: Some(rx) },
     )
 }
 
@@ -147,7 +231,7 @@ impl core::error::Error for RecvError {}
 /// The sending half of a [`channel`].
 pub struct OneshotSender<T> {
     /// `None` once sent.
-    chan: Option<Arc<Chan<T>>>,
+    chan: Option<ChanRef<T>>,
 }
 
 impl<T> OneshotSender<T> {
@@ -250,7 +334,7 @@ impl<T> fmt::Debug for OneshotSender<T> {
 #[must_use = "senders do nothing unless connected and started"]
 pub struct OneshotReceiver<T> {
     /// `None` once moved into an operation.
-    chan: Option<Arc<Chan<T>>>,
+    chan: Option<ChanRef<T>>,
 }
 
 impl<T> Drop for OneshotReceiver<T> {
@@ -323,7 +407,7 @@ pub struct RecvOp<T, R> {
     receiver: UnsafeCell<Option<R>>,
     /// Taken by the owner of the completion (or dropped with the op, which
     /// then closes the receiving side).
-    chan: UnsafeCell<Option<Arc<Chan<T>>>>,
+    chan: UnsafeCell<Option<ChanRef<T>>>,
 }
 
 impl<T, R> fmt::Debug for RecvOp<T, R> {
@@ -359,7 +443,7 @@ impl<T, R: Receiver<T, RecvError>> RecvOp<T, R> {
     ///
     /// # Safety
     /// Called by the owner of the completion, once; `this` is alive.
-    unsafe fn finish(this: *const Self) -> (R, Arc<Chan<T>>) {
+    unsafe fn finish(this: *const Self) -> (R, ChanRef<T>) {
         // SAFETY: per the contract we own the completion: the other side of
         // the race (the stop callback, or the sender) found the waiter gone
         // and touches only the channel; the cells are ours.
