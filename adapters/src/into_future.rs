@@ -47,13 +47,13 @@
 //! clear when it set `COMPLETE`; if it was set, the poller sees `COMPLETE`
 //! when it clears `REGISTERING` and returns the outcome itself.
 
+use core::alloc::Layout;
 use core::fmt;
 use core::future::Future;
 use core::marker::PhantomPinned;
 use core::pin::Pin;
 use core::ptr::NonNull;
 use core::task::{Context, Poll, Waker};
-use std::boxed::Box;
 
 use exec_core::{
     DynScheduler, Env, OperationState, PanicPayload, Receiver, SchedulerRef, Sender, SenderTo,
@@ -164,7 +164,8 @@ pub trait SenderFutureExt: Sender + Sized {
     ///
     /// # Allocation
     /// One heap block per future, on the first poll: it holds the operation
-    /// state, so that the operation can outlive the future.
+    /// state, so that the operation can outlive the future. It comes from
+    /// [`exec_core::frame`]'s per-thread recycled blocks.
     ///
     /// # Example
     /// ```
@@ -423,7 +424,7 @@ where
         <S as Sender>::Error,
         <S as SenderTo<FutureReceiver<<S as Sender>::Output, <S as Sender>::Error>>>::Operation,
     >;
-    let block: Box<B<S>> = Box::new(Block {
+    let block: B<S> = Block {
         shared:
             Shared {
                 state: AtomicUsize::new(2 * REF_ONE),
@@ -442,13 +443,18 @@ where
                 _pin: PhantomPinned,
             },
         op: core::cell::UnsafeCell::new(None),
-    });
-    // From here on the block is only reached through this raw pointer (which
-    // carries the provenance of the whole allocation, needed to free it).
-    let raw: *mut B<S> = Box::into_raw(block);
-    // SAFETY: `Box::into_raw` never returns null. `shared` is the first
-    // field of the `#[repr(C)]` block.
-    let shared = unsafe { NonNull::new_unchecked(raw) }.cast::<Shared<S::Output, S::Error>>();
+    };
+    // The block comes from exec-core's recycled operation-state blocks (a
+    // per-thread cache: an await that completes on another thread frees it
+    // there, for that thread's next one). From here on it is only reached
+    // through this raw pointer, which carries the provenance of the whole
+    // allocation, needed to free it.
+    let raw = exec_core::frame::alloc(Layout::new::<B<S>>()).cast::<B<S>>();
+    // SAFETY: `raw` is a fresh block with `B<S>`'s layout.
+    unsafe { raw.as_ptr().write(block) };
+    // `shared` is the first field of the `#[repr(C)]` block.
+    let shared = raw.cast::<Shared<S::Output, S::Error>>();
+    let raw = raw.as_ptr();
 
     // If `connect` panics, the block is leaked, not freed: a `connect` could
     // have stashed the receiver somewhere before panicking, and a receiver
@@ -473,9 +479,15 @@ where
 /// `p` points at the `shared` field of a `Block<T, E, O>` allocated by
 /// `start_block`, no reference to which is held any more.
 unsafe fn free_block<T, E, O>(p: NonNull<Shared<T, E>>) {
+    let block = p.cast::<Block<T, E, O>>();
     // SAFETY: per the contract, `p` is the (whole-allocation) pointer that
-    // `Box::into_raw` returned, cast to its first field.
-    drop(unsafe { Box::from_raw(p.cast::<Block<T, E, O>>().as_ptr()) });
+    // `frame::alloc` returned for a `Block<T, E, O>`, cast to its first
+    // field, initialised by `start_block` and no longer referenced: drop
+    // the block in place, then give its memory back with the same layout.
+    unsafe {
+        core::ptr::drop_in_place(block.as_ptr());
+        exec_core::frame::dealloc(block.cast(), Layout::new::<Block<T, E, O>>());
+    }
 }
 
 /// The heap block: shared state first (the receiver points at it), then

@@ -86,6 +86,59 @@ pub use sync::{
     AsyncManualResetEvent, AsyncMutex, AsyncMutexGuard, LockSender, WaitSender, oneshot,
 };
 
+/// Recycled allocations for operation states.
+///
+/// Operations that must live on the heap — an erased sender's frame, a
+/// spawned operation, an operation that outlives the future awaiting it —
+/// are made and freed at a high rate, often on different threads. This is
+/// the allocator exec's own algorithms use for them: blocks of up to 1 KiB
+/// come from size classes recycled per thread (a block freed on one thread
+/// serves that thread's next allocation of its class; full per-thread lists
+/// move between threads in batches through a bounded process-wide depot),
+/// larger or over-aligned ones from the global allocator. Without the `std`
+/// feature every block comes from the global allocator.
+///
+/// ```
+/// use core::alloc::Layout;
+/// use exec_core::frame;
+///
+/// let layout = Layout::new::<[u64; 8]>();
+/// let p = frame::alloc(layout).cast::<[u64; 8]>();
+/// // SAFETY: `p` is valid for a `[u64; 8]` until it is freed below.
+/// unsafe {
+///     p.as_ptr().write([7; 8]);
+///     assert_eq!((*p.as_ptr())[3], 7);
+///     frame::dealloc(p.cast(), layout);
+/// }
+/// ```
+pub mod frame {
+    use core::alloc::Layout;
+    use core::ptr::NonNull;
+
+    /// Allocates an uninitialised block for `layout`: a recycled one if
+    /// this thread has one of its size class.
+    ///
+    /// Never returns null (allocation failure goes to
+    /// [`handle_alloc_error`](alloc::alloc::handle_alloc_error)); a
+    /// zero-sized `layout` gets a dangling, aligned pointer.
+    #[inline]
+    pub fn alloc(layout: Layout) -> NonNull<u8> {
+        crate::adaptor::frame_alloc(layout)
+    }
+
+    /// Frees a block made by [`alloc`](fn@alloc) with the same `layout`, on any
+    /// thread.
+    ///
+    /// # Safety
+    /// `ptr` was returned by [`alloc`](fn@alloc)`(layout)`, is not freed twice and is
+    /// not used afterwards. Whatever it held must already have been dropped.
+    #[inline]
+    pub unsafe fn dealloc(ptr: NonNull<u8>, layout: Layout) {
+        // SAFETY: forwarded contract.
+        unsafe { crate::adaptor::frame_dealloc(ptr, layout) }
+    }
+}
+
 /// The operation states and receivers of the algorithms, consumers,
 /// contexts and scopes.
 ///

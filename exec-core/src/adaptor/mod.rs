@@ -73,12 +73,9 @@ mod ensure_started;
 pub use ensure_started::EnsureStarted;
 #[allow(unused_imports)]
 pub(crate) use ensure_started::{Hooks, start_eagerly};
-/// Per-thread frame recycling, also used by `AsyncScope::spawn`'s blocks.
-#[cfg(feature = "std")]
-pub(crate) use frame_cache::{alloc as frame_alloc, dealloc as frame_dealloc};
-/// Without `std` (no thread-local caches: straight to the global allocator),
-/// for the oneshot channel.
-#[cfg(not(feature = "std"))]
+/// Per-thread frame recycling: `AnySender`'s frames, `AsyncScope::spawn`'s
+/// blocks, the oneshot channel; public as [`crate::frame`]. Without `std`
+/// (no thread-local caches) straight to the global allocator.
 pub(crate) use frame_cache::{alloc as frame_alloc, dealloc as frame_dealloc};
 pub use write_env::WithScheduler;
 
