@@ -29,6 +29,21 @@ fn counting_waker() -> (Waker, Arc<CountingWaker>) {
     (Waker::from(c.clone()), c)
 }
 
+/// A thread that waits until something is scheduled on `sch` (the future
+/// has started its operation), runs it, and returns its own id.
+fn run_when_started_on_another_thread(
+    sch: &ManualScheduler,
+) -> std::thread::JoinHandle<std::thread::ThreadId> {
+    let sch = sch.clone();
+    std::thread::spawn(move || {
+        while sch.pending() == 0 {
+            std::thread::yield_now();
+        }
+        sch.run_all();
+        std::thread::current().id()
+    })
+}
+
 fn poll_once<F: Future + Unpin>(fut: &mut F, waker: &Waker) -> Poll<F::Output> {
     Pin::new(fut).poll(&mut Context::from_waker(waker))
 }
@@ -143,15 +158,7 @@ fn completion_on_another_thread_wakes_the_poller() {
         .schedule()
         .then(|()| std::thread::current().id())
         .into_future();
-    let s2 = sch.clone();
-    let worker = std::thread::spawn(move || {
-        // Wait until the future has started the operation, then complete it.
-        while s2.pending() == 0 {
-            std::thread::yield_now();
-        }
-        s2.run_all();
-        std::thread::current().id()
-    });
+    let worker = run_when_started_on_another_thread(&sch);
     // `block_on` parks until woken: only the worker's wake-up gets us out.
     let completed_on = block_on(fut).unwrap();
     assert_eq!(completed_on, worker.join().unwrap());
@@ -466,14 +473,7 @@ fn schedule_on_current_comes_back_to_the_polling_thread() {
         .then(|()| std::thread::current().id())
         .let_value(|hop| schedule_on_current().then(move |()| (hop, std::thread::current().id())))
         .into_future();
-    let s2 = sch.clone();
-    let worker = std::thread::spawn(move || {
-        while s2.pending() == 0 {
-            std::thread::yield_now();
-        }
-        s2.run_all();
-        std::thread::current().id()
-    });
+    let worker = run_when_started_on_another_thread(&sch);
     let (hop, back) = block_on(fut).unwrap();
     assert_eq!(hop, worker.join().unwrap(), "the hop ran on the worker");
     assert_eq!(
