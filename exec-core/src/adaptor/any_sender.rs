@@ -378,6 +378,10 @@ impl<T, E, R> fmt::Debug for AnyOp<T, E, R> {
     }
 }
 
+// `repr(C)`, the node first: the trampoline hands `run_start` and
+// `run_deliver` the node, and they cast it back to this state (see
+// `trampoline::submit`).
+#[repr(C)]
 struct AnyInner<T, E, R> {
     /// Trampoline node, used first to start, then (only if delivery has to
     /// be deferred) to deliver; never both queued at once: delivery follows
@@ -402,10 +406,11 @@ impl<T, E, R: Receiver<T, E>> AnyInner<T, E, R> {
     /// completion may free this op.
     ///
     /// # Safety
-    /// `ctx` is a started, pinned `AnyInner<T, E, R>`; called once.
-    unsafe fn run_start(ctx: *const ()) {
-        // SAFETY: per the contract.
-        let inner: Pin<&Self> = unsafe { Pin::new_unchecked(&*(ctx as *const Self)) };
+    /// `task` is the node of a started, pinned `AnyInner<T, E, R>`, derived
+    /// from a pointer to the whole state; called once.
+    unsafe fn run_start(task: *const Task) {
+        // SAFETY: per the contract; the node is the first field (`repr(C)`).
+        let inner: Pin<&Self> = unsafe { Pin::new_unchecked(&*task.cast::<Self>()) };
         // The real receiver stays in this op until the inner operation has
         // completed, and that operation drops its stop callbacks before
         // completing: that is what `detach` asks.
@@ -462,10 +467,12 @@ impl<T, E, R: Receiver<T, E>> AnyInner<T, E, R> {
     /// Delivers the stashed completion (a delivery the trampoline deferred).
     ///
     /// # Safety
-    /// `ctx` is a started, pinned `AnyInner<T, E, R>` whose outcome was
-    /// stashed by `notify`; called once, from the trampoline.
-    unsafe fn run_deliver(ctx: *const ()) {
-        let inner = ctx as *const Self;
+    /// `task` is the node of a started, pinned `AnyInner<T, E, R>` whose
+    /// outcome was stashed by `notify`, derived from a pointer to the whole
+    /// state; called once, from the trampoline.
+    unsafe fn run_deliver(task: *const Task) {
+        // The node is the first field (`repr(C)`).
+        let inner = task.cast::<Self>();
         // SAFETY: written by `notify` before queueing this task; nobody else
         // touches the stash.
         let outcome = unsafe { (*inner).stash.with_mut(|s| (*s).take()) };
@@ -506,10 +513,11 @@ impl<T, E, R: Receiver<T, E>> Notify<Outcome<T, E>> for AnyInner<T, E, R> {
             // delivery has run); the stash is only touched by this
             // completion and then by `run_deliver`; the task node is free
             // (its start has run: the inner operation exists only after
-            // `run_start`).
+            // `run_start`). The node is derived from the pointer to the whole
+            // state (`this.get()`).
             unsafe {
                 (*inner).stash.with_mut(|s| *s = Some(outcome));
-                queue(&(*inner).task, Self::run_deliver, inner.cast());
+                queue(ptr::addr_of!((*inner).task), Self::run_deliver);
             }
         }
     }
@@ -517,15 +525,14 @@ impl<T, E, R: Receiver<T, E>> Notify<Outcome<T, E>> for AnyInner<T, E, R> {
 
 impl<T, E, R: Receiver<T, E>> OperationState for AnyOp<T, E, R> {
     unsafe fn start(self: Pin<&mut Self>) {
-        let inner: &AnyInner<T, E, R> = &self.into_ref().get_ref().inner;
-        let ctx = inner as *const AnyInner<T, E, R> as *const ();
+        let inner: *const AnyInner<T, E, R> = &self.into_ref().get_ref().inner;
         // SAFETY: by `start`'s contract the op stays pinned and alive until
-        // it completes, which happens after `run_start` has run.
+        // it completes, which happens after `run_start` has run. The node is
+        // derived from the pointer to the whole state, as `run_start` needs.
         unsafe {
             submit(
-                &inner.task,
+                ptr::addr_of!((*inner).task),
                 AnyInner::<T, E, R>::run_start,
-                ctx,
                 ANY_SENDER_MAX_DEPTH,
             )
         }

@@ -28,7 +28,7 @@
 //!   always runs.
 //! - `unwinding` is set only while depth `> 0` (by a queueing, cleared by
 //!   the outermost frame before it runs a queued task and when it returns).
-//! - A queued task's node and context stay alive until the task has run (the
+//! - A queued task's node (and the state around it) stay alive until the task has run (the
 //!   operation that queued it is started and has not completed).
 //! - If a panic unwinds through the outermost frame while tasks are still
 //!   queued, the process aborts: the operations those tasks belong to could be
@@ -48,9 +48,13 @@ use crate::loom::cell::UnsafeCell;
 #[cfg(feature = "std")]
 use crate::{CompletionScheduler, Env, OperationState, Receiver, Scheduler, Sender, SenderTo};
 
-/// What a deferred task runs: a monomorphized function and its context (a
-/// pointer to the whole operation state the task belongs to).
-pub(crate) type TaskFn = unsafe fn(*const ());
+/// What a deferred task runs: a monomorphized function, given the task's
+/// node. The node is the first field of a `#[repr(C)]` operation state and
+/// the pointer carries the provenance of that whole state (see [`submit`]),
+/// so the function casts it back to the state: the node needs no separate
+/// context pointer (two words, not three, in every operation that embeds
+/// one).
+pub(crate) type TaskFn = unsafe fn(*const Task);
 
 /// A node of the per-thread trampoline queue, embedded in an operation state.
 ///
@@ -60,7 +64,6 @@ pub(crate) type TaskFn = unsafe fn(*const ());
 pub(crate) struct Task {
     next: Cell<*const Task>,
     run: Cell<Option<TaskFn>>,
-    ctx: Cell<*const ()>,
 }
 
 impl Task {
@@ -68,7 +71,6 @@ impl Task {
         Task {
             next: Cell::new(ptr::null()),
             run: Cell::new(None),
-            ctx: Cell::new(ptr::null()),
         }
     }
 }
@@ -116,20 +118,22 @@ impl Trampoline {
         self.tail.set(task);
     }
 
-    fn pop(&self) -> Option<(TaskFn, *const ())> {
+    fn pop(&self) -> Option<(TaskFn, *const Task)> {
         let head = self.head.get();
         if head.is_null() {
             return None;
         }
         // SAFETY: queued nodes are alive until run; we read everything we
         // need before running it (running may free it).
-        let (next, run, ctx) =
-            unsafe { ((*head).next.get(), (*head).run.get(), (*head).ctx.get()) };
+        let (next, run) = unsafe { ((*head).next.get(), (*head).run.get()) };
         self.head.set(next);
         if next.is_null() {
             self.tail.set(ptr::null());
         }
-        Some((run.expect("queued trampoline task without a function"), ctx))
+        Some((
+            run.expect("queued trampoline task without a function"),
+            head,
+        ))
     }
 }
 
@@ -226,7 +230,7 @@ fn leave_outermost() {
     if std::thread::panicking() {
         return;
     }
-    while let Some((run, ctx)) = TRAMPOLINE.with(|t| {
+    while let Some((run, task)) = TRAMPOLINE.with(|t| {
         let next = t.pop();
         t.depth.set(1);
         t.unwinding.set(false);
@@ -234,27 +238,31 @@ fn leave_outermost() {
     }) {
         // SAFETY: queued by a `submit`/`queue` whose caller allowed running
         // it later on this thread; popped, so it runs once.
-        unsafe { run(ctx) };
+        unsafe { run(task) };
     }
 }
 
-/// Runs `run(ctx)` now, one trampoline level deeper, or — if this thread is
-/// already `max_depth` levels deep — queues it on `task` and returns at once;
-/// the outermost `submit` on this thread runs it after its own task.
+/// Runs `run(task)` now, one trampoline level deeper, or — if this thread is
+/// already `max_depth` levels deep — queues `task` and returns at once; the
+/// outermost `submit` on this thread runs it after its own task.
 ///
 /// # Safety
-/// - `run(ctx)` must be sound to call once, on this thread, now or later
-///   (before the outermost `submit` frame on this thread returns).
+/// - `run(task)` must be sound to call once, on this thread, now or later
+///   (before the outermost `submit` frame on this thread returns). `run`
+///   is given `task` itself: to reach the operation state around the node,
+///   the node is the first field of a `#[repr(C)]` state and `task` is
+///   derived from a pointer to the whole state (`ptr::addr_of!` on it, not a
+///   reference to the field, whose provenance would cover the node only).
 /// - `task` must stay alive, in place, until `run` has been called, and must
 ///   not be submitted again before that.
 #[inline]
-pub(crate) unsafe fn submit(task: *const Task, run: TaskFn, ctx: *const (), max_depth: usize) {
+pub(crate) unsafe fn submit(task: *const Task, run: TaskFn, max_depth: usize) {
     // SAFETY: the caller allows running it now.
-    if nest(max_depth, ctx, |ctx| unsafe { run(ctx) }).is_some() {
+    if nest(max_depth, task, |task| unsafe { run(task) }).is_some() {
         // SAFETY: `nest` declined, so this thread is at least one level deep
         // (an outermost frame will drain the queue); the caller keeps `task`
         // alive until it has run and allows running it later.
-        unsafe { queue(task, run, ctx) }
+        unsafe { queue(task, run) }
     }
 }
 
@@ -350,23 +358,23 @@ impl Drop for Fresh {
     }
 }
 
-/// Queues `run(ctx)` on `task`, to be run by the outermost trampolined frame
-/// of this thread once the stack has unwound to it.
+/// Queues `task`, for `run(task)` by the outermost trampolined frame of this
+/// thread once the stack has unwound to it.
 ///
 /// # Safety
 /// - Called only right after [`nest`] returned `Some` on this thread (so a
 ///   trampolined frame is active and will drain the queue).
-/// - `run(ctx)` must be sound to call once, on this thread, later.
+/// - `run(task)` must be sound to call once, on this thread, later (`task`
+///   derived as [`submit`] asks, if `run` reaches the state around it).
 /// - `task` must stay alive, in place, until `run` has been called, and must
 ///   not be queued again before that.
 #[cfg(feature = "std")]
-pub(crate) unsafe fn queue(task: *const Task, run: TaskFn, ctx: *const ()) {
+pub(crate) unsafe fn queue(task: *const Task, run: TaskFn) {
     TRAMPOLINE.with(|t| {
         debug_assert!(t.depth.get() > 0, "trampoline: queued outside a frame");
         // SAFETY: the caller keeps `task` alive until it has run.
         unsafe {
             (*task).run.set(Some(run));
-            (*task).ctx.set(ctx);
         }
         t.push(task);
         t.unwinding.set(true);
@@ -378,7 +386,7 @@ pub(crate) unsafe fn queue(task: *const Task, run: TaskFn, ctx: *const ()) {
 /// # Safety
 /// Never to be called (`nest` always returns `None` without `std`).
 #[cfg(not(feature = "std"))]
-pub(crate) unsafe fn queue(_task: *const Task, _run: TaskFn, _ctx: *const ()) {
+pub(crate) unsafe fn queue(_task: *const Task, _run: TaskFn) {
     unreachable!("trampoline: nothing is queued without std")
 }
 
@@ -505,6 +513,9 @@ impl<R: Receiver<(), Infallible>> SenderTo<R> for TrampolineSender {
 
 #[cfg(feature = "std")]
 /// Operation state of [`TrampolineSender`]: the trampoline queue node itself.
+// `repr(C)`, the node first: `run` is given the node and casts it back to
+// the op (see `submit`).
+#[repr(C)]
 pub struct TrampolineOp<R> {
     task: Task,
     max_depth: usize,
@@ -525,9 +536,11 @@ impl<R> fmt::Debug for TrampolineOp<R> {
 #[cfg(feature = "std")]
 impl<R: Receiver<(), Infallible>> TrampolineOp<R> {
     /// # Safety
-    /// `ctx` points to a started `TrampolineOp<R>` that has not completed.
-    unsafe fn run(ctx: *const ()) {
-        let this = ctx as *const Self;
+    /// `task` is the node of a started `TrampolineOp<R>` that has not
+    /// completed, derived from a pointer to the whole op.
+    unsafe fn run(task: *const Task) {
+        // The node is the op's first field (`repr(C)`).
+        let this = task.cast::<Self>();
         // SAFETY: per the contract the op is alive; its receiver is taken
         // once (the task runs once), by this thread.
         let receiver = unsafe { (*this).receiver.with_mut(|r| (*r).take()) };
@@ -545,10 +558,13 @@ impl<R: Receiver<(), Infallible>> TrampolineOp<R> {
 #[cfg(feature = "std")]
 impl<R: Receiver<(), Infallible>> OperationState for TrampolineOp<R> {
     unsafe fn start(self: Pin<&mut Self>) {
-        let this: &Self = self.into_ref().get_ref();
-        let ctx = this as *const Self as *const ();
+        let this: *const Self = self.into_ref().get_ref();
         // SAFETY: by `start`'s contract the op stays pinned and alive until
-        // it completes, which is what `run` does, once, on this thread.
-        unsafe { submit(&this.task, Self::run, ctx, this.max_depth) }
+        // it completes, which is what `run` does, once, on this thread. The
+        // node is derived from the pointer to the whole op, as `run` needs.
+        unsafe {
+            let task = ptr::addr_of!((*this).task);
+            submit(task, Self::run, (*this).max_depth)
+        }
     }
 }
