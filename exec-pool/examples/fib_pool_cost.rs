@@ -1,6 +1,6 @@
 //! The pool side of `benches/pool_vs.rs`'s `fib_join`, for instruction
 //! counting without tokio and rayon in the process:
-//! `valgrind --tool=callgrind target/release/examples/fib_pool_cost <n> <threads>`
+//! `valgrind --tool=callgrind target/release/examples/fib_pool_cost <n> <threads>
 //! <reps>` runs fib(n) `reps` times (default 1) on a pool of `threads`
 //! workers (default 1, so callgrind's serialised threads do not count an
 //! idle worker's spinning) and prints the number of forks per run; run with
