@@ -175,8 +175,9 @@ impl<T, E, R: Receiver<Vec<T>, E>> WhenAllVecState<T, E, R> {
     /// and the decrement of `join` that reaches zero (the completer, in
     /// [`Join::arrive`]) acquires every chunk's. So every slot write
     /// happens-before the completer reads the slots. (The loom model
-    /// `two_chunks_race_into_the_join` fails with either decrement weakened
-    /// to `Release`.)
+    /// `two_chunks_race_into_the_join` reports a causality violation with
+    /// the chunk decrement weakened to `Release`, `Acquire` or `Relaxed`,
+    /// and with the join's weakened to `Release`.)
     ///
     /// # Safety
     /// Called once per child, by child `index`, which holds its reference
@@ -355,5 +356,45 @@ impl<T, E, R: Receiver<Vec<T>, E>> Receiver<T, E> for WhenAllVecReceiver<WhenAll
     }
     fn env(&self) -> impl Env<'_> {
         self.state.get().join.child_env()
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    //! The chunked count: under loom a chunk holds two children, so three
+    //! children make two chunks racing into the join.
+    use super::{CHUNK, CHUNKED_FROM, when_all_vec};
+    use crate::loom::sync::atomic::Ordering;
+    use crate::loom_fixtures::{OnThread, Out, handles, join_all};
+    use crate::{OperationState, SenderTo};
+    use alloc::boxed::Box;
+    use alloc::vec;
+    use alloc::vec::Vec;
+
+    /// Three children, each completing on its own thread: two race on the
+    /// first chunk's counter, the third (second chunk) races them into the
+    /// join. Whoever completes reads every value slot: loom reports a
+    /// causality violation unless each slot write happens-before that read
+    /// (weakening the chunk decrement to `Release` or `Acquire` does).
+    #[test]
+    fn two_chunks_race_into_the_join() {
+        assert!(CHUNK == 2 && CHUNKED_FROM == 3, "the model needs two chunks");
+        ::loom::model(|| {
+            let hs = handles();
+            let (out, seen, completions) = Out::<Vec<u32>>::new();
+            let children = (0..3u32).map(|i| OnThread {
+                handles: hs.clone(),
+                value: i * 10,
+                touch_after_spawn: false,
+            });
+            let mut op = Box::pin(when_all_vec(children).connect(out));
+            // SAFETY: `op` is dropped only after every completing thread
+            // has been joined, i.e. after the operation completed.
+            unsafe { op.as_mut().start() };
+            join_all(&hs);
+            assert_eq!(completions.load(Ordering::Relaxed), 1);
+            assert_eq!(seen.lock().unwrap().take(), Some(vec![0, 10, 20]));
+            drop(op);
+        });
     }
 }
