@@ -224,6 +224,11 @@ fn nary_adaptors() {
         run_and_free(when_all_vec(vec![just(1), just(2)])),
         Completion::Value(vec![1, 2])
     );
+    // Enough children to be counted per chunk.
+    assert_eq!(
+        run_and_free(when_all_vec((0..100).map(just))),
+        Completion::Value((0..100).collect())
+    );
     assert_eq!(
         run_and_free(stop_when(just(1), just_stopped::<(), Infallible>())),
         Completion::Value(1)

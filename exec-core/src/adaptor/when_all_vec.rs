@@ -4,9 +4,16 @@ use core::pin::Pin;
 
 use crate::adaptor::nary::{
     ChildOp, Downstream, Failure, Join, JoinParent, Outcome, OutcomeParent, Slot, Verdict,
-    arrive_without_value, uninhabited,
+    uninhabited,
 };
+use crate::loom::sync::atomic::{AtomicUsize, Ordering};
 use crate::{Env, OperationState, PanicPayload, ParentRef, Receiver, Sender, SenderTo};
+
+/// Children per chunk counter (see [`WhenAllVecState::chunks`]); tiny under
+/// loom so that a model of three children has two chunks.
+const CHUNK: usize = if cfg!(loom) { 2 } else { 32 };
+/// From this many children on, arrivals are counted per chunk.
+const CHUNKED_FROM: usize = if cfg!(loom) { 3 } else { 2 * CHUNK };
 
 /// Runs every sender of an iterator concurrently and completes with their
 /// values, in the iterator's order, as a `Vec`.
@@ -18,7 +25,13 @@ use crate::{Env, OperationState, PanicPayload, ParentRef, Receiver, Sender, Send
 ///
 /// Allocation: the senders are collected into a `Vec` here; `connect`
 /// allocates the children's operation states (one allocation) and their
-/// value slots (one more); the output `Vec` is the third.
+/// value slots (one more); the output `Vec` is the third. From 64 children
+/// on, `connect` allocates one more buffer: a counter per 32 consecutive
+/// children, each on its own cache line. A child's completion then
+/// decrements its chunk's counter, and only the last of a chunk decrements
+/// the shared one, so children completing on different threads (a pool's
+/// workers, which steal contiguous runs of them) do not contend on one
+/// cache line for every completion.
 ///
 /// # Completion
 /// Once every child has completed, exactly once:
@@ -94,9 +107,19 @@ where
     fn connect(self, receiver: R) -> Self::Operation {
         let n = self.senders.len();
         let stoppable = S::SENDS_STOPPED || !uninhabited::<S::Error>();
+        let chunks: Vec<ChunkCount> = if n >= CHUNKED_FROM {
+            (0..n.div_ceil(CHUNK))
+                .map(|c| ChunkCount(AtomicUsize::new(CHUNK.min(n - c * CHUNK))))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        // The join counts chunks when there are chunks, else children.
+        let refs = if chunks.is_empty() { n } else { chunks.len() };
         WhenAllVecOp {
             state: WhenAllVecState {
-                join: Join::new(n, stoppable),
+                join: Join::new(refs, stoppable),
+                chunks,
                 outcome: Outcome::new(),
                 values: (0..n).map(|_| Slot::new()).collect(),
                 receiver: Downstream::new(receiver),
@@ -109,7 +132,14 @@ where
 
 /// What the children of a [`WhenAllVec`] share.
 pub struct WhenAllVecState<T, E, R> {
+    /// Counts children (fewer than `CHUNKED_FROM`) or unfinished chunks.
     join: Join<Self>,
+    /// Empty for fewer than `CHUNKED_FROM` children. Otherwise one counter
+    /// per `CHUNK` consecutive children (the last chunk may be shorter),
+    /// initialised to the chunk's size: while it is non-zero, the chunk
+    /// holds one reference of `join`, which its last child to arrive gives
+    /// up (see [`arrive`](Self::arrive)).
+    chunks: Vec<ChunkCount>,
     outcome: Outcome<E>,
     /// Slot `i` is written only by child `i`.
     values: Vec<Slot<T>>,
@@ -121,7 +151,70 @@ impl<T, E, R> core::fmt::Debug for WhenAllVecState<T, E, R> {
         f.debug_struct("WhenAllVecState")
             .field("join", &self.join)
             .field("children", &self.values.len())
+            .field("chunks", &self.chunks.len())
             .finish_non_exhaustive()
+    }
+}
+
+/// A chunk's count of children that have not arrived, alone on its cache
+/// line(s): 128 bytes, as adjacent-line prefetching pairs 64-byte lines.
+#[repr(align(128))]
+struct ChunkCount(AtomicUsize);
+
+impl<T, E, R: Receiver<Vec<T>, E>> WhenAllVecState<T, E, R> {
+    /// Child `index` gives up its reference: directly on `join` without
+    /// chunks, else on its chunk, whose last child gives up the chunk's
+    /// reference on `join`.
+    ///
+    /// Ordering: child `i` writes its slot (or the outcome) and then
+    /// decrements its chunk's counter with `AcqRel`. The decrements of one
+    /// counter are read-modify-writes, so each releases into the release
+    /// sequence the next one reads from; the chunk's last decrement
+    /// therefore acquires every write its chunk-mates made before they
+    /// arrived. Its `AcqRel` decrement of `join` then releases those too,
+    /// and the decrement of `join` that reaches zero (the completer, in
+    /// [`Join::arrive`]) acquires every chunk's. So every slot write
+    /// happens-before the completer reads the slots. (The loom model
+    /// `two_chunks_race_into_the_join` reports a causality violation with
+    /// the chunk decrement weakened to `Release`, `Acquire` or `Relaxed`,
+    /// and with the join's weakened to `Release`.)
+    ///
+    /// # Safety
+    /// Called once per child, by child `index`, which holds its reference
+    /// until now and touches nothing of the parent afterwards.
+    #[inline]
+    unsafe fn arrive(this: ParentRef<Self>, index: usize) {
+        if let Some(chunk) = this.get().chunks.get(index / CHUNK)
+            && chunk.0.fetch_sub(1, Ordering::AcqRel) != 1
+        {
+            // Others of the chunk are still running; the last of them
+            // carries our writes on to `join`.
+            return;
+        }
+        // SAFETY: we hold a reference of `join`: the child's own (no
+        // chunks), or its chunk's, which the last child of the chunk holds.
+        unsafe { Join::arrive(this) }
+    }
+
+    /// Child `index` ended without a value: records `failure` (`None`: it
+    /// was stopped), stops its siblings while it still holds its reference,
+    /// and arrives (as `nary::arrive_without_value`, through the chunks).
+    ///
+    /// # Safety
+    /// As [`arrive`](Self::arrive).
+    unsafe fn arrive_without_value(
+        this: ParentRef<Self>,
+        index: usize,
+        failure: Option<Failure<E>>,
+    ) {
+        let state = this.get();
+        match failure {
+            Some(failure) => state.outcome.fail(failure),
+            None => state.outcome.stopped(),
+        }
+        state.join.stop_siblings();
+        // SAFETY: per the caller.
+        unsafe { Self::arrive(this, index) }
     }
 }
 
@@ -245,21 +338,66 @@ impl<T, E, R: Receiver<Vec<T>, E>> Receiver<T, E> for WhenAllVecReceiver<WhenAll
         // it arrives.
         unsafe { self.state.get().values[self.index].put(value) };
         // SAFETY: this child holds a reference until now.
-        unsafe { Join::arrive(self.state) };
+        unsafe { WhenAllVecState::arrive(self.state, self.index) };
     }
     fn set_error(self, error: E) {
+        let failure = Some(Failure::Error(error));
         // SAFETY: this child holds a reference until now.
-        unsafe { arrive_without_value(self.state, Some(Failure::Error(error))) };
+        unsafe { WhenAllVecState::arrive_without_value(self.state, self.index, failure) };
     }
     fn set_stopped(self) {
         // SAFETY: this child holds a reference until now.
-        unsafe { arrive_without_value(self.state, None) };
+        unsafe { WhenAllVecState::arrive_without_value(self.state, self.index, None) };
     }
     fn set_panic(self, payload: PanicPayload) {
+        let failure = Some(Failure::Panic(payload));
         // SAFETY: this child holds a reference until now.
-        unsafe { arrive_without_value(self.state, Some(Failure::Panic(payload))) };
+        unsafe { WhenAllVecState::arrive_without_value(self.state, self.index, failure) };
     }
     fn env(&self) -> impl Env<'_> {
         self.state.get().join.child_env()
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    //! The chunked count: under loom a chunk holds two children, so three
+    //! children make two chunks racing into the join.
+    use super::{CHUNK, CHUNKED_FROM, when_all_vec};
+    use crate::loom::sync::atomic::Ordering;
+    use crate::loom_fixtures::{OnThread, Out, handles, join_all};
+    use crate::{OperationState, SenderTo};
+    use alloc::boxed::Box;
+    use alloc::vec;
+    use alloc::vec::Vec;
+
+    /// Three children, each completing on its own thread: two race on the
+    /// first chunk's counter, the third (second chunk) races them into the
+    /// join. Whoever completes reads every value slot: loom reports a
+    /// causality violation unless each slot write happens-before that read
+    /// (weakening the chunk decrement to `Release` or `Acquire` does).
+    #[test]
+    fn two_chunks_race_into_the_join() {
+        assert!(
+            CHUNK == 2 && CHUNKED_FROM == 3,
+            "the model needs two chunks"
+        );
+        ::loom::model(|| {
+            let hs = handles();
+            let (out, seen, completions) = Out::<Vec<u32>>::new();
+            let children = (0..3u32).map(|i| OnThread {
+                handles: hs.clone(),
+                value: i * 10,
+                touch_after_spawn: false,
+            });
+            let mut op = Box::pin(when_all_vec(children).connect(out));
+            // SAFETY: `op` is dropped only after every completing thread
+            // has been joined, i.e. after the operation completed.
+            unsafe { op.as_mut().start() };
+            join_all(&hs);
+            assert_eq!(completions.load(Ordering::Relaxed), 1);
+            assert_eq!(seen.lock().unwrap().take(), Some(vec![0, 10, 20]));
+            drop(op);
+        });
     }
 }
