@@ -147,7 +147,10 @@ pub(crate) fn sockaddr_to_addr(st: &libc::sockaddr_storage) -> io::Result<Socket
 }
 
 /// Writes `addr` into `st`; returns its length.
-pub(crate) fn addr_to_sockaddr(addr: &SocketAddr, st: &mut libc::sockaddr_storage) -> libc::socklen_t {
+pub(crate) fn addr_to_sockaddr(
+    addr: &SocketAddr,
+    st: &mut libc::sockaddr_storage,
+) -> libc::socklen_t {
     match addr {
         SocketAddr::V4(a) => {
             // SAFETY: `sockaddr_storage` is large and aligned enough for a

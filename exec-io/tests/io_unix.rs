@@ -1,7 +1,7 @@
 //! Unix sockets and pipes on the loop.
 
 // exec-core's shared fixtures (linted there, not here).
-#[allow(clippy::collapsible_if, clippy::type_complexity, dead_code)]
+#[allow(clippy::collapsible_if, clippy::type_complexity)]
 #[path = "../../exec-core/tests/common/mod.rs"]
 mod common;
 mod support;
@@ -104,9 +104,7 @@ fn connect_errors_are_io_errors() {
     // A socket file nobody listens on any more.
     let path = dir.join("dead");
     drop(UnixListener::bind(&sch, &path).unwrap());
-    let err = ctx
-        .run_until(UnixStream::connect(&sch, &path))
-        .unwrap_err();
+    let err = ctx.run_until(UnixStream::connect(&sch, &path)).unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::ECONNREFUSED));
     // A file that is not a socket.
     let file = dir.join("plain");

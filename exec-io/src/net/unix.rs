@@ -3,8 +3,8 @@
 use std::fmt;
 use std::io;
 use std::net::Shutdown;
-use std::os::unix::net::SocketAddr;
 use std::os::fd::AsRawFd;
+use std::os::unix::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
