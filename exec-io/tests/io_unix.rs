@@ -218,3 +218,39 @@ fn stopped_accept_loses_no_connection() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn connect_to_a_full_backlog_is_an_error() {
+    use std::os::fd::AsRawFd;
+    let ctx = exec_io::IoContext::new().unwrap();
+    let sch = ctx.scheduler();
+    let dir = temp_dir("backlog");
+    let path = dir.join("l");
+    // A listener nobody accepts on, with the smallest backlog.
+    let l = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    // SAFETY: plain syscall on a live descriptor (re-listening sets the
+    // backlog).
+    assert_eq!(unsafe { libc::listen(l.as_raw_fd(), 0) }, 0);
+    // Fill the backlog (connects that succeed until it is full).
+    let mut clients = Vec::new();
+    let err = loop {
+        match ctx.run_until(UnixStream::connect(&sch, &path)) {
+            Ok(s) => clients.push(s.unwrap()),
+            Err(e) => break e,
+        }
+        assert!(clients.len() < 64, "the backlog never filled");
+    };
+    // The same error on both backends: `EAGAIN`, at once (no waiting).
+    assert_eq!(err.raw_os_error(), Some(libc::EAGAIN));
+    let t = std::time::Instant::now();
+    let err = ctx.run_until(UnixStream::connect(&sch, &path)).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EAGAIN));
+    assert!(t.elapsed() < std::time::Duration::from_secs(2));
+    // Accepting one makes room again.
+    drop(l.accept().unwrap());
+    ctx.run_until(UnixStream::connect(&sch, &path))
+        .unwrap()
+        .unwrap();
+    drop(clients);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
