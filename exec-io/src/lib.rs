@@ -44,9 +44,10 @@
 //! # Backends
 //! Two backends behind one API, chosen with [`IoContext::builder`]:
 //! [`Backend::IoUring`] (the default where it starts: stream reads and
-//! writes, TCP accept and connect are native io_uring operations on the
-//! operation's own buffer and address,
-//! other operations wait with io_uring polls) and [`Backend::Readiness`]
+//! writes, TCP and Unix accept and connect, UDP `send_to`/`recv_from` and
+//! file I/O are native io_uring operations on the operation's own buffer,
+//! message header and address; signals wait with an io_uring poll) and
+//! [`Backend::Readiness`]
 //! (epoll through mio). Both pass the same test suite
 //! (`EXEC_IO_BACKEND=readiness cargo test -p exec-io` runs it on epoll).
 #![deny(unsafe_op_in_unsafe_fn)]

@@ -40,7 +40,7 @@ fn write_entry<T: AsRawFd>(src: &Source<T>, buf: &[u8]) -> squeue::Entry {
 }
 
 /// io_uring: a completion result as a byte count, "not ready", or an error.
-fn uring_result(res: i32) -> Result<Option<usize>, io::Error> {
+pub(crate) fn uring_result(res: i32) -> Result<Option<usize>, io::Error> {
     if res >= 0 {
         Ok(Some(res as usize))
     } else if res == -libc::EAGAIN || res == -libc::EINTR {

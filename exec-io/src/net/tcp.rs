@@ -135,36 +135,6 @@ pub struct AcceptAction {
     addr_len: libc::socklen_t,
 }
 
-/// The socket address the kernel wrote into `st`.
-fn sockaddr_to_addr(st: &libc::sockaddr_storage) -> io::Result<SocketAddr> {
-    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
-    match st.ss_family as libc::c_int {
-        libc::AF_INET => {
-            // SAFETY: the family says the storage holds a `sockaddr_in`
-            // (`sockaddr_storage` is large and aligned enough for it).
-            let a = unsafe { &*(st as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
-            Ok(SocketAddr::V4(SocketAddrV4::new(
-                Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)),
-                u16::from_be(a.sin_port),
-            )))
-        }
-        libc::AF_INET6 => {
-            // SAFETY: as above, for `sockaddr_in6`.
-            let a = unsafe { &*(st as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
-            Ok(SocketAddr::V6(SocketAddrV6::new(
-                Ipv6Addr::from(a.sin6_addr.s6_addr),
-                u16::from_be(a.sin6_port),
-                a.sin6_flowinfo,
-                a.sin6_scope_id,
-            )))
-        }
-        _ => Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "exec-io: accept returned an unexpected address family",
-        )),
-    }
-}
-
 impl Action for AcceptAction {
     type Output = (TcpStream, SocketAddr);
     type Error = io::Error;
@@ -205,7 +175,7 @@ impl Action for AcceptAction {
             // SAFETY: a successful accept returns a new descriptor that
             // nothing else owns; `TcpStream` takes ownership (closes it).
             let std = unsafe { std::net::TcpStream::from_raw_fd(res) };
-            let peer = sockaddr_to_addr(&self.addr);
+            let peer = crate::sys::sockaddr_to_addr(&self.addr);
             let stream = TcpStream {
                 src: Source::new(self.src.ctx.clone(), mio::net::TcpStream::from_std(std)),
             };
@@ -328,38 +298,6 @@ pub struct ConnectAction {
     raw_addr: libc::sockaddr_storage,
 }
 
-/// Writes `addr` into `st`; returns its length.
-fn addr_to_sockaddr(addr: &SocketAddr, st: &mut libc::sockaddr_storage) -> libc::socklen_t {
-    match addr {
-        SocketAddr::V4(a) => {
-            // SAFETY: `sockaddr_storage` is large and aligned enough for a
-            // `sockaddr_in`; every field is written below.
-            let sin =
-                unsafe { &mut *(st as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
-            sin.sin_family = libc::AF_INET as libc::sa_family_t;
-            sin.sin_port = a.port().to_be();
-            sin.sin_addr = libc::in_addr {
-                s_addr: u32::from(*a.ip()).to_be(),
-            };
-            sin.sin_zero = [0; 8];
-            core::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t
-        }
-        SocketAddr::V6(a) => {
-            // SAFETY: as above, for `sockaddr_in6`.
-            let sin6 =
-                unsafe { &mut *(st as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
-            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-            sin6.sin6_port = a.port().to_be();
-            sin6.sin6_flowinfo = a.flowinfo();
-            sin6.sin6_addr = libc::in6_addr {
-                s6_addr: a.ip().octets(),
-            };
-            sin6.sin6_scope_id = a.scope_id();
-            core::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t
-        }
-    }
-}
-
 impl Action for ConnectAction {
     type Output = TcpStream;
     type Error = io::Error;
@@ -392,7 +330,7 @@ impl Action for ConnectAction {
         // SAFETY: a new descriptor nobody else owns.
         let std = unsafe { std::net::TcpStream::from_raw_fd(fd) };
         let src = Source::new(self.ctx.clone(), mio::net::TcpStream::from_std(std));
-        let len = addr_to_sockaddr(&self.addr, &mut self.raw_addr);
+        let len = crate::sys::addr_to_sockaddr(&self.addr, &mut self.raw_addr);
         let entry = opcode::Connect::new(
             types::Fd(src.io.as_raw_fd()),
             (&self.raw_addr as *const libc::sockaddr_storage).cast(),
