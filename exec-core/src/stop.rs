@@ -473,7 +473,12 @@ impl State {
             // SAFETY: lock held; `node` was just unlinked and is alive: its
             // owner, to free it, must take the lock and will then find it
             // `running` and wait until it no longer is. `run` never changes.
-            self.running.store(node.cast_mut(), Ordering::Relaxed);
+            // Release, not Relaxed: an owner waiting for the *previous*
+            // node may read this store instead of that node's clearing
+            // store (which is not in a release sequence with it), and must
+            // still see the previous callback's accesses (miri found the
+            // race with Relaxed; loom model `waiter_reads_the_next_node`).
+            self.running.store(node.cast_mut(), Ordering::Release);
             // SAFETY: as just said.
             let run = unsafe { (*node).run };
             self.unlock();
@@ -1042,6 +1047,48 @@ mod loom_tests {
             let seen = counter.load(Ordering::Relaxed);
             t.join().unwrap();
             assert_eq!(counter.load(Ordering::Relaxed), seen);
+        });
+    }
+
+    /// The notifier runs two callbacks in a row while the owner of the
+    /// first deregisters it: the owner may stop waiting when it sees the
+    /// notifier move on to the second node (not only when it sees the
+    /// first cleared); either way the first callback's writes must be
+    /// visible to the owner once its drop returned.
+    #[test]
+    fn waiter_reads_the_next_node() {
+        ::loom::model(|| {
+            let source = Arc::new(StopSource::new());
+            let data = Arc::new(UnsafeCell::new(0u32));
+            // Registered first, so it runs second.
+            let mut second = Box::pin(StopCallback::new(
+                // SAFETY: the source (an `Arc` held here) outlives the callback.
+                unsafe { source.token().detach() },
+                || {},
+            ));
+            second.as_mut().register();
+            let d2 = data.clone();
+            let mut first = Box::pin(StopCallback::new(
+                // SAFETY: as above.
+                unsafe { source.token().detach() },
+                move || {
+                    // SAFETY: the owner reads it only after deregistering,
+                    // which waits for this callback.
+                    d2.with_mut(|d| unsafe { *d = 1 });
+                },
+            ));
+            first.as_mut().register();
+            let s2 = source.clone();
+            let t = ::loom::thread::spawn(move || {
+                s2.request_stop();
+            });
+            drop(first); // deregisters, waiting if it is running
+            // SAFETY: the callback either ran before the drop returned (and
+            // happens-before this) or never runs.
+            let seen = data.with(|d| unsafe { *d });
+            t.join().unwrap();
+            assert!(seen == 0 || seen == 1);
+            drop(second);
         });
     }
 
