@@ -85,6 +85,7 @@ impl Idle {
 
     /// The calling worker starts spinning for work.
     #[inline]
+    #[cfg_attr(loom, allow(dead_code))] // the worker loop is not built under loom
     pub(crate) fn start_spinning(&self) {
         self.num_spinning.fetch_add(1, Ordering::Relaxed);
     }
@@ -94,6 +95,7 @@ impl Idle {
     /// if it found work, it must then call [`notify_one`](Self::notify_one)
     /// in place of the submitters it silenced.
     #[inline]
+    #[cfg_attr(loom, allow(dead_code))] // as `start_spinning`
     pub(crate) fn stop_spinning(&self) -> bool {
         self.num_spinning.fetch_sub(1, Ordering::Relaxed) == 1
     }

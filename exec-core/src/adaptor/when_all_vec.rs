@@ -378,10 +378,12 @@ mod loom_tests {
     /// (weakening the chunk decrement to `Release` or `Acquire` does).
     #[test]
     fn two_chunks_race_into_the_join() {
-        assert!(
-            CHUNK == 2 && CHUNKED_FROM == 3,
-            "the model needs two chunks"
-        );
+        const {
+            assert!(
+                CHUNK == 2 && CHUNKED_FROM == 3,
+                "the model needs two chunks"
+            )
+        };
         ::loom::model(|| {
             let hs = handles();
             let (out, seen, completions) = Out::<Vec<u32>>::new();
