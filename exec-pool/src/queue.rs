@@ -160,9 +160,15 @@ impl LocalQueue {
     pub(crate) fn steal_into(&self, dst: &LocalQueue) -> Option<JobRef> {
         // Room in `dst`: only we push to it, others can only shrink it.
         let room = dst.room();
+        // Only we write `dst`'s tail, so it stays put. The jobs after the
+        // first are copied straight into `dst`'s free slots (from `tail`
+        // on), which nobody reads until the Release store of `tail` below
+        // publishes them: an attempt whose claim fails leaves nothing
+        // behind, and no scratch buffer is zeroed on every attempt (the
+        // idle workers' spinning calls this in a loop).
+        let dst_tail = dst.tail.load(Ordering::Relaxed);
         let mut head = self.head.load(Ordering::Acquire);
-        let mut raw = [core::ptr::null_mut(); HALF];
-        let k = loop {
+        let (first, k) = loop {
             // Acquire: synchronizes with the pushes that wrote the slots.
             let tail = self.tail.load(Ordering::Acquire);
             let n = tail.wrapping_sub(head);
@@ -175,8 +181,10 @@ impl LocalQueue {
                 continue;
             }
             let k = (n - n / 2).min(HALF).min(room + 1);
-            for (i, r) in raw[..k].iter_mut().enumerate() {
-                *r = self.slots[head.wrapping_add(i) & MASK].load(Ordering::Relaxed);
+            let first = self.slots[head & MASK].load(Ordering::Relaxed);
+            for i in 1..k {
+                let job = self.slots[head.wrapping_add(i) & MASK].load(Ordering::Relaxed);
+                dst.slots[dst_tail.wrapping_add(i - 1) & MASK].store(job, Ordering::Relaxed);
             }
             match self.head.compare_exchange(
                 head,
@@ -184,16 +192,12 @@ impl LocalQueue {
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
-                Ok(_) => break k,
+                Ok(_) => break (first, k),
                 Err(actual) => head = actual,
             }
         };
         // SAFETY: the CAS claimed these k jobs for us (module docs).
-        let first = unsafe { JobRef::from_raw(raw[0]) }.expect("claimed slot holds a job");
-        let dst_tail = dst.tail.load(Ordering::Relaxed);
-        for (i, r) in raw[1..k].iter().enumerate() {
-            dst.slots[dst_tail.wrapping_add(i) & MASK].store(*r, Ordering::Relaxed);
-        }
+        let first = unsafe { JobRef::from_raw(first) }.expect("claimed slot holds a job");
         if k > 1 {
             // Release: publishes the moved jobs to stealers of `dst`.
             dst.tail
