@@ -5,7 +5,8 @@
 //! more than the rest of the composition, and on a pool the frames are
 //! often freed on another thread than the one that made them, which is the
 //! slow path of most allocators. So frames come from size classes (multiples
-//! of [`CLASS`] bytes up to `CLASS * CLASSES`, aligned to [`ALIGN`]) and a
+//! of [`FINE`] bytes up to [`FINE_MAX`], then of [`COARSE`] bytes up to
+//! [`MAX_SIZE`], aligned to [`ALIGN`]) and a
 //! freed frame goes onto the *freeing* thread's free list for its class, to
 //! be handed out again by the next allocation of that class on that thread
 //! (DESIGN: "frames recycled per worker").
@@ -37,10 +38,21 @@ use alloc::alloc::{alloc as global_alloc, dealloc as global_dealloc, handle_allo
 use core::alloc::Layout;
 use core::ptr::NonNull;
 
-/// Size-class granularity, in bytes.
-const CLASS: usize = 64;
-/// Number of classes: frames up to `CLASS * CLASSES` bytes are recycled.
-const CLASSES: usize = 16;
+/// Size-class granularity of small frames, in bytes: small operation
+/// states (a spawned task's block, a channel) are the ones made by the
+/// hundred thousand, so they waste at most 15 bytes each.
+const FINE: usize = 16;
+/// Frames up to this size have [`FINE`]-byte classes.
+const FINE_MAX: usize = 256;
+/// Size-class granularity above [`FINE_MAX`], in bytes.
+const COARSE: usize = 64;
+/// Frames up to this size are recycled.
+const MAX_SIZE: usize = 1024;
+/// Number of classes.
+#[cfg_attr(not(any(test, all(feature = "std", not(loom)))), allow(dead_code))]
+const CLASSES: usize = FINE_MAX / FINE + (MAX_SIZE - FINE_MAX) / COARSE;
+/// The smallest class holds a free-list link.
+const _: () = assert!(FINE >= core::mem::size_of::<usize>());
 /// Alignment of every class block; frames aligned more strictly bypass the
 /// cache.
 const ALIGN: usize = 16;
@@ -56,7 +68,8 @@ const MAX_PER_CLASS: u32 = 64;
 /// only a few batches, most of them went back to the global allocator as
 /// cross-thread frees (its slow path) and the spawning thread allocated
 /// most of the next burst from it again. The memory kept is memory the
-/// program had in use at its peak, at most this much per class.
+/// program had in use at its peak, at most this much per class (28 MiB
+/// over all [`CLASSES`]).
 #[cfg_attr(not(all(feature = "std", not(loom))), allow(dead_code))]
 const DEPOT_BYTES: usize = 1 << 20;
 /// The depot's room per class, for the largest classes.
@@ -67,7 +80,7 @@ const DEPOT_MIN_BATCHES: usize = 4;
 /// in the depot: [`DEPOT_BYTES`] worth, and at least [`DEPOT_MIN_BATCHES`].
 #[cfg_attr(not(all(feature = "std", not(loom))), allow(dead_code))]
 const fn depot_batches_max(c: usize) -> usize {
-    let batches = DEPOT_BYTES / (MAX_PER_CLASS as usize * (c + 1) * CLASS);
+    let batches = DEPOT_BYTES / (MAX_PER_CLASS as usize * class_size(c));
     if batches < DEPOT_MIN_BATCHES {
         DEPOT_MIN_BATCHES
     } else {
@@ -75,13 +88,27 @@ const fn depot_batches_max(c: usize) -> usize {
     }
 }
 
-/// The class of a frame with `layout`, if it is recycled.
+/// The block size of class `c` (`c < CLASSES`).
+#[inline]
+const fn class_size(c: usize) -> usize {
+    if c < FINE_MAX / FINE {
+        (c + 1) * FINE
+    } else {
+        FINE_MAX + (c + 1 - FINE_MAX / FINE) * COARSE
+    }
+}
+
+/// The class of a frame with `layout`, if it is recycled: the smallest
+/// class whose blocks hold it.
 #[inline]
 fn class_of(layout: Layout) -> Option<usize> {
-    if layout.size() == 0 || layout.size() > CLASS * CLASSES || layout.align() > ALIGN {
+    let size = layout.size();
+    if size == 0 || size > MAX_SIZE || layout.align() > ALIGN {
         None
+    } else if size <= FINE_MAX {
+        Some((size - 1) / FINE)
     } else {
-        Some((layout.size() - 1) / CLASS)
+        Some(FINE_MAX / FINE + (size - FINE_MAX - 1) / COARSE)
     }
 }
 
@@ -89,7 +116,7 @@ fn class_of(layout: Layout) -> Option<usize> {
 #[inline]
 fn class_layout(c: usize) -> Layout {
     // Non-zero size, power-of-two alignment, no overflow: always valid.
-    match Layout::from_size_align((c + 1) * CLASS, ALIGN) {
+    match Layout::from_size_align(class_size(c), ALIGN) {
         Ok(l) => l,
         Err(_) => unreachable!(),
     }
@@ -261,7 +288,7 @@ mod cache {
                 n = 0;
             }
             let free = block.cast::<Free>();
-            // SAFETY: the block is at least `CLASS` bytes, aligned to
+            // SAFETY: the block is at least `FINE` bytes, aligned to
             // `ALIGN`, and ours now (the caller gave it up).
             unsafe {
                 free.as_ptr().write(Free {
@@ -321,17 +348,25 @@ mod tests {
 
     #[test]
     fn classes_round_up_and_bound() {
-        assert_eq!(class_of(Layout::from_size_align(1, 1).unwrap()), Some(0));
-        assert_eq!(class_of(Layout::from_size_align(64, 8).unwrap()), Some(0));
-        assert_eq!(class_of(Layout::from_size_align(65, 8).unwrap()), Some(1));
-        assert_eq!(
-            class_of(Layout::from_size_align(CLASS * CLASSES, 16).unwrap()),
-            Some(CLASSES - 1)
-        );
-        assert_eq!(
-            class_of(Layout::from_size_align(CLASS * CLASSES + 1, 8).unwrap()),
-            None
-        );
+        let class = |size| class_of(Layout::from_size_align(size, 8).unwrap());
+        assert_eq!(class(1), Some(0));
+        assert_eq!(class(16), Some(0));
+        assert_eq!(class(17), Some(1));
+        assert_eq!(class(80), Some(4));
+        assert_eq!(class(256), Some(15));
+        assert_eq!(class(257), Some(16));
+        assert_eq!(class(320), Some(16));
+        assert_eq!(class(321), Some(17));
+        assert_eq!(class(MAX_SIZE), Some(CLASSES - 1));
+        assert_eq!(class(MAX_SIZE + 1), None);
+        // Every size maps to the smallest class that holds it, and class
+        // sizes increase.
+        for size in 1..=MAX_SIZE {
+            let c = class(size).unwrap();
+            assert!(class_size(c) >= size, "{size} in class {c}");
+            assert!(c == 0 || class_size(c - 1) < size, "{size} in class {c}");
+            assert_eq!(class_layout(c).size(), class_size(c));
+        }
         assert_eq!(class_of(Layout::from_size_align(64, 32).unwrap()), None);
         assert_eq!(class_of(Layout::from_size_align(0, 1).unwrap()), None);
     }
@@ -342,11 +377,11 @@ mod tests {
         let a = alloc(l);
         // SAFETY: from `alloc(l)`, not used again.
         unsafe { dealloc(a, l) };
-        let b = alloc(Layout::from_size_align(120, 16).unwrap());
+        let b = alloc(Layout::from_size_align(110, 16).unwrap());
         #[cfg(all(feature = "std", not(loom)))]
-        assert_eq!(a, b, "same class: the freed block is reused");
+        assert_eq!(a, b, "same class (97..=112): the freed block is reused");
         // SAFETY: from `alloc` with this layout.
-        unsafe { dealloc(b, Layout::from_size_align(120, 16).unwrap()) };
+        unsafe { dealloc(b, Layout::from_size_align(110, 16).unwrap()) };
         // Big, over-aligned and zero-sized frames bypass the classes.
         for l in [
             Layout::from_size_align(4096, 8).unwrap(),
@@ -370,7 +405,7 @@ mod tests {
         // SAFETY: the blocks are owned by whoever holds the vector.
         unsafe impl Send for Frames {}
         // A class no other test of this crate uses (its frames are smaller).
-        let l = Layout::from_size_align(CLASS * (CLASSES - 2) + 1, 8).unwrap();
+        let l = Layout::from_size_align(class_size(CLASSES - 3) + 1, 8).unwrap();
         let n = 2 * MAX_PER_CLASS as usize;
         let made = Frames((0..n).map(|_| alloc(l)).collect());
         let addrs: alloc::vec::Vec<usize> = made.0.iter().map(|p| p.as_ptr().addr()).collect();
@@ -411,7 +446,7 @@ mod tests {
         // SAFETY: the blocks are owned by whoever holds the vector.
         unsafe impl Send for Frames {}
         // The largest class, which no other test of this crate uses.
-        let l = Layout::from_size_align(CLASS * CLASSES, 8).unwrap();
+        let l = Layout::from_size_align(MAX_SIZE, 8).unwrap();
         let c = class_of(l).unwrap();
         let batches = depot_batches_max(c);
         assert!(batches >= 16, "the budget holds a burst of 1,000 frames");
