@@ -23,7 +23,15 @@
 //! # The state word
 //! One `Arc`-allocated [`WakeCell`] per started operation is what the
 //! wakers point at (wakers may outlive the operation; the cell never
-//! refers to the operation once `DONE` is set). Its state bits:
+//! refers to the operation once `DONE` is set). It is created on demand
+//! ([`LazyCell`]): the first poll's waker points at the operation itself
+//! and creates the cell when it is cloned (a clone may outlive the
+//! operation), a stop request creates it, and a first poll that returns
+//! `Pending` creates it before letting go of `POLLING`. Until it exists,
+//! the thread running `start` holds `POLLING` implicitly, and a
+//! `wake_by_ref` of the first poll's waker (which cannot outlive the poll)
+//! is recorded in the operation and read after the poll. So a future
+//! ready on its first poll costs no allocation. Its state bits:
 //! - `POLLING`: someone holds the exclusive right to touch the operation
 //!   (poll the future, complete the receiver). `start` holds it first. A
 //!   queued [`TaskNode`] holds it on behalf of the context that will run
@@ -114,9 +122,12 @@ const DONE: usize = 0b1000;
 /// delivered through [`Receiver::set_panic`].
 ///
 /// # Allocation
-/// One `Arc` per start: the cell the wakers point at, which must outlive
-/// the operation because a waker may be kept (and woken) after it
-/// completed. Rescheduling allocates nothing (the operation is the node).
+/// None if the future is ready on its first poll without cloning its
+/// waker. Otherwise one `Arc` per start: the cell the wakers point at,
+/// which must outlive the operation because a waker may be kept (and
+/// woken) after it completed; it is created by the first clone of the
+/// waker, by a stop request, or after a `Pending` first poll.
+/// Rescheduling allocates nothing (the operation is the node).
 ///
 /// # Lifetimes
 /// The future need not be `'static`: it lives inside the operation state,
@@ -906,8 +917,12 @@ impl Drop for LazyCell {
 /// and the op is alive. `clone` hands out a waker of the (created on
 /// demand) cell; `wake_by_ref` records the wake-up for `run_first`, which
 /// reads it after the poll returned.
-static FIRST_POLL_VTABLE: RawWakerVTable =
-    RawWakerVTable::new(first_poll_clone, first_poll_wake, first_poll_wake, first_poll_drop);
+static FIRST_POLL_VTABLE: RawWakerVTable = RawWakerVTable::new(
+    first_poll_clone,
+    first_poll_wake,
+    first_poll_wake,
+    first_poll_drop,
+);
 
 unsafe fn first_poll_clone(data: *const ()) -> RawWaker {
     // SAFETY: `data` is the live op's `LazyCell`, and we are inside the
@@ -920,7 +935,11 @@ unsafe fn first_poll_clone(data: *const ()) -> RawWaker {
 unsafe fn first_poll_wake(data: *const ()) {
     // SAFETY: as in `first_poll_clone`. Release: `run_first`'s Acquire
     // sees what the waker did before waking.
-    unsafe { (*(data as *const LazyCell)).notified.store(1, Ordering::Release) }
+    unsafe {
+        (*(data as *const LazyCell))
+            .notified
+            .store(1, Ordering::Release)
+    }
 }
 
 unsafe fn first_poll_drop(_: *const ()) {}
@@ -1161,9 +1180,7 @@ where
     unsafe fn scheduled_panicked(op: *const (), payload: PanicPayload) {
         let op = op as *const Self;
         // SAFETY: as `scheduled_run`.
-        unsafe {
-            FromFutureOp::<F, R>::finish(ptr::addr_of!((*op).core), Done::Panic(payload))
-        }
+        unsafe { FromFutureOp::<F, R>::finish(ptr::addr_of!((*op).core), Done::Panic(payload)) }
     }
 }
 
