@@ -23,7 +23,15 @@
 //! # The state word
 //! One `Arc`-allocated [`WakeCell`] per started operation is what the
 //! wakers point at (wakers may outlive the operation; the cell never
-//! refers to the operation once `DONE` is set). Its state bits:
+//! refers to the operation once `DONE` is set). It is created on demand
+//! ([`LazyCell`]): the first poll's waker points at the operation itself
+//! and creates the cell when it is cloned (a clone may outlive the
+//! operation), a stop request creates it, and a first poll that returns
+//! `Pending` creates it before letting go of `POLLING`. Until it exists,
+//! the thread running `start` holds `POLLING` implicitly, and a
+//! `wake_by_ref` of the first poll's waker (which cannot outlive the poll)
+//! is recorded in the operation and read after the poll. So a future
+//! ready on its first poll costs no allocation. Its state bits:
 //! - `POLLING`: someone holds the exclusive right to touch the operation
 //!   (poll the future, complete the receiver). `start` holds it first. A
 //!   queued [`TaskNode`] holds it on behalf of the context that will run
@@ -49,9 +57,10 @@ use core::convert::Infallible;
 use core::fmt;
 use core::future::Future;
 use core::marker::PhantomPinned;
+use core::mem::ManuallyDrop;
 use core::pin::Pin;
 use core::ptr::{self, NonNull};
-use core::task::{Context, Poll, Waker};
+use core::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
 use std::sync::Arc;
 use std::task::Wake;
 
@@ -61,7 +70,7 @@ use exec_core::{
 };
 
 use crate::loom::cell::UnsafeCell;
-use crate::loom::sync::atomic::{AtomicUsize, Ordering};
+use crate::loom::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
 const POLLING: usize = 0b0001;
 const NOTIFIED: usize = 0b0010;
@@ -113,9 +122,12 @@ const DONE: usize = 0b1000;
 /// delivered through [`Receiver::set_panic`].
 ///
 /// # Allocation
-/// One `Arc` per start: the cell the wakers point at, which must outlive
-/// the operation because a waker may be kept (and woken) after it
-/// completed. Rescheduling allocates nothing (the operation is the node).
+/// None if the future is ready on its first poll without cloning its
+/// waker. Otherwise one `Arc` per start: the cell the wakers point at,
+/// which must outlive the operation because a waker may be kept (and
+/// woken) after it completed; it is created by the first clone of the
+/// waker, by a stop request, or after a `Pending` first poll.
+/// Rescheduling allocates nothing (the operation is the node).
 ///
 /// # Lifetimes
 /// The future need not be `'static`: it lives inside the operation state,
@@ -214,8 +226,7 @@ where
             future: UnsafeCell::new(Some(self.future)),
             receiver: UnsafeCell::new(Some(receiver)),
             stop_cb: UnsafeCell::new(None),
-            cell: None,
-            waker: None,
+            lazy: LazyCell::new(),
             scheduler: None,
             on_env_scheduler: self.on_env_scheduler,
             _pin: PhantomPinned,
@@ -280,12 +291,23 @@ where
     }
 }
 
-/// The stop callback: a stop request is a wake-up with `STOP` set.
-struct StopNotify(Arc<WakeCell>);
+/// The stop callback: a stop request is a wake-up with `STOP` set. It
+/// points at the op's [`LazyCell`] (creating the cell if the first poll
+/// has not), which is alive while the callback is registered: `finish`
+/// deregisters it (waiting for a running call) before completing.
+struct StopNotify(*const LazyCell);
+
+// SAFETY: the `LazyCell` is `Sync` and alive while the callback can run
+// (see above).
+unsafe impl Send for StopNotify {}
 
 impl OnStop for StopNotify {
     fn on_stop(self) {
-        self.0.notify(STOP)
+        // SAFETY: the op (and its `LazyCell`) is alive while this callback
+        // is registered; the `Arc` keeps the cell alive through `notify`,
+        // whose `run` may complete (and free) the op.
+        let cell = unsafe { (*self.0).cell_arc() };
+        cell.notify(STOP)
     }
 }
 
@@ -313,10 +335,9 @@ pub struct FromFutureOp<F, R> {
     /// Holder. Registered in `start`, dropped (deregistered) before
     /// completing. Structurally pinned.
     stop_cb: UnsafeCell<Option<StopCallback<'static, StopNotify>>>,
-    /// What wakers point at. Written in `start`.
-    cell: Option<Arc<WakeCell>>,
-    /// A waker for `cell`. Written in `start`.
-    waker: Option<Waker>,
+    /// What wakers point at, created lazily (by the first poll's waker's
+    /// `clone`, a stop request, or a first poll that returns `Pending`).
+    lazy: LazyCell,
     /// The receiver's scheduler, where polls after the first run; `None`:
     /// polled where woken. Written in `start`; the receiver (whose
     /// environment answered it) stays in the op until the op completes, and
@@ -374,9 +395,10 @@ where
             Self::run
         };
         // SAFETY: pinned, alive, not shared yet.
-        unsafe { Self::prepare(op, op as *const (), wake) };
-        // SAFETY: we hold `POLLING`; the op is alive (start's contract).
-        unsafe { Self::run(op as *const ()) };
+        unsafe { Self::prepare(op, op as *const (), wake, false) };
+        // SAFETY: we hold `POLLING`, no cell-less release happened; the op
+        // is alive (start's contract).
+        unsafe { Self::run_first(op) };
     }
 }
 
@@ -385,30 +407,31 @@ where
     F: Future + Send,
     R: Receiver<F::Output, Infallible> + Send,
 {
-    /// Creates the wake cell (whose wake-ups call `run(cell_op)` when they
-    /// take `POLLING`), the waker, and registers the stop callback. The
-    /// caller holds `POLLING` afterwards (the cell's initial state).
+    /// Records what the cell's wake-ups run (`run(cell_op)` when they take
+    /// `POLLING`), creates the cell now if `eager` (otherwise it is created
+    /// on demand, see [`LazyCell`]), and registers the stop callback. The
+    /// caller holds `POLLING` afterwards (the initial state, in the cell or,
+    /// while there is none, implicitly).
     ///
     /// # Safety
     /// `op` is pinned, alive until it completes, and not yet shared;
     /// `run(cell_op)` may be called by any thread that takes `POLLING`.
-    unsafe fn prepare(op: *mut Self, cell_op: *const (), run: unsafe fn(*const ())) {
-        let cell = Arc::new(WakeCell {
-            state: AtomicUsize::new(POLLING),
-            op: cell_op,
-            run,
-        });
+    unsafe fn prepare(op: *mut Self, cell_op: *const (), run: unsafe fn(*const ()), eager: bool) {
         // SAFETY: nothing else refers to the op yet: no waker exists and the
         // stop callback is not registered. These fields are read-only from
         // now on.
         unsafe {
-            (*op).waker = Some(Waker::from(cell.clone()));
-            (*op).cell = Some(cell.clone());
+            (*op).lazy.op = cell_op;
+            (*op).lazy.run = run;
         }
-        // SAFETY: we hold `POLLING` (the cell's initial state), so the
-        // receiver slot is ours. `detach` (here and below): the callback
-        // holding the token is dropped in `finish` before the receiver, whose
-        // environment gave the token, is completed (PROTOCOL.md rule 6).
+        if eager {
+            // SAFETY: we hold `POLLING`, the state a new cell starts in.
+            unsafe { (*op).lazy.cell() };
+        }
+        // SAFETY: we hold `POLLING`, so the receiver slot is ours. `detach`
+        // (here and below): the callback holding the token is dropped in
+        // `finish` before the receiver, whose environment gave the token, is
+        // completed (PROTOCOL.md rule 6).
         let token = unsafe {
             (*op).receiver.with(|r| {
                 (*r).as_ref().map(|r| {
@@ -418,10 +441,13 @@ where
             })
         };
         if let Some(token) = token.filter(StopToken::stop_possible) {
-            let cb = StopCallback::new(token, StopNotify(cell.clone()));
+            // SAFETY: the lazy cell is pinned in the op, which outlives the
+            // callback (dropped in `finish`).
+            let cb = StopCallback::new(token, StopNotify(unsafe { ptr::addr_of!((*op).lazy) }));
             // SAFETY: holder (we hold `POLLING`); the callback is pinned
             // inside the pinned op and dropped in place in `finish`. If stop
-            // was already requested, `register` runs it inline: it only sets
+            // was already requested, `register` runs it inline: it creates
+            // the cell if needed (in state `POLLING`: ours) and only sets
             // `STOP | NOTIFIED`, as we hold `POLLING`.
             unsafe {
                 (*op).stop_cb.with_mut(|slot| {
@@ -432,43 +458,128 @@ where
         }
     }
 
-    /// [`finish`](Self::finish) with the op's own cell.
+    /// The first poll, inline in `start`, with a waker that points at the
+    /// op's [`LazyCell`] instead of a cell: if the future is ready and
+    /// never cloned its waker (and no stop came in), nothing is allocated.
+    /// Otherwise the cell exists when this returns to the poll loop.
     ///
     /// # Safety
-    /// As [`finish`](Self::finish).
-    unsafe fn finish_erased(op: *const Self, done: Done<F::Output>) {
-        // SAFETY: written in `prepare`, read-only since; a clone, because
-        // completing may free the op.
-        let cell = unsafe { (*op).cell.clone().unwrap_unchecked() };
-        // SAFETY: per the caller.
-        unsafe { Self::finish(op, &cell, done) }
+    /// `op` is this type's live, started op, prepared with `eager ==
+    /// false`; the caller holds `POLLING` and has never released it.
+    unsafe fn run_first(op: *const Self) {
+        // SAFETY: the op is alive; `lazy` is pinned in it.
+        let lazy: *const LazyCell = unsafe { ptr::addr_of!((*op).lazy) };
+        // A cell already: a stop requested before `start` ran the callback
+        // inline in `register`. The poll loop stops without polling.
+        // SAFETY: as above; we hold `POLLING`.
+        if unsafe { (*lazy).get().is_some() } {
+            // SAFETY: holder; the cell exists.
+            return unsafe { Self::run(op as *const ()) };
+        }
+        // SAFETY: `lazy` outlives this poll; the vtable's contract is met
+        // (see `FIRST_POLL_VTABLE`). Not dropped: its `drop` does nothing.
+        let waker = ManuallyDrop::new(unsafe {
+            Waker::from_raw(RawWaker::new(lazy as *const (), &FIRST_POLL_VTABLE))
+        });
+        let mut cx = Context::from_waker(&waker);
+        // SAFETY: holder; the future is structurally pinned in the pinned op
+        // and present until `finish`.
+        let polled = unsafe {
+            (*op).future.with_mut(|f| {
+                let fut = Pin::new_unchecked((*f).as_mut().unwrap_unchecked());
+                catch_unwind(|| fut.poll(&mut cx))
+            })
+        };
+        match polled {
+            // Not `STOP`-checked, as in the poll loop: the value wins over a
+            // stop that arrived during the poll.
+            // SAFETY: holder.
+            Ok(Poll::Ready(v)) => unsafe { Self::finish(op, Done::Value(v)) },
+            // SAFETY: holder.
+            Err(payload) => unsafe { Self::finish(op, Done::Panic(payload)) },
+            Ok(Poll::Pending) => {
+                // Every use of the borrowed waker happened before `poll`
+                // returned (it cannot outlive the borrow), so its wake-ups
+                // are all in `notified` now. From here on the cell holds the
+                // state: create it if no clone or stop did (in state
+                // `POLLING`, which we hold; a stop request racing us may
+                // create it too: one of the two wins the exchange).
+                // SAFETY: we hold `POLLING` and have not released it.
+                let cell = unsafe { (*lazy).cell_arc() };
+                // SAFETY: as above.
+                if unsafe { (*lazy).notified.load(Ordering::Acquire) } != 0 {
+                    // We hold `POLLING`: this makes the release below fail
+                    // and poll again (or re-enqueue).
+                    cell.state.fetch_or(NOTIFIED, Ordering::Relaxed);
+                }
+                // SAFETY: holder, with the op's cell.
+                unsafe { Self::poll_loop(op, cell, true) }
+            }
+        }
     }
 
     /// Polls until pending-and-released or complete.
     ///
     /// # Safety
-    /// `op` is this type's live, started operation state, and the caller
-    /// holds `POLLING` on its cell (and with it the right to touch the
-    /// holder fields).
+    /// `op` is this type's live, started operation state whose cell exists,
+    /// and the caller holds `POLLING` on it (and with it the right to touch
+    /// the holder fields).
     unsafe fn run(op: *const ()) {
         let op = op as *const Self;
-        // SAFETY: written in `start`, read-only since; alive per the caller.
-        // A clone, because completing may free the op.
-        let (cell, waker) = unsafe {
-            (
-                (*op).cell.clone().unwrap_unchecked(),
-                (*op).waker.as_ref().unwrap_unchecked().clone(),
-            )
-        };
+        // SAFETY: the cell exists (per the caller) and the op keeps it
+        // alive; a clone, because completing may free the op.
+        let cell = unsafe { (*op).lazy.cell_arc() };
+        // SAFETY: per the caller.
+        unsafe { Self::poll_loop(op, cell, false) }
+    }
+
+    /// The poll loop of [`run`](Self::run); with `pending`, starts by
+    /// releasing after a poll that returned `Pending`.
+    ///
+    /// # Safety
+    /// As [`run`](Self::run); `cell` is the op's cell.
+    unsafe fn poll_loop(op: *const Self, cell: Arc<WakeCell>, mut pending: bool) {
+        let waker = Waker::from(cell.clone());
         // SAFETY: written in `start`, read-only since.
         let scheduler = unsafe { (*op).scheduler };
         let mut cx = Context::from_waker(&waker);
         loop {
+            if pending {
+                // Release: the next holder (on another thread) sees our
+                // writes to the future. Fails if a wake-up or stop came in.
+                let released =
+                    cell.state
+                        .compare_exchange(POLLING, 0, Ordering::Release, Ordering::Relaxed);
+                match released {
+                    Ok(_) => return,
+                    // Woken during the poll, on a scheduler: go to the
+                    // back of its queue rather than polling again here
+                    // (a stop is handled right away, by the loop).
+                    Err(state) if state & STOP == 0 && scheduler.is_some() => {
+                        // SAFETY: holder; `scheduler` is `Some`.
+                        match unsafe { Self::enqueue(op) } {
+                            // Queued: the context's execution holds
+                            // `POLLING` now; the op may be gone.
+                            None => return,
+                            // Executed inline (an inline context): still
+                            // ours; poll here.
+                            Some(false) => {}
+                            // The context is shutting down.
+                            Some(true) => {
+                                // SAFETY: holder.
+                                unsafe { Self::finish(op, Done::Stopped) };
+                                return;
+                            }
+                        }
+                    }
+                    Err(_) => {}
+                }
+            }
             // Acquire: see what a waker did before setting `NOTIFIED`.
             let prev = cell.state.fetch_and(!NOTIFIED, Ordering::Acquire);
             if prev & STOP != 0 {
                 // SAFETY: holder.
-                unsafe { Self::finish(op, &cell, Done::Stopped) };
+                unsafe { Self::finish(op, Done::Stopped) };
                 return;
             }
             // SAFETY: holder; the future is structurally pinned in the
@@ -482,48 +593,15 @@ where
             match polled {
                 Ok(Poll::Ready(v)) => {
                     // SAFETY: holder.
-                    unsafe { Self::finish(op, &cell, Done::Value(v)) };
+                    unsafe { Self::finish(op, Done::Value(v)) };
                     return;
                 }
                 Err(payload) => {
                     // SAFETY: holder.
-                    unsafe { Self::finish(op, &cell, Done::Panic(payload)) };
+                    unsafe { Self::finish(op, Done::Panic(payload)) };
                     return;
                 }
-                Ok(Poll::Pending) => {
-                    // Release: the next holder (on another thread) sees our
-                    // writes to the future. Fails if a wake-up or stop came in.
-                    let released = cell.state.compare_exchange(
-                        POLLING,
-                        0,
-                        Ordering::Release,
-                        Ordering::Relaxed,
-                    );
-                    match released {
-                        Ok(_) => return,
-                        // Woken during the poll, on a scheduler: go to the
-                        // back of its queue rather than polling again here
-                        // (a stop is handled right away, by the loop).
-                        Err(state) if state & STOP == 0 && scheduler.is_some() => {
-                            // SAFETY: holder; `scheduler` is `Some`.
-                            match unsafe { Self::enqueue(op) } {
-                                // Queued: the context's execution holds
-                                // `POLLING` now; the op may be gone.
-                                None => return,
-                                // Executed inline (an inline context): still
-                                // ours; poll here.
-                                Some(false) => {}
-                                // The context is shutting down.
-                                Some(true) => {
-                                    // SAFETY: holder.
-                                    unsafe { Self::finish(op, &cell, Done::Stopped) };
-                                    return;
-                                }
-                            }
-                        }
-                        Err(_) => {}
-                    }
-                }
+                Ok(Poll::Pending) => pending = true,
             }
         }
     }
@@ -543,7 +621,7 @@ where
             // SAFETY: holder.
             Some(false) => unsafe { Self::run(op as *const ()) },
             // SAFETY: holder.
-            Some(true) => unsafe { Self::finish_erased(op, Done::Stopped) },
+            Some(true) => unsafe { Self::finish(op, Done::Stopped) },
         }
     }
 
@@ -597,27 +675,35 @@ where
             None => {}
             // SAFETY: the enqueuer handed `POLLING` over with the node; the
             // op is alive until it completes.
-            Some(Deferred::Stopped) => unsafe { Self::finish_erased(op, Done::Stopped) },
+            Some(Deferred::Stopped) => unsafe { Self::finish(op, Done::Stopped) },
             // SAFETY: as above.
             Some(_) => unsafe { Self::run(op as *const ()) },
         }
     }
 
-    /// Drops the future and the stop callback, marks the cell done and
-    /// completes the receiver.
+    /// Drops the future and the stop callback, marks the cell (if any)
+    /// done and completes the receiver.
     ///
     /// # Safety
-    /// As [`run`](Self::run); `cell` is the op's cell. Called once.
-    unsafe fn finish(op: *const Self, cell: &WakeCell, done: Done<F::Output>) {
+    /// As [`run`](Self::run), except that the cell need not exist (the
+    /// first poll). Called once.
+    unsafe fn finish(op: *const Self, done: Done<F::Output>) {
         // SAFETY: holder. Dropping in place honours the pin; a panic in the
         // future's destructor is caught so the receiver still completes.
+        // Dropping the stop callback waits for a running call of it, so a
+        // cell it created is seen below.
         let receiver = unsafe {
             let dropped = catch_unwind(|| (*op).future.with_mut(|f| *f = None));
             (*op).stop_cb.with_mut(|c| *c = None);
             ((*op).receiver.with_mut(|r| (*r).take()), dropped)
         };
-        // No one reaches the op through the cell any more.
-        cell.state.fetch_or(DONE, Ordering::Relaxed);
+        // No one reaches the op through the cell any more. Without a cell,
+        // no one can reach it at all: the first poll's waker is gone and
+        // the stop callback is deregistered.
+        // SAFETY: the op is alive and owns a reference to its cell.
+        if let Some(cell) = unsafe { (*op).lazy.get() } {
+            cell.state.fetch_or(DONE, Ordering::Relaxed);
+        }
         let (Some(receiver), dropped) = receiver else {
             return;
         };
@@ -712,6 +798,151 @@ impl Wake for WakeCell {
         self.notify(0)
     }
 }
+
+/// Where a [`FromFutureOp`]'s [`WakeCell`] is found, inside the op, and
+/// what the waker of the first poll points at.
+///
+/// The cell is created on demand, in state `POLLING`, which is only right
+/// while the thread that started the op still holds `POLLING` without a
+/// cell: so it may be created only during the first poll (by a `clone` of
+/// the first poll's waker, possibly on another thread the future lent the
+/// `&Waker` to), by a stop request (whose callback is registered in
+/// `start`, before the first poll), or by the first poller itself after a
+/// `Pending` poll (before it lets go of `POLLING`, so no creation can come
+/// later: from then on the cell exists). A stop request after a `Ready`
+/// first poll may create a cell while `finish` drops the callback; it only
+/// sets `STOP | NOTIFIED` there and `finish` then sets `DONE`.
+pub(crate) struct LazyCell {
+    /// The cell (`Arc::into_raw`, one reference owned here, released when
+    /// the op is dropped), or null. Set once, by compare-exchange.
+    cell: AtomicPtr<WakeCell>,
+    /// Non-zero once the first poll's (borrowed) waker was woken.
+    notified: AtomicUsize,
+    /// `WakeCell::op` of the cell. Written in `start`, before any waker or
+    /// stop callback exists.
+    op: *const (),
+    /// `WakeCell::run` of the cell. Written in `start`, as `op`.
+    run: unsafe fn(*const ()),
+}
+
+// SAFETY: `op` and `run` are written before the op is shared and only read
+// after; the rest is atomic; the cell is `Send + Sync`.
+unsafe impl Send for LazyCell {}
+// SAFETY: as above.
+unsafe impl Sync for LazyCell {}
+
+/// Placeholder `run` until `start` writes the real one (never called: no
+/// cell exists before `start`).
+unsafe fn not_started(_: *const ()) {}
+
+impl LazyCell {
+    fn new() -> Self {
+        LazyCell {
+            cell: AtomicPtr::new(ptr::null_mut()),
+            notified: AtomicUsize::new(0),
+            op: ptr::null(),
+            run: not_started,
+        }
+    }
+
+    /// The cell, if it was created.
+    fn get(&self) -> Option<&WakeCell> {
+        // Acquire: see the creator's initialisation of the cell.
+        let cell = self.cell.load(Ordering::Acquire);
+        // SAFETY: created by `cell`, kept alive by the reference we own.
+        unsafe { cell.as_ref() }
+    }
+
+    /// The cell, created if there is none yet.
+    ///
+    /// # Safety
+    /// `POLLING` is held and, if no cell exists yet, it is held by the
+    /// thread that started the op, which has not let it go (see the type's
+    /// docs): the call is made during the first poll, by the stop
+    /// callback, or by the first poller before it releases.
+    unsafe fn cell(&self) -> *const WakeCell {
+        // Acquire: see the creator's initialisation of the cell.
+        let current = self.cell.load(Ordering::Acquire);
+        if !current.is_null() {
+            return current;
+        }
+        let new = Arc::into_raw(Arc::new(WakeCell {
+            state: AtomicUsize::new(POLLING),
+            op: self.op,
+            run: self.run,
+        })) as *mut WakeCell;
+        // AcqRel: publish our cell, or see the winner's.
+        match self
+            .cell
+            .compare_exchange(ptr::null_mut(), new, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => new,
+            Err(winner) => {
+                // SAFETY: ours, from `into_raw` above, never shared.
+                drop(unsafe { Arc::from_raw(new) });
+                winner
+            }
+        }
+    }
+
+    /// [`cell`](Self::cell), as a new reference.
+    ///
+    /// # Safety
+    /// As [`cell`](Self::cell).
+    unsafe fn cell_arc(&self) -> Arc<WakeCell> {
+        // SAFETY: per the caller.
+        let cell = unsafe { self.cell() };
+        // SAFETY: `cell` came from `Arc::into_raw` and we own a reference.
+        unsafe {
+            Arc::increment_strong_count(cell);
+            Arc::from_raw(cell)
+        }
+    }
+}
+
+impl Drop for LazyCell {
+    fn drop(&mut self) {
+        let cell = self.cell.load(Ordering::Acquire);
+        if !cell.is_null() {
+            // SAFETY: the reference owned here, from `Arc::into_raw`.
+            drop(unsafe { Arc::from_raw(cell) });
+        }
+    }
+}
+
+/// The waker of the first poll: its data is the op's [`LazyCell`]. It is
+/// only ever lent (`&Waker`, inside the first poll's `Context`), never
+/// owned by anyone but `run_first`, which does not drop it; so every call
+/// below happens during the first poll, while `run_first` holds `POLLING`
+/// and the op is alive. `clone` hands out a waker of the (created on
+/// demand) cell; `wake_by_ref` records the wake-up for `run_first`, which
+/// reads it after the poll returned.
+static FIRST_POLL_VTABLE: RawWakerVTable = RawWakerVTable::new(
+    first_poll_clone,
+    first_poll_wake,
+    first_poll_wake,
+    first_poll_drop,
+);
+
+unsafe fn first_poll_clone(data: *const ()) -> RawWaker {
+    // SAFETY: `data` is the live op's `LazyCell`, and we are inside the
+    // first poll (see `FIRST_POLL_VTABLE`).
+    let cell = unsafe { (*(data as *const LazyCell)).cell_arc() };
+    let waker = ManuallyDrop::new(Waker::from(cell));
+    RawWaker::new(waker.data(), waker.vtable())
+}
+
+unsafe fn first_poll_wake(data: *const ()) {
+    // SAFETY: as in `first_poll_clone`. Release: `run_first`'s Acquire
+    // sees what the waker did before waking.
+    unsafe {
+        (*(data as *const LazyCell))
+            .notified
+            .store(1, Ordering::Release)
+    }
+}
+
+unsafe fn first_poll_drop(_: *const ()) {}
 
 /// Makes a sender out of a future that is polled on `scheduler`: every
 /// poll, the first included, runs in the completion of a
@@ -867,8 +1098,9 @@ where
         // SAFETY: `core` is structurally pinned inside the pinned op.
         let core: *mut FromFutureOp<F, R> = unsafe { ptr::addr_of_mut!((*op).core) };
         // SAFETY: we hold `POLLING` (the cell's initial state); wake-ups
-        // reach `dispatch` with the outer op.
-        unsafe { FromFutureOp::<F, R>::prepare(core, op as *const (), Self::dispatch) };
+        // reach `dispatch` with the outer op. Eager: every poll runs in
+        // `run`, with the cell's waker.
+        unsafe { FromFutureOp::<F, R>::prepare(core, op as *const (), Self::dispatch, true) };
         // SAFETY: holder; the op is alive (start's contract).
         unsafe { Self::dispatch(op as *const ()) };
     }
@@ -940,7 +1172,7 @@ where
     unsafe fn scheduled_stopped(op: *const ()) {
         let op = op as *const Self;
         // SAFETY: as `scheduled_run`.
-        unsafe { FromFutureOp::<F, R>::finish_erased(ptr::addr_of!((*op).core), Done::Stopped) }
+        unsafe { FromFutureOp::<F, R>::finish(ptr::addr_of!((*op).core), Done::Stopped) }
     }
 
     /// # Safety
@@ -948,9 +1180,7 @@ where
     unsafe fn scheduled_panicked(op: *const (), payload: PanicPayload) {
         let op = op as *const Self;
         // SAFETY: as `scheduled_run`.
-        unsafe {
-            FromFutureOp::<F, R>::finish_erased(ptr::addr_of!((*op).core), Done::Panic(payload))
-        }
+        unsafe { FromFutureOp::<F, R>::finish(ptr::addr_of!((*op).core), Done::Panic(payload)) }
     }
 }
 
@@ -1181,6 +1411,137 @@ mod loom_tests {
             assert_eq!(stopped.load(Ordering::SeqCst), 0);
             drop(op);
         });
+    }
+
+    /// What the lending future's helper thread does with the first poll's
+    /// borrowed waker.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Lend {
+        /// Clones it (racing the poller's own clone: both may create the
+        /// cell) and wakes the clone after the borrow ended, racing the
+        /// first poll's release.
+        CloneThenWake,
+        /// Calls `wake_by_ref` on the borrowed waker during the poll.
+        WakeByRef,
+    }
+
+    struct SendPtr(*const Waker);
+    // SAFETY: the waker is `Sync`; the poller waits for the helper to be
+    // done with the borrow before the poll returns.
+    unsafe impl Send for SendPtr {}
+
+    /// A future whose first poll lends its `&Waker` to another thread
+    /// (waiting, inside the poll, until that thread is done with the
+    /// borrow), which writes `data` and then wakes it; the second poll
+    /// reads `data`.
+    struct LendingFuture {
+        chan: LArc<Chan>,
+        lend: Lend,
+        polls: usize,
+        own: Option<Waker>,
+        helper: LArc<LMutex<Option<::loom::thread::JoinHandle<()>>>>,
+        scratch: UnsafeCell<usize>,
+    }
+
+    impl Future for LendingFuture {
+        type Output = u32;
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<u32> {
+            self.polls += 1;
+            if self.polls > 1 {
+                // SAFETY: the poller owns the future (ordered after the
+                // first poll by `from_future`).
+                assert_eq!(self.scratch.with(|s| unsafe { *s }), 1);
+                // SAFETY: written by the helper before it woke us.
+                return Poll::Ready(self.chan.data.with(|d| unsafe { *d }));
+            }
+            let lent = LArc::new(LAtomicUsize::new(0));
+            let ptr = SendPtr(cx.waker() as *const Waker);
+            let (chan, lend, lent2) = (self.chan.clone(), self.lend, lent.clone());
+            let handle = ::loom::thread::spawn(move || {
+                let ptr = ptr;
+                // SAFETY: the poll that lent it waits for `lent` below.
+                let borrowed = unsafe { &*ptr.0 };
+                let clone = match lend {
+                    Lend::CloneThenWake => Some(borrowed.clone()),
+                    Lend::WakeByRef => {
+                        // SAFETY: read after a wake-up only.
+                        chan.data.with_mut(|d| unsafe { *d = 42 });
+                        borrowed.wake_by_ref();
+                        None
+                    }
+                };
+                lent2.store(1, Ordering::Release);
+                if let Some(w) = clone {
+                    // SAFETY: read after a wake-up only.
+                    chan.data.with_mut(|d| unsafe { *d = 42 });
+                    w.wake();
+                }
+            });
+            *self.helper.lock().unwrap() = Some(handle);
+            if self.lend == Lend::CloneThenWake {
+                self.own = Some(cx.waker().clone());
+            }
+            while lent.load(Ordering::Acquire) == 0 {
+                ::loom::thread::yield_now();
+            }
+            // SAFETY: the poller owns the future.
+            self.scratch.with_mut(|s| unsafe { *s = 1 });
+            Poll::Pending
+        }
+    }
+
+    fn lending_first_poll(lend: Lend) {
+        ::loom::model(move || {
+            let chan = LArc::new(Chan {
+                data: UnsafeCell::new(0),
+                slot: LMutex::new((false, None)),
+            });
+            let helper = LArc::new(LMutex::new(None));
+            let values = LArc::new(LAtomicUsize::new(0));
+            let stopped = LArc::new(LAtomicUsize::new(0));
+            let future = LendingFuture {
+                chan: chan.clone(),
+                lend,
+                polls: 0,
+                own: None,
+                helper: helper.clone(),
+                scratch: UnsafeCell::new(0),
+            };
+            let mut op = Box::pin(from_future(future).connect(Recv {
+                values: values.clone(),
+                stopped: stopped.clone(),
+            }));
+            // SAFETY: `op` stays pinned in its box until after the join.
+            unsafe { op.as_mut().start() };
+            let handle = helper.lock().unwrap().take().unwrap();
+            handle.join().unwrap();
+            assert_eq!(values.load(Ordering::SeqCst), 1);
+            assert_eq!(stopped.load(Ordering::SeqCst), 0);
+            drop(op);
+            // The future (and its handles) was dropped at completion.
+            assert_eq!(LArc::strong_count(&chan), 1);
+        });
+    }
+
+    /// The first poll's waker cloned on another thread (racing the
+    /// poller's own clone: one cell is created, the loser's freed), and
+    /// the clone woken there after the borrow ended, racing the first
+    /// poll's release: exactly one completion, every poll sees the
+    /// helper's write and the previous poll's. Fails (concurrent access to
+    /// the future) if a cell is created in state 0 instead of `POLLING`
+    /// (checked).
+    #[test]
+    fn clone_racing_the_first_poll() {
+        lending_first_poll(Lend::CloneThenWake);
+    }
+
+    /// `wake_by_ref` on the first poll's borrowed waker from another
+    /// thread, during the poll, then `Pending`: the poller polls again and
+    /// sees the helper's write. Fails (no completion) if `run_first`
+    /// ignores `notified` (checked).
+    #[test]
+    fn borrowed_wake_by_ref_during_the_first_poll() {
+        lending_first_poll(Lend::WakeByRef);
     }
 
     /// A stop request racing a wake-up: exactly one completion, and the

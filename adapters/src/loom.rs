@@ -9,7 +9,7 @@ pub(crate) use ::loom::{cell, sync};
 pub(crate) mod sync {
     pub(crate) use std::sync::{Mutex, MutexGuard};
     pub(crate) mod atomic {
-        pub(crate) use core::sync::atomic::{AtomicUsize, Ordering};
+        pub(crate) use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
     }
 }
 
