@@ -166,11 +166,12 @@ fn blocking_main(shared: &Shared) {
 /// use exec_core::{sync_wait, Scheduler, SenderExt};
 /// let pool = exec_pool::ThreadPool::builder().threads(1).build().unwrap();
 /// let io = pool.blocking_scheduler();
-/// let len = sync_wait(io.schedule().then(|()| {
+/// let thread = sync_wait(io.schedule().then(|()| {
 ///     std::thread::sleep(std::time::Duration::from_millis(1)); // a blocking call
-///     std::fs::read_dir(".").map(|d| d.count()).unwrap_or(0)
+///     std::thread::current().name().map(str::to_owned)
 /// }));
-/// assert!(len.unwrap().is_some());
+/// // On one of the pool's blocking threads, not on its worker.
+/// assert_eq!(thread.unwrap().unwrap().as_deref(), Some("exec-pool-blocking"));
 /// ```
 #[derive(Clone)]
 pub struct BlockingScheduler {
