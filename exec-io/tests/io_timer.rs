@@ -260,6 +260,7 @@ fn many_timers_add_and_cancel() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "binds a TCP listener: miri has no sockets")]
 fn timeout_fires_with_timed_out_error() {
     let ctx = IoContext::new().unwrap();
     let sch = ctx.scheduler();
@@ -307,6 +308,7 @@ fn timeout_passes_value_and_error_through() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "binds a TCP listener: miri has no sockets")]
 fn timeout_stopped_from_outside_completes_stopped() {
     let bg = BgLoop::new();
     let listener = TcpListener::bind(&bg.sch, "127.0.0.1:0".parse().unwrap()).unwrap();
