@@ -1,6 +1,7 @@
-//! Fixtures shared by the loom models of the adaptors: a sender that
-//! completes on a loom thread it spawns in `start`, and a receiver that
-//! records what arrives.
+//! Fixtures shared by the loom models of the adaptors and sync primitives:
+//! a sender that completes on a loom thread it spawns in `start`, a
+//! receiver that records what arrives, and the bookkeeping of a receiver
+//! whose environment carries a stop source.
 #![allow(unreachable_pub, missing_debug_implementations)]
 
 use alloc::vec::Vec;
@@ -13,7 +14,7 @@ use ::loom::thread::JoinHandle;
 
 use crate::loom::cell::UnsafeCell;
 use crate::loom::sync::atomic::{AtomicUsize, Ordering};
-use crate::{OperationState, PanicPayload, Receiver, Sender, SenderTo};
+use crate::{Env, OperationState, PanicPayload, Receiver, Sender, SenderTo, StopSource, StopToken};
 
 /// The completing threads a model joins before it checks its outcome.
 pub type Handles = Arc<Mutex<Vec<JoinHandle<()>>>>;
@@ -136,5 +137,38 @@ impl<T> Receiver<T, Infallible> for Out<T> {
     }
     fn set_panic(self, _: PanicPayload) {
         self.completions.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What a stoppable receiver of a sync primitive's model records: which
+/// channel completed it (a code chosen by the model), how many times, and
+/// the stop source its environment carries. Each model implements
+/// `Receiver` for it with its own value type, calling [`record`](Self::record)
+/// and answering `env` with [`env`](Self::env).
+pub struct Rec {
+    pub outcome: Arc<AtomicUsize>,
+    pub completions: Arc<AtomicUsize>,
+    pub stop: Arc<StopSource>,
+}
+
+impl Rec {
+    /// Counts a completion and stores its code (Release: the model reads
+    /// it after joining).
+    pub fn record(&self, what: usize) {
+        self.completions.fetch_add(1, Ordering::Relaxed);
+        self.outcome.store(what, Ordering::Release);
+    }
+
+    /// An environment whose stop token is `stop`'s.
+    pub fn env(&self) -> impl Env<'_> {
+        RecEnv(&self.stop)
+    }
+}
+
+struct RecEnv<'a>(&'a StopSource);
+
+impl<'a> Env<'a> for RecEnv<'a> {
+    fn stop_token(&self) -> StopToken<'a> {
+        self.0.token()
     }
 }

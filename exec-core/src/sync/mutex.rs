@@ -341,29 +341,13 @@ mod loom_tests {
     //! one of them completes it, and the lock is never lost.
     use super::*;
     use crate::loom::sync::atomic::{AtomicUsize, Ordering};
-    use crate::{PanicPayload, StopSource, StopToken};
+    use crate::loom_fixtures::Rec;
+    use crate::{PanicPayload, StopSource};
     use ::loom::sync::Arc as LoomArc;
     use alloc::boxed::Box;
     use core::convert::Infallible;
 
-    /// 1: got the lock (and released it); 3: stopped.
-    struct Rec {
-        outcome: LoomArc<AtomicUsize>,
-        completions: LoomArc<AtomicUsize>,
-        stop: LoomArc<StopSource>,
-    }
-    impl Rec {
-        fn record(&self, what: usize) {
-            self.completions.fetch_add(1, Ordering::Relaxed);
-            self.outcome.store(what, Ordering::Release);
-        }
-    }
-    struct RecEnv<'a>(&'a StopSource);
-    impl<'a> crate::Env<'a> for RecEnv<'a> {
-        fn stop_token(&self) -> StopToken<'a> {
-            self.0.token()
-        }
-    }
+    // Outcome codes: 1: got the lock (and released it); 3: stopped.
     impl<'m> Receiver<AsyncMutexGuard<'m, u32>, Infallible> for Rec {
         fn set_value(self, mut g: AsyncMutexGuard<'m, u32>) {
             *g += 1;
@@ -380,7 +364,7 @@ mod loom_tests {
             panic!("no panic expected");
         }
         fn env(&self) -> impl crate::Env<'_> {
-            RecEnv(&self.stop)
+            Rec::env(self)
         }
     }
 

@@ -645,28 +645,12 @@ mod loom_tests {
     //! half's drop) racing a stop request; exactly one of them completes it.
     use super::*;
     use crate::loom::sync::atomic::{AtomicUsize, Ordering};
+    use crate::loom_fixtures::Rec;
     use crate::{PanicPayload, StopSource};
     use ::loom::sync::Arc as LoomArc;
     use alloc::boxed::Box;
 
-    /// 0: nothing yet; 1: value 7; 2: error; 3: stopped.
-    struct Rec {
-        outcome: LoomArc<AtomicUsize>,
-        completions: LoomArc<AtomicUsize>,
-        stop: LoomArc<StopSource>,
-    }
-    impl Rec {
-        fn record(&self, what: usize) {
-            self.completions.fetch_add(1, Ordering::Relaxed);
-            self.outcome.store(what, Ordering::Release);
-        }
-    }
-    struct RecEnv<'a>(&'a StopSource);
-    impl<'a> crate::Env<'a> for RecEnv<'a> {
-        fn stop_token(&self) -> StopToken<'a> {
-            self.0.token()
-        }
-    }
+    // Outcome codes: 0: nothing yet; 1: value 7; 2: error; 3: stopped.
     impl Receiver<u32, RecvError> for Rec {
         fn set_value(self, v: u32) {
             assert_eq!(v, 7);
@@ -682,7 +666,7 @@ mod loom_tests {
             panic!("no panic expected");
         }
         fn env(&self) -> impl crate::Env<'_> {
-            RecEnv(&self.stop)
+            Rec::env(self)
         }
     }
 
