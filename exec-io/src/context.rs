@@ -190,6 +190,7 @@ impl IoContextBuilder {
                 poll,
                 events: Events::with_capacity(self.event_capacity),
             },
+            false,
         ))
     }
 
@@ -203,10 +204,22 @@ impl IoContextBuilder {
         let fd = crate::uring::eventfd()?;
         let raw = fd.as_raw_fd();
         let uring = crate::uring::Uring::new(self.event_capacity as u32, fd)?;
-        Ok(self.finish(WakeFd::EventFd(raw), None, Driver::Uring(Box::new(uring))))
+        let poll_first = uring.recv_poll_first();
+        Ok(self.finish(
+            WakeFd::EventFd(raw),
+            None,
+            Driver::Uring(Box::new(uring)),
+            poll_first,
+        ))
     }
 
-    fn finish(&self, waker: WakeFd, registry: Option<mio::Registry>, driver: Driver) -> IoContext {
+    fn finish(
+        &self,
+        waker: WakeFd,
+        registry: Option<mio::Registry>,
+        driver: Driver,
+        recv_poll_first: bool,
+    ) -> IoContext {
         let shared = Arc::new(Shared {
             inbox: Inbox::new(),
             waker,
@@ -215,6 +228,7 @@ impl IoContextBuilder {
             stop: AtomicBool::new(false),
             contained: std::sync::Mutex::new(None),
             has_contained: AtomicBool::new(false),
+            recv_poll_first,
             local: UnsafeCell::new(Local {
                 driver,
                 ready: VecDeque::new(),
@@ -275,6 +289,9 @@ pub struct Shared {
     contained: std::sync::Mutex<Option<PanicPayload>>,
     /// `contained` holds a payload (checked once per turn, cheaply).
     has_contained: AtomicBool,
+    /// io_uring: receives may carry `IORING_RECVSEND_POLL_FIRST` (the
+    /// kernel knows it). Set once at build.
+    pub(crate) recv_poll_first: bool,
 }
 
 // SAFETY: `local` (with its raw pointers) is only accessed by the single
@@ -293,6 +310,10 @@ impl fmt::Debug for Shared {
 
 const BUSY_READ: u64 = 1;
 const BUSY_WRITE: u64 = 2;
+/// io_uring: the last receive on this source returned less than it asked
+/// for, so the socket's receive queue was empty afterwards (see
+/// [`Source::recv_drained`](crate::source::Source::recv_drained)).
+pub(crate) const RECV_DRAINED: u64 = 4;
 
 /// io_uring: claims the source's read or write "busy" bit (its key cell is
 /// unused for registration on this backend). The busy bits are only

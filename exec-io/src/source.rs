@@ -5,7 +5,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use crate::context::{KeyCell, Shared};
+use crate::context::{KeyCell, RECV_DRAINED, Shared};
 
 /// A descriptor and its registration. Shared (`Arc`) by the I/O object and
 /// the operations running on it, so it outlives them.
@@ -45,6 +45,30 @@ impl<T: AsRawFd> Source<T> {
             socket: false,
             io,
         })
+    }
+
+    /// io_uring: whether the last receive on this socket returned fewer
+    /// bytes than it asked for (it emptied the receive queue), so the next
+    /// one most likely finds nothing and should wait for data before it
+    /// tries (`IORING_RECVSEND_POLL_FIRST`) instead of failing once with
+    /// `EAGAIN` inside the kernel first. Loop thread only (the key cell's
+    /// bits are loop-thread state on this backend, see `take_busy`).
+    pub(crate) fn recv_drained(&self) -> bool {
+        self.key.load(Ordering::Relaxed) & RECV_DRAINED != 0
+    }
+
+    /// io_uring: records how the last receive went (see
+    /// [`recv_drained`](Self::recv_drained)). Loop thread only.
+    pub(crate) fn set_recv_drained(&self, drained: bool) {
+        let cur = self.key.load(Ordering::Relaxed);
+        let new = if drained {
+            cur | RECV_DRAINED
+        } else {
+            cur & !RECV_DRAINED
+        };
+        if new != cur {
+            self.key.store(new, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn raw(&self) -> RawSource {

@@ -57,6 +57,9 @@ pub(crate) struct Uring {
     wake_armed: bool,
     /// Headers of operations with an entry in flight.
     inflight: HashSet<usize, BuildHasherDefault<AddrHasher>>,
+    /// The kernel took the 5.19 setup flags, so it also knows 5.19's
+    /// `IORING_RECVSEND_POLL_FIRST` (older ones reject it).
+    modern: bool,
 }
 
 /// Creates the eventfd the loop's waker writes to.
@@ -103,15 +106,20 @@ impl Uring {
     pub(crate) fn new(entries: u32, wake_fd: OwnedFd) -> io::Result<Self> {
         let entries = entries.next_power_of_two().max(64);
         let cq = entries.saturating_mul(8);
+        let mut modern = true;
         let ring = IoUring::builder()
             .setup_cqsize(cq)
             .setup_coop_taskrun()
             .setup_taskrun_flag()
             .setup_submit_all()
             .build(entries)
-            .or_else(|_| IoUring::builder().setup_cqsize(cq).build(entries))
+            .or_else(|_| {
+                modern = false;
+                IoUring::builder().setup_cqsize(cq).build(entries)
+            })
             .or_else(|_| IoUring::builder().build(entries))?;
         Ok(Uring {
+            modern,
             ring,
             wake_fd,
             wake_buf: Box::new(0),
@@ -183,6 +191,12 @@ impl Uring {
         let entry = opcode::AsyncCancel::new(h as u64).build().user_data(CANCEL);
         // SAFETY: a cancel points at no memory.
         let _ = unsafe { self.push(&entry) };
+    }
+
+    /// Whether receives may carry `IORING_RECVSEND_POLL_FIRST` (Linux
+    /// 5.19; this ring was set up with that kernel's flags).
+    pub(crate) fn recv_poll_first(&self) -> bool {
+        self.modern
     }
 
     /// Whether anything is in flight for operations.

@@ -11,12 +11,28 @@ use crate::context::Shared;
 use crate::op::{Action, Interest, Step};
 use crate::source::{RawSource, Source};
 
+/// `IORING_RECVSEND_POLL_FIRST` (Linux 5.19, `ioprio` of a receive): arm
+/// the readiness poll before trying. Only on kernels that know it
+/// (`Shared::recv_poll_first`).
+const IORING_RECVSEND_POLL_FIRST: u16 = 1;
+
 /// io_uring: the entry reading into `buf`.
 fn read_entry<T: AsRawFd>(src: &Source<T>, buf: &mut [u8]) -> squeue::Entry {
     let fd = types::Fd(src.io.as_raw_fd());
     let len = buf.len().min(u32::MAX as usize) as u32;
     if src.socket {
-        opcode::Recv::new(fd, buf.as_mut_ptr(), len).build()
+        // The last receive emptied the socket: wait for data first rather
+        // than fail once with EAGAIN and then wait (the common case for a
+        // request/response protocol, whose next request comes only after
+        // the response went out).
+        let ioprio = if src.ctx.recv_poll_first && src.recv_drained() {
+            IORING_RECVSEND_POLL_FIRST
+        } else {
+            0
+        };
+        opcode::Recv::new(fd, buf.as_mut_ptr(), len)
+            .ioprio(ioprio)
+            .build()
     } else {
         opcode::Read::new(fd, buf.as_mut_ptr(), len)
             .offset(u64::MAX)
@@ -120,6 +136,13 @@ where
         Some((read_entry(&self.src, buf), self.src.raw(), false))
     }
     fn uring_complete(&mut self, res: i32) -> Step<(usize, Vec<u8>), io::Error> {
+        if self.src.socket {
+            let asked = self.buf.as_ref().map_or(0, Vec::len);
+            // Fewer bytes than asked (or end of stream, or an error): the
+            // receive queue is empty now.
+            self.src
+                .set_recv_drained(usize::try_from(res).map_or(true, |n| n < asked));
+        }
         complete_with_buf(res, &mut self.buf, Interest::Read(self.src.raw()))
     }
     fn attempt(&mut self) -> Step<(usize, Vec<u8>), io::Error> {
