@@ -338,3 +338,71 @@ fn ipv6_connect_accept_addrs() {
     let (n, buf) = sync_wait(server.read(vec![0; 8])).unwrap().unwrap();
     assert_eq!(&buf[..n], b"v6");
 }
+
+/// On io_uring a receive that follows one that emptied the socket waits
+/// for data before it tries (`IORING_RECVSEND_POLL_FIRST`); one that
+/// follows a receive that filled its buffer tries at once. Either way it
+/// must see data already queued, data that arrives later, a stop, and the
+/// end of the stream (the readiness backend runs the same steps).
+#[test]
+fn reads_after_a_draining_read_see_queued_data_later_data_stop_and_eof() {
+    let bg = BgLoop::new();
+    let (_l, client, server) = pair(&bg);
+    let read = |len: usize| {
+        let (n, buf) = sync_wait(server.read(vec![0; len])).unwrap().unwrap();
+        buf[..n].to_vec()
+    };
+    sync_wait(client.write_all(b"abcdefgh".to_vec()))
+        .unwrap()
+        .unwrap();
+    thread::sleep(Duration::from_millis(20));
+    // Fills its buffer: more may be queued.
+    assert_eq!(read(4), b"abcd");
+    // Gets less than it asked for: the socket is empty afterwards.
+    assert_eq!(read(16), b"efgh");
+
+    // Data queued before the next (poll-first) read is submitted.
+    sync_wait(client.write_all(b"ijk".to_vec()))
+        .unwrap()
+        .unwrap();
+    thread::sleep(Duration::from_millis(20));
+    assert_eq!(read(16), b"ijk");
+
+    // Data that arrives while the read waits; a write in the other
+    // direction meanwhile is not blocked by it.
+    let (reading, got) = common::start(server.read(vec![0; 16]));
+    thread::sleep(Duration::from_millis(20));
+    assert!(!got.is_complete());
+    sync_wait(server.write_all(b"pong".to_vec()))
+        .unwrap()
+        .unwrap();
+    let (n, buf) = sync_wait(client.read(vec![0; 16])).unwrap().unwrap();
+    assert_eq!(&buf[..n], b"pong");
+    assert!(!got.is_complete());
+    sync_wait(client.write_all(b"lmn".to_vec()))
+        .unwrap()
+        .unwrap();
+    wait_for(5, || got.is_complete());
+    let (n, buf) = got.expect_value();
+    assert_eq!(&buf[..n], b"lmn");
+    reading.finish();
+
+    // A stop while the read waits for data.
+    let source = Arc::new(StopSource::new());
+    let (r, rec) = recorder_with_stop(source.clone());
+    let started = start_with(server.read(vec![0; 16]), r, &rec);
+    thread::sleep(Duration::from_millis(20));
+    assert!(!rec.is_complete());
+    source.request_stop();
+    wait_for(5, || rec.is_complete());
+    rec.expect_stopped();
+    started.finish();
+
+    // Then the end of the stream.
+    sync_wait(client.write_all(b"op".to_vec()))
+        .unwrap()
+        .unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read(16), b"op");
+    assert_eq!(read(16), b"", "EOF after the peer's half-close");
+}
