@@ -439,6 +439,21 @@ impl Shared {
     /// until it completes.
     pub(crate) unsafe fn submit(&self, h: *const Header) -> bool {
         if self.on_loop() {
+            if self.is_uring() {
+                // Its native entry goes straight into the submission
+                // queue, so it leaves with this turn's submission instead
+                // of waiting a turn in the ready queue (a server's next
+                // read or write, started by the completion of the last).
+                // SAFETY: loop thread, no borrow of `local` alive (the
+                // callers are ops being run, which hold none); `h` live
+                // and registered nowhere, per the contract.
+                unsafe {
+                    ((*h).run)(h, Signal::TryNative);
+                    if (*h).native.get() {
+                        return true;
+                    }
+                }
+            }
             // SAFETY: loop thread; short borrow.
             unsafe { self.local().ready.push_back((h, Signal::Start)) };
             return true;

@@ -37,6 +37,13 @@ use crate::source::RawSource;
 pub(crate) enum Signal {
     /// First run on the loop thread.
     Start,
+    /// io_uring, started on the loop thread itself: submit the native
+    /// entry now if the action has one and nothing stands in the way (no
+    /// stop requested, the entry queued without error), and set
+    /// `Header::native`; otherwise do nothing (the caller then queues a
+    /// `Start`). Never completes the op, so it runs no receiver and
+    /// cannot recurse.
+    TryNative,
     /// The readiness or deadline it waited for arrived: try again.
     Ready,
     /// Its stop callback fired.
@@ -416,6 +423,14 @@ where
                         }
                     }
                     None => {}
+                }
+            }
+            Signal::TryNative => {
+                if !this.stop_requested() {
+                    // SAFETY: loop thread; forwarded contract. An error
+                    // leaves nothing behind (`native` stays false): the
+                    // queued `Start` meets it again and reports it.
+                    let _ = unsafe { this.submit_native(h) };
                 }
             }
             Signal::Start | Signal::Ready | Signal::Completed(_) => {

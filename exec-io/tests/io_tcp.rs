@@ -13,7 +13,7 @@ use std::thread;
 use std::time::Duration;
 
 use common::{recorder_with_stop, start_with};
-use exec_core::{StopSource, sync_wait};
+use exec_core::{Scheduler, SenderExt, StopSource, sync_wait};
 use exec_io::{IoContext, TcpListener, TcpStream};
 use support::{BgLoop, wait_for};
 
@@ -405,4 +405,89 @@ fn reads_after_a_draining_read_see_queued_data_later_data_stop_and_eof() {
     client.shutdown(Shutdown::Write).unwrap();
     assert_eq!(read(16), b"op");
     assert_eq!(read(16), b"", "EOF after the peer's half-close");
+}
+
+/// A sender that completes on the loop with `()` (and the error type of
+/// the stream operations, so they can follow it).
+macro_rules! on_loop {
+    ($bg:expr) => {
+        $bg.sch.schedule().with_error::<std::io::Error>()
+    };
+}
+
+/// Operations started on the loop thread itself (by the completion of
+/// another, as in a server) take a shortcut on io_uring: their entry is
+/// submitted at once instead of a turn later. Every outcome still arrives
+/// exactly once: a value, a refusal (another read pending), a stop
+/// requested before the start, and a stop while waiting.
+#[test]
+fn reads_started_on_the_loop_complete_with_value_busy_error_and_stop() {
+    let bg = BgLoop::new();
+    let (_l, client, server) = pair(&bg);
+    let server = Arc::new(server);
+
+    // Value: a read started by a completion on the loop.
+    let s = server.clone();
+    let (reading, got) = common::start(on_loop!(bg).let_value(move |()| s.read(vec![0; 16])));
+    thread::sleep(Duration::from_millis(20));
+    assert!(!got.is_complete());
+    sync_wait(client.write_all(b"on loop".to_vec()))
+        .unwrap()
+        .unwrap();
+    wait_for(5, || got.is_complete());
+    let (n, buf) = got.expect_value();
+    assert_eq!(&buf[..n], b"on loop");
+    reading.finish();
+
+    // Refused: another read is pending on the same stream.
+    let (first, first_got) = common::start(server.read(vec![0; 16]));
+    thread::sleep(Duration::from_millis(20));
+    let s = server.clone();
+    let err = sync_wait(on_loop!(bg).let_value(move |()| s.read(vec![0; 16]))).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ResourceBusy);
+    assert!(!first_got.is_complete(), "the pending read is untouched");
+    sync_wait(client.write_all(b"first".to_vec()))
+        .unwrap()
+        .unwrap();
+    wait_for(5, || first_got.is_complete());
+    let (n, buf) = first_got.expect_value();
+    assert_eq!(&buf[..n], b"first");
+    first.finish();
+
+    // Stopped: the stop is requested (on the loop) before the read starts.
+    let source = Arc::new(StopSource::new());
+    let (r, rec) = recorder_with_stop(source.clone());
+    let (s, src) = (server.clone(), source.clone());
+    let started = start_with(
+        on_loop!(bg).let_value(move |()| {
+            src.request_stop();
+            s.read(vec![0; 16])
+        }),
+        r,
+        &rec,
+    );
+    wait_for(5, || rec.is_complete());
+    rec.expect_stopped();
+    started.finish();
+
+    // Stopped while waiting for data; the stream still works afterwards.
+    let source = Arc::new(StopSource::new());
+    let (r, rec) = recorder_with_stop(source.clone());
+    let s = server.clone();
+    let started = start_with(
+        on_loop!(bg).let_value(move |()| s.read(vec![0; 16])),
+        r,
+        &rec,
+    );
+    thread::sleep(Duration::from_millis(20));
+    assert!(!rec.is_complete());
+    source.request_stop();
+    wait_for(5, || rec.is_complete());
+    rec.expect_stopped();
+    started.finish();
+    sync_wait(client.write_all(b"after".to_vec()))
+        .unwrap()
+        .unwrap();
+    let (n, buf) = sync_wait(server.read(vec![0; 16])).unwrap().unwrap();
+    assert_eq!(&buf[..n], b"after");
 }
