@@ -3,7 +3,7 @@
 //! `ping_pong` and `when_all_fanout`, without tokio and rayon in the
 //! process.
 //!
-//! `cargo run --release -p exec-pool --example hot_paths -- yield_many 50`
+//! `cargo run --release -p exec-pool --example hot_paths -- yield_many 50 [threads]`
 //! runs the named scenario (`chained_spawn`, `yield_many`, `spawn_many`,
 //! `ping_pong`, `when_all_fanout`)
 //! the given number of rounds and prints the median wall-clock ns/op and
@@ -73,7 +73,8 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let which = args.next().unwrap_or_else(|| "yield_many".into());
     let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(20);
-    let pool = ThreadPool::builder().threads(2).build().unwrap();
+    let threads: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(2);
+    let pool = ThreadPool::builder().threads(threads).build().unwrap();
     let sched = pool.scheduler();
     let (ops, f): (usize, Box<dyn Fn()>) = match which.as_str() {
         "chained_spawn" => (
