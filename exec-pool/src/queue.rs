@@ -77,6 +77,7 @@ impl LocalQueue {
 
     /// Pushes `job` (owner only). If the ring is full, half of it and `job`
     /// move to `injector`; if the injector is closed they are handed back.
+    #[inline]
     pub(crate) fn push(&self, job: JobRef, injector: &Injector) -> Result<(), Vec<JobRef>> {
         let tail = self.tail.load(Ordering::Relaxed); // only the owner writes it
         let mut job = job;
@@ -99,7 +100,11 @@ impl LocalQueue {
 
     /// Moves `HALF` jobs starting at `head` plus `job` to the injector.
     /// `Err(job)` if a stealer took some jobs first (retry the push).
+    /// Out of line: with its `HALF`-slot buffer inlined, every `push` paid
+    /// for saving registers and a stack frame it almost never needs.
     #[allow(clippy::type_complexity)]
+    #[cold]
+    #[inline(never)]
     fn push_overflow(
         &self,
         job: JobRef,
@@ -133,6 +138,7 @@ impl LocalQueue {
     }
 
     /// Pops the oldest job (owner only).
+    #[inline]
     pub(crate) fn pop(&self) -> Option<JobRef> {
         let mut head = self.head.load(Ordering::Acquire);
         loop {
