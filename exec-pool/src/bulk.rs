@@ -514,9 +514,6 @@ where
             }
         }
         if let Some(job) = inline {
-            // The helpers queued above must not wait for the end of this
-            // (possibly long) inline run to be announced to sleepers.
-            pool.pay_owed_notify();
             job.execute(Mode::Run);
         }
         drop(pool);

@@ -83,27 +83,6 @@ impl Idle {
         self.wake_one();
     }
 
-    /// The announcement of a job a worker pushed onto its *own* queue or
-    /// LIFO slot, while it runs a job: wakes a sleeper now if one is
-    /// visibly asleep and nobody spins, else defers. `true` means deferred:
-    /// the caller must call [`notify_one`](Self::notify_one) before the
-    /// running job returns (the worker loop does; idle.md, "Deferred
-    /// notification of local pushes"). Costs two plain loads when nobody
-    /// sleeps, instead of a fence per push.
-    #[inline]
-    pub(crate) fn notify_one_or_defer(&self) -> bool {
-        // Relaxed, and no fence: only a hint of whether waking someone now
-        // can help. A stale answer defers, and the deferred `notify_one`
-        // (with its fence) covers this push like any earlier one.
-        if self.num_spinning.load(Ordering::Relaxed) == 0
-            && self.num_sleeping.load(Ordering::Relaxed) != 0
-        {
-            self.notify_one();
-            return false;
-        }
-        true
-    }
-
     /// The calling worker starts spinning for work.
     #[inline]
     #[cfg_attr(loom, allow(dead_code))] // the worker loop is not built under loom

@@ -94,15 +94,10 @@ impl Current {
 #[cfg(not(loom))]
 std::thread_local! {
     static CURRENT: Cell<Current> = const { Cell::new(Current::NONE) };
-    /// Whether this worker pushed onto its own queues since it last
-    /// announced its pushes (`Idle::notify_one_or_defer`): its pool's
-    /// `notify_one` is owed before the running job returns.
-    static NOTIFY_OWED: Cell<bool> = const { Cell::new(false) };
 }
 #[cfg(loom)]
 ::loom::thread_local! {
     static CURRENT: Cell<Current> = Cell::new(Current::NONE);
-    static NOTIFY_OWED: Cell<bool> = Cell::new(false);
 }
 
 impl Shared {
@@ -200,9 +195,7 @@ impl Shared {
     /// Queues `job` on worker `index` (the calling thread): into the LIFO
     /// slot if `lifo` (displacing the previous occupant into the local
     /// queue), else at the back of the local queue; then wakes a sleeping
-    /// worker if one is visibly asleep, or leaves the announcement owed
-    /// until the running job returns (idle.md, "Deferred notification of
-    /// local pushes"). On a shut-down pool the job is cancelled.
+    /// worker if there is one. On a shut-down pool the job is cancelled.
     ///
     /// The job may have run (and its operation been freed) by the time this
     /// returns; the caller must keep `self` alive across the call by other
@@ -214,21 +207,7 @@ impl Shared {
         if let Some(job) = to_queue {
             self.push_local(w, job);
         }
-        if self.idle.notify_one_or_defer() {
-            NOTIFY_OWED.with(|owed| owed.set(true));
-        }
-    }
-
-    /// Pays the announcement the calling worker owes for its deferred
-    /// local pushes, if any (a fenced `notify_one`). The worker loop calls
-    /// it after every job; call it also before running anything long
-    /// inside a job that pushed work for others (as `bulk` does before
-    /// running a helper inline).
-    #[inline]
-    pub(crate) fn pay_owed_notify(&self) {
-        if NOTIFY_OWED.with(|owed| owed.replace(false)) {
-            self.idle.notify_one();
-        }
+        self.idle.notify_one();
     }
 
     /// Pushes `job` onto the local queue `w` of the calling worker (out of
@@ -455,15 +434,6 @@ impl Worker<'_> {
         }
     }
 
-    /// Runs `job`, then announces what it pushed onto our own queues if
-    /// that is still owed (idle.md, "Deferred notification of local
-    /// pushes").
-    #[inline]
-    fn run_job(&mut self, job: JobRef) {
-        run_contained(self.shared, job, Mode::Run);
-        self.shared.pay_owed_notify();
-    }
-
     fn run(&mut self) {
         let shared = self.shared;
         loop {
@@ -471,7 +441,7 @@ impl Worker<'_> {
                 return;
             }
             if let Some(job) = self.find_work(false) {
-                self.run_job(job);
+                run_contained(shared, job, Mode::Run);
                 continue;
             }
             // Spin a little: waking a parked thread costs far more. While
@@ -500,7 +470,7 @@ impl Worker<'_> {
             #[cfg(loom)]
             let found: Option<JobRef> = None;
             if let Some(job) = found {
-                self.run_job(job);
+                run_contained(shared, job, Mode::Run);
                 continue;
             }
             shared.idle.prepare_sleep(self.index);
@@ -513,7 +483,7 @@ impl Worker<'_> {
             if shared.has_work() {
                 shared.idle.cancel_sleep(self.index);
                 if let Some(job) = self.find_work(true) {
-                    self.run_job(job);
+                    run_contained(shared, job, Mode::Run);
                 }
                 continue;
             }
@@ -533,8 +503,6 @@ pub(crate) fn main(shared: Arc<Shared>, index: usize) {
     let guard = exec_core::NonBlockingGuard::enter("an exec-pool worker");
     if let Some(hook) = &shared.on_start {
         let _ = exec_core::catch_unwind(|| hook());
-        // The hook may have scheduled work onto this worker.
-        shared.pay_owed_notify();
     }
     let mut worker = Worker {
         shared: shared_ref,
