@@ -1,11 +1,11 @@
 //! The pool's hot paths in isolation, for `perf stat`/`perf record`:
 //! the exec side of `benches/pool_vs.rs`'s `chained_spawn`, `yield_many`,
-//! `ping_pong` and `when_all_fanout`, without tokio and rayon in the
-//! process.
+//! `ping_pong`, `when_all_fanout` and `pool_roundtrip`, without tokio
+//! and rayon in the process.
 //!
 //! `cargo run --release -p exec-pool --example hot_paths -- yield_many 50 [threads]`
 //! runs the named scenario (`chained_spawn`, `yield_many`, `spawn_many`,
-//! `ping_pong`, `when_all_fanout`)
+//! `ping_pong`, `when_all_fanout`, `pool_roundtrip`)
 //! the given number of rounds and prints the median wall-clock ns/op and
 //! the CPU time all threads of the process used per op (less sensitive to
 //! other processes on a busy machine; includes idle workers' spinning).
@@ -156,6 +156,17 @@ fn main() {
                 });
                 let sum: u64 = sync_wait(all).unwrap().unwrap().iter().sum();
                 assert_eq!(sum, 999 * 1_000);
+            }),
+        ),
+        "pool_roundtrip" => (
+            1_000,
+            Box::new(|| {
+                // As in `benches/pool_vs.rs`: `sync_wait` from outside the
+                // pool, one tiny job at a time.
+                for i in 0..1_000usize {
+                    let r = sync_wait(sched.schedule().then(move |()| std::hint::black_box(i) + 1));
+                    assert_eq!(r, Ok(Some(i + 1)));
+                }
             }),
         ),
         other => panic!("unknown scenario {other}"),
