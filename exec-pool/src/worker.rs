@@ -303,20 +303,13 @@ impl Worker<'_> {
         // slot may go again — because the streak allows it, or because the
         // local queue is empty, so that nobody waits for a turn (a chain of
         // tasks each scheduling the next stays on this path instead of
-        // taking the slow one every time once the streak is used up); or
-        // the slot is empty and the local queue has a job.
+        // taking the slow one every time once the streak is used up).
         // (Exactly what `find_work_slow` does first in those cases.)
         if !self.tick.is_multiple_of(INJECTOR_INTERVAL) {
             let me = &self.shared.workers[self.index];
             if self.lifo_streak < MAX_LIFO_STREAK {
                 if let Some(job) = me.lifo.take() {
                     self.lifo_streak += 1;
-                    return Some(job);
-                }
-                // The slot is empty: the local queue is next (a fan-out
-                // runs its children from here).
-                self.lifo_streak = 0;
-                if let Some(job) = me.queue.pop() {
                     return Some(job);
                 }
             } else if me.queue.is_empty()
