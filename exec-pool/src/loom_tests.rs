@@ -128,39 +128,6 @@ fn local_queue_overflow_into_injector_while_stealing() {
     });
 }
 
-/// The owner's pushes after a steal from a full ring (CAP = 4): the first
-/// finds the ring full by the `head` it loaded last, loads `head` again and
-/// reuses the slots the stealer claimed (or overflows into the injector if
-/// it got there first); the next one goes by that reloaded `head` alone.
-/// Every job runs once, with its payload visible.
-#[test]
-fn local_queue_pushes_by_a_cached_head_after_a_steal() {
-    ::loom::model(|| {
-        let (jobs, counters) = jobs(6);
-        let victim = Arc::new(LocalQueue::new());
-        let injector = Arc::new(Injector::new());
-        for i in 0..4 {
-            victim.push(arm(&jobs, &counters, i), &injector).unwrap();
-        }
-        let v2 = victim.clone();
-        let stealer = thread::spawn(move || {
-            let mine = LocalQueue::new();
-            if let Some(job) = v2.steal_into(&mine) {
-                job.execute(Mode::Run);
-            }
-            while let Some(job) = mine.pop() {
-                job.execute(Mode::Run);
-            }
-        });
-        victim.push(arm(&jobs, &counters, 4), &injector).unwrap();
-        victim.push(arm(&jobs, &counters, 5), &injector).unwrap();
-        stealer.join().unwrap();
-        drain(&victim, &injector);
-        assert_each_ran_once(&counters);
-        drop(jobs);
-    });
-}
-
 /// The LIFO slot: the owner puts two jobs (the second displaces the first
 /// into the queue) and takes the slot, while a stealer takes the slot as a
 /// last resort.
