@@ -10,12 +10,7 @@
 //!
 //! - **push** (owner): load `head` (Acquire), and if `tail - head < CAP`
 //!   store the job into slot `tail % CAP` and publish it with a Release
-//!   store of `tail + 1`. The owner keeps the value it loaded last and
-//!   loads `head` again only when that value says the ring is full:
-//!   `head` only grows, so an old value undercounts the room, never
-//!   overcounts it, and its load already happened-before the rewrite (so
-//!   the argument below holds unchanged); meanwhile the owner does not
-//!   touch `head`'s line, which every steal writes.
+//!   store of `tail + 1`.
 //! - **take k jobs** (pop: k = 1 by the owner; steal: half the jobs; overflow:
 //!   half the ring): load `head`, load `tail` (Acquire: synchronizes with the
 //!   push that wrote those slots), *read* the k slots, then claim them by a
@@ -50,27 +45,15 @@ const HALF: usize = CAP / 2;
 /// A worker's bounded local run queue (see the module docs).
 pub(crate) struct LocalQueue {
     head: CachePadded<AtomicUsize>,
-    tail: CachePadded<OwnerEnd>,
+    tail: CachePadded<AtomicUsize>,
     slots: Box<[AtomicPtr<JobHeader>]>,
-}
-
-/// The owner's end of a [`LocalQueue`]: `tail` (read by stealers too), and
-/// the value of `head` the owner loaded last, so that a push reads `head` —
-/// a line every steal writes — only when that old value says the ring may
-/// be full (see the module docs). Both are written by the owner alone.
-struct OwnerEnd {
-    pos: AtomicUsize,
-    head_seen: AtomicUsize,
 }
 
 impl LocalQueue {
     pub(crate) fn new() -> Self {
         LocalQueue {
             head: CachePadded::new(AtomicUsize::new(0)),
-            tail: CachePadded::new(OwnerEnd {
-                pos: AtomicUsize::new(0),
-                head_seen: AtomicUsize::new(0),
-            }),
+            tail: CachePadded::new(AtomicUsize::new(0)),
             slots: (0..CAP)
                 .map(|_| AtomicPtr::new(core::ptr::null_mut()))
                 .collect(),
@@ -80,7 +63,7 @@ impl LocalQueue {
     /// Whether the queue looked empty (racy; for the idle re-check).
     pub(crate) fn is_empty(&self) -> bool {
         let head = self.head.load(Ordering::Relaxed);
-        let tail = self.tail.pos.load(Ordering::Relaxed);
+        let tail = self.tail.load(Ordering::Relaxed);
         tail == head
     }
 
@@ -88,7 +71,7 @@ impl LocalQueue {
     /// it reports free may be rewritten by the caller.
     fn room(&self) -> usize {
         let head = self.head.load(Ordering::Acquire);
-        let tail = self.tail.pos.load(Ordering::Relaxed);
+        let tail = self.tail.load(Ordering::Relaxed);
         CAP - tail.wrapping_sub(head).min(CAP)
     }
 
@@ -96,39 +79,16 @@ impl LocalQueue {
     /// move to `injector`; if the injector is closed they are handed back.
     #[inline]
     pub(crate) fn push(&self, job: JobRef, injector: &Injector) -> Result<(), Vec<JobRef>> {
-        let tail = self.tail.pos.load(Ordering::Relaxed); // only the owner writes it
-        // The common case: by the last `head` we loaded, there is room.
-        // `head` only grows, so there is at least as much room now, and
-        // that load (Acquire) already ordered the claims of the slot's
-        // previous job before us (module docs).
-        if tail.wrapping_sub(self.tail.head_seen.load(Ordering::Relaxed)) < CAP {
-            self.slots[tail & MASK].store(job.into_raw(), Ordering::Relaxed);
-            // Release: publishes the slot and the job's contents.
-            self.tail.pos.store(tail.wrapping_add(1), Ordering::Release);
-            return Ok(());
-        }
-        self.push_reloading_head(job, tail, injector)
-    }
-
-    /// [`push`](Self::push) when the last `head` we loaded says the ring is
-    /// full: loads `head` again, then pushes or overflows.
-    #[inline(never)]
-    fn push_reloading_head(
-        &self,
-        job: JobRef,
-        tail: usize,
-        injector: &Injector,
-    ) -> Result<(), Vec<JobRef>> {
+        let tail = self.tail.load(Ordering::Relaxed); // only the owner writes it
         let mut job = job;
         loop {
             // Acquire: a slot is rewritten only after the CAS that claimed
             // its previous job (and the claimer's reads) happened-before.
             let head = self.head.load(Ordering::Acquire);
-            self.tail.head_seen.store(head, Ordering::Relaxed);
             if tail.wrapping_sub(head) < CAP {
                 self.slots[tail & MASK].store(job.into_raw(), Ordering::Relaxed);
                 // Release: publishes the slot and the job's contents.
-                self.tail.pos.store(tail.wrapping_add(1), Ordering::Release);
+                self.tail.store(tail.wrapping_add(1), Ordering::Release);
                 return Ok(());
             }
             match self.push_overflow(job, head, tail, injector) {
@@ -182,7 +142,7 @@ impl LocalQueue {
     pub(crate) fn pop(&self) -> Option<JobRef> {
         let mut head = self.head.load(Ordering::Acquire);
         loop {
-            let tail = self.tail.pos.load(Ordering::Relaxed); // the owner wrote it
+            let tail = self.tail.load(Ordering::Relaxed); // the owner wrote it
             if tail == head {
                 return None;
             }
@@ -212,11 +172,11 @@ impl LocalQueue {
         // publishes them: an attempt whose claim fails leaves nothing
         // behind, and no scratch buffer is zeroed on every attempt (the
         // idle workers' spinning calls this in a loop).
-        let dst_tail = dst.tail.pos.load(Ordering::Relaxed);
+        let dst_tail = dst.tail.load(Ordering::Relaxed);
         let mut head = self.head.load(Ordering::Acquire);
         let (first, k) = loop {
             // Acquire: synchronizes with the pushes that wrote the slots.
-            let tail = self.tail.pos.load(Ordering::Acquire);
+            let tail = self.tail.load(Ordering::Acquire);
             let n = tail.wrapping_sub(head);
             if n == 0 {
                 return None;
@@ -247,7 +207,6 @@ impl LocalQueue {
         if k > 1 {
             // Release: publishes the moved jobs to stealers of `dst`.
             dst.tail
-                .pos
                 .store(dst_tail.wrapping_add(k - 1), Ordering::Release);
         }
         Some(first)
@@ -427,7 +386,7 @@ impl Injector {
         let room = dst.room();
         let mut list = self.lock();
         let first = list.pop()?;
-        let dst_tail = dst.tail.pos.load(Ordering::Relaxed);
+        let dst_tail = dst.tail.load(Ordering::Relaxed);
         let mut moved = 0;
         while moved < max.min(room) {
             let Some(job) = list.pop() else { break };
@@ -439,7 +398,6 @@ impl Injector {
         if moved > 0 {
             // Release: publishes the moved jobs to stealers of `dst`.
             dst.tail
-                .pos
                 .store(dst_tail.wrapping_add(moved), Ordering::Release);
         }
         Some(first)
