@@ -1,10 +1,11 @@
 //! The pool's hot paths in isolation, for `perf stat`/`perf record`:
-//! the exec side of `benches/pool_vs.rs`'s `chained_spawn`, `yield_many`
-//! and `ping_pong`, without tokio and rayon in the process.
+//! the exec side of `benches/pool_vs.rs`'s `chained_spawn`, `yield_many`,
+//! `ping_pong`, `when_all_fanout` and `pool_roundtrip`, without tokio
+//! and rayon in the process.
 //!
-//! `cargo run --release -p exec-pool --example hot_paths -- yield_many 50`
+//! `cargo run --release -p exec-pool --example hot_paths -- yield_many 50 [threads]`
 //! runs the named scenario (`chained_spawn`, `yield_many`, `spawn_many`,
-//! `ping_pong`)
+//! `ping_pong`, `when_all_fanout`, `pool_roundtrip`)
 //! the given number of rounds and prints the median wall-clock ns/op and
 //! the CPU time all threads of the process used per op (less sensitive to
 //! other processes on a busy machine; includes idle workers' spinning).
@@ -13,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
-use exec_core::{AsyncScope, Scheduler, SenderExt, oneshot, sync_wait};
+use exec_core::{AsyncScope, Scheduler, SenderExt, oneshot, sync_wait, when_all_vec};
 use exec_pool::{PoolScheduler, ThreadPool};
 
 struct Latch {
@@ -72,7 +73,8 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let which = args.next().unwrap_or_else(|| "yield_many".into());
     let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(20);
-    let pool = ThreadPool::builder().threads(2).build().unwrap();
+    let threads: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(2);
+    let pool = ThreadPool::builder().threads(threads).build().unwrap();
     let sched = pool.scheduler();
     let (ops, f): (usize, Box<dyn Fn()>) = match which.as_str() {
         "chained_spawn" => (
@@ -138,6 +140,33 @@ fn main() {
                     );
                 }
                 sync_wait(scope.join()).unwrap();
+            }),
+        ),
+        "when_all_fanout" => (
+            1_000,
+            Box::new(|| {
+                // As in `benches/pool_vs.rs`: 1,000 tiny children of a
+                // `when_all_vec`, started from a worker.
+                let s = sched.clone();
+                let all = sched.schedule().let_value(move |()| {
+                    when_all_vec(
+                        (0..1_000u64)
+                            .map(move |i| s.schedule().then(move |()| std::hint::black_box(i) * 2)),
+                    )
+                });
+                let sum: u64 = sync_wait(all).unwrap().unwrap().iter().sum();
+                assert_eq!(sum, 999 * 1_000);
+            }),
+        ),
+        "pool_roundtrip" => (
+            1_000,
+            Box::new(|| {
+                // As in `benches/pool_vs.rs`: `sync_wait` from outside the
+                // pool, one tiny job at a time.
+                for i in 0..1_000usize {
+                    let r = sync_wait(sched.schedule().then(move |()| std::hint::black_box(i) + 1));
+                    assert_eq!(r, Ok(Some(i + 1)));
+                }
             }),
         ),
         other => panic!("unknown scenario {other}"),

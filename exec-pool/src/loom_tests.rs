@@ -340,3 +340,52 @@ fn spinner_silences_a_submitter_without_losing_its_job() {
         drop(jobs);
     });
 }
+
+/// A busy worker's own pushes (stdexec#1305): worker 0 runs a job that
+/// puts J0 and then J1 into its LIFO slot (J1 displaces J0 into the local
+/// queue) through the real `submit_local`, and then never gets back to its
+/// queues (it returns here; in real life it waits for those jobs, or runs
+/// for a long time). Worker 1 searches (steals from worker 0's queue, takes
+/// its LIFO slot as a last resort), announces sleep, re-checks and parks:
+/// it must run both jobs. A push that did not announce itself with a fenced
+/// `notify_one` (for example, one that deferred it to the end of the
+/// running job) leaves worker 1 parked next to a job: a deadlock at the
+/// join.
+#[test]
+fn local_pushes_of_a_busy_worker_wake_a_sleeper() {
+    use crate::worker::Shared;
+    ::loom::model(|| {
+        let (jobs, counters) = jobs(2);
+        let shared = Arc::new(Shared::new(2, None, None));
+        let s1 = shared.clone();
+        let thief = thread::spawn(move || {
+            let (victim, me) = (&s1.workers[0], &s1.workers[1]);
+            let mut ran = 0;
+            while ran < 2 {
+                if let Some(job) = me
+                    .queue
+                    .pop()
+                    .or_else(|| victim.queue.steal_into(&me.queue))
+                    .or_else(|| victim.lifo.take())
+                {
+                    job.execute(Mode::Run);
+                    ran += 1;
+                    continue;
+                }
+                s1.idle.prepare_sleep(1);
+                if !victim.queue.is_empty() || !victim.lifo.is_empty() {
+                    s1.idle.cancel_sleep(1);
+                    continue;
+                }
+                s1.idle.park(1);
+            }
+        });
+        shared.set_current_worker(Some(0));
+        shared.submit_local(0, arm(&jobs, &counters, 0), true);
+        shared.submit_local(0, arm(&jobs, &counters, 1), true);
+        shared.set_current_worker(None);
+        thief.join().unwrap();
+        assert_each_ran_once(&counters);
+        drop(jobs);
+    });
+}

@@ -77,6 +77,7 @@ impl LocalQueue {
 
     /// Pushes `job` (owner only). If the ring is full, half of it and `job`
     /// move to `injector`; if the injector is closed they are handed back.
+    #[inline]
     pub(crate) fn push(&self, job: JobRef, injector: &Injector) -> Result<(), Vec<JobRef>> {
         let tail = self.tail.load(Ordering::Relaxed); // only the owner writes it
         let mut job = job;
@@ -99,7 +100,11 @@ impl LocalQueue {
 
     /// Moves `HALF` jobs starting at `head` plus `job` to the injector.
     /// `Err(job)` if a stealer took some jobs first (retry the push).
+    /// Out of line: with its `HALF`-slot buffer inlined, every `push` paid
+    /// for saving registers and a stack frame it almost never needs.
     #[allow(clippy::type_complexity)]
+    #[cold]
+    #[inline(never)]
     fn push_overflow(
         &self,
         job: JobRef,
@@ -133,6 +138,7 @@ impl LocalQueue {
     }
 
     /// Pops the oldest job (owner only).
+    #[inline]
     pub(crate) fn pop(&self) -> Option<JobRef> {
         let mut head = self.head.load(Ordering::Acquire);
         loop {
@@ -231,6 +237,13 @@ impl LifoSlot {
     }
 
     /// Puts `job` in the slot (owner only); returns the job it displaced.
+    ///
+    /// The newest job takes the slot even when a job pushes many (a
+    /// fan-out pays a `swap` per push for it): keeping the first occupant
+    /// and queueing the later pushes instead saved ~1% per child on
+    /// `when_all_fanout` but made `fib_join` (a fork pushes its left half,
+    /// then the forks inside its right half push theirs) 7–12% slower per
+    /// fork, measured with `fib_pool_cost` and `hot_paths` (issue 3).
     #[inline]
     pub(crate) fn put(&self, job: JobRef) -> Option<JobRef> {
         // Only the owner fills the slot; others only empty it. So an empty
