@@ -97,6 +97,7 @@ pub use timeout::{TimedOut, Timeout, timeout};
 /// out of the crate root (as in [`exec_core::ops`]).
 pub mod ops {
     pub use crate::context::UntilReceiver;
+    pub use crate::net::tcp::TcpIo;
     pub use crate::op::IoOp;
     pub use crate::timeout::{TimeoutOp, TimeoutReceiver, TimerReceiver};
 }

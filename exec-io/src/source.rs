@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crate::context::{KeyCell, RECV_DRAINED, Shared};
+use crate::uring::SlotOp;
 
 /// A descriptor and its registration. Shared (`Arc`) by the I/O object and
 /// the operations running on it, so it outlives them.
@@ -16,6 +17,11 @@ pub(crate) struct Source<T: AsRawFd> {
     key: KeyCell,
     /// A socket (send with `MSG_NOSIGNAL`) rather than a pipe.
     pub(crate) socket: bool,
+    /// io_uring: the socket is the direct descriptor in this slot of the
+    /// loop's registered file table (it has no descriptor in the process's
+    /// table: `io` then holds none either). Closed on the loop when the
+    /// source is dropped.
+    pub(crate) fixed: Option<u32>,
     pub(crate) io: T,
 }
 
@@ -24,6 +30,8 @@ pub(crate) struct Source<T: AsRawFd> {
 #[derive(Debug)]
 pub struct RawSource {
     pub(crate) fd: RawFd,
+    /// io_uring: the direct descriptor's slot (then `fd` is meaningless).
+    pub(crate) fixed: Option<u32>,
     pub(crate) key: *const KeyCell,
 }
 
@@ -33,6 +41,19 @@ impl<T: AsRawFd> Source<T> {
             ctx,
             key: KeyCell::new(0),
             socket: true,
+            fixed: None,
+            io,
+        })
+    }
+
+    /// A socket that is the direct descriptor in `slot` of `ctx`'s ring
+    /// (io_uring); the source owns the slot and closes it when dropped.
+    pub(crate) fn new_direct(ctx: Arc<Shared>, io: T, slot: u32) -> Arc<Self> {
+        Arc::new(Source {
+            ctx,
+            key: KeyCell::new(0),
+            socket: true,
+            fixed: Some(slot),
             io,
         })
     }
@@ -43,6 +64,7 @@ impl<T: AsRawFd> Source<T> {
             ctx,
             key: KeyCell::new(0),
             socket: false,
+            fixed: None,
             io,
         })
     }
@@ -74,6 +96,7 @@ impl<T: AsRawFd> Source<T> {
     pub(crate) fn raw(&self) -> RawSource {
         RawSource {
             fd: self.io.as_raw_fd(),
+            fixed: self.fixed,
             key: &self.key,
         }
     }
@@ -81,6 +104,12 @@ impl<T: AsRawFd> Source<T> {
 
 impl<T: AsRawFd> Drop for Source<T> {
     fn drop(&mut self) {
+        if let Some(slot) = self.fixed {
+            // Every operation on the slot has completed (each holds the
+            // source): close it on the loop, which owns the ring.
+            self.ctx.slot_op(SlotOp::Close(slot));
+            return;
+        }
         let key = self.key.load(Ordering::Relaxed);
         if key != 0 && !self.ctx.is_uring() {
             self.ctx.release(key, self.io.as_raw_fd());
