@@ -205,7 +205,7 @@ impl Uring {
         self.direct_used = self.direct_used.saturating_sub(1);
     }
 
-    /// Queues `op` (submitted with the next submission). A close that
+    /// Submits `op`. A close that
     /// cannot be queued leaves its slot taken (and counted) until the ring
     /// is dropped, which frees the whole table.
     pub(crate) fn slot_op(&mut self, op: SlotOp) {
@@ -240,7 +240,13 @@ impl Uring {
         };
         // SAFETY: a close or shutdown points at no memory; a setsockopt
         // points at a static option value, alive for ever.
-        let _ = unsafe { self.push(&entry) };
+        if unsafe { self.push(&entry) }.is_ok() {
+            // Submitted at once, as the system call it stands for would
+            // be: a loop that is not run again (a `run_until` that just
+            // returned) must not hold a close or a shutdown back. (Rare
+            // next to reads and writes: one syscall per connection.)
+            let _ = self.ring.submit();
+        }
     }
 
     /// Queues `entry`, submitting first if the queue is full.

@@ -65,10 +65,7 @@ impl TcpListener {
     /// The OS error.
     pub fn bind_reuseport(sch: &IoScheduler, addr: SocketAddr) -> io::Result<Self> {
         let l = crate::sys::reuseport_listener(addr)?;
-        Ok(TcpListener::new(
-            sch,
-            mio::net::TcpListener::from_std(l),
-        ))
+        Ok(TcpListener::new(sch, mio::net::TcpListener::from_std(l)))
     }
 
     /// A server on several loops: on each scheduler's loop, binds a
@@ -218,15 +215,20 @@ impl Action for AcceptAction {
             self.src.ctx.direct_unreserve();
         }
         self.direct = !self.no_direct && self.src.ctx.direct_reserve();
-        let mut accept = opcode::Accept::new(
+        let accept = opcode::Accept::new(
             types::Fd(self.src.io.as_raw_fd()),
             (&mut self.addr as *mut libc::sockaddr_storage).cast(),
             &mut self.addr_len,
-        )
-        .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC);
-        if self.direct {
-            accept = accept.file_index(Some(types::DestinationSlot::auto_target()));
-        }
+        );
+        let accept = if self.direct {
+            // (The kernel rejects `SOCK_CLOEXEC` for a direct descriptor,
+            // which no `exec` can inherit anyway.)
+            accept
+                .flags(libc::SOCK_NONBLOCK)
+                .file_index(Some(types::DestinationSlot::auto_target()))
+        } else {
+            accept.flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+        };
         Some((accept.build(), self.src.raw(), false))
     }
     fn uring_complete(&mut self, res: i32) -> Step<(TcpStream, SocketAddr), io::Error> {
