@@ -509,7 +509,7 @@ fn main() {
         server_threads()
     );
     println!(
-        "{:>7} {:>10} | {:>12} {:>6} | {:>9} | {:>9} {:>6}",
+        "{:>7} {:>11} | {:>12} {:>6} | {:>9} | {:>9} {:>6}",
         "conns", "server", "rt/s", "ratio", "cpu ns", "RSS B", "ratio"
     );
     for &n in &sizes {
@@ -560,9 +560,23 @@ fn main() {
                 ),
                 None => (f64::NAN, f64::NAN),
             };
+            // No tokio row at this size: no ratios.
+            let ratio = |r: f64| {
+                if r.is_nan() {
+                    "     -".to_string()
+                } else {
+                    format!("{r:>5.2}x")
+                }
+            };
             println!(
-                "{:>7} {:>10} | {:>12.0} {:>5.2}x | {:>9.0} | {:>9.0} {:>5.2}x",
-                n, name, a.rts_per_sec, rt_ratio, a.cpu_ns_per_rt, a.rss_per_conn, rss_ratio
+                "{:>7} {:>11} | {:>12.0} {} | {:>9.0} | {:>9.0} {}",
+                n,
+                name,
+                a.rts_per_sec,
+                ratio(rt_ratio),
+                a.cpu_ns_per_rt,
+                a.rss_per_conn,
+                ratio(rss_ratio)
             );
         }
     }

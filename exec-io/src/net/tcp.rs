@@ -210,7 +210,8 @@ impl Action for AcceptAction {
         use io_uring::{opcode, types};
         use std::os::fd::AsRawFd;
         self.addr_len = core::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        // (A reservation still held would be a bug: give it back first.)
+        // A slot counted for an entry that could not be queued (this is
+        // its retry) is given back first.
         if core::mem::take(&mut self.direct) {
             self.src.ctx.direct_unreserve();
         }
