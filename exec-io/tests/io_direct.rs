@@ -457,3 +457,43 @@ fn dropping_the_loop_completes_direct_operations_once() {
     let mut b = [0u8; 1];
     assert_eq!(client.read(&mut b).unwrap_or(0), 0);
 }
+
+#[test]
+fn linger_zero_on_a_direct_stream_resets_the_connection() {
+    let _serial = serial();
+    let Some(io) = direct_thread(4) else {
+        return;
+    };
+    let sch = io.scheduler();
+    let listener = TcpListener::bind(&sch, local()).unwrap();
+    if !kernel_at_least(6, 7) {
+        eprintln!("skipped: socket options through io_uring need Linux 6.7");
+        return;
+    }
+    let (mut client, server, _) = accept_one(&listener);
+    assert!(server.is_direct());
+    // A socket option set through io_uring (`URING_CMD`, Linux 6.7+),
+    // queued on the loop; the close on drop then resets the connection.
+    server.set_linger_zero().unwrap();
+    // Make sure the option went in before the close (a round trip on the
+    // loop: slot operations are submitted at once, in order).
+    assert_eq!(in_use(&sch), 1);
+    drop(server);
+    let mut b = [0u8; 4];
+    match client.read(&mut b) {
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset),
+        Ok(n) => panic!("expected a reset, read {n} bytes (an orderly close?)"),
+    }
+    wait_for(5, || in_use(&sch) == 0);
+}
+
+/// Whether the running kernel's version is at least `major.minor`.
+fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut parts = release
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let (a, b) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (a, b) >= (major, minor)
+}
