@@ -20,7 +20,7 @@ const IORING_RECVSEND_POLL_FIRST: u16 = 1;
 /// (`types::Fixed`) if it has one, else with its descriptor.
 macro_rules! on_target {
     ($src:expr, |$t:ident| $build:expr) => {
-        match $src.fixed {
+        match $src.fixed() {
             Some(slot) => {
                 let $t = types::Fixed(slot);
                 $build
