@@ -32,11 +32,30 @@
 //! `EXEC_BENCH_REPS=n` runs every server `n` times, interleaved, and prints
 //! the median of each figure (on a shared machine round trips/s swing
 //! with the load; the CPU and RSS figures much less).
-//! Sizes: 1,000 and 10,000 connections; 50,000 when `EXEC_BENCH_50K=1`
-//! and the descriptor limit can be raised that far (not on the machine
-//! these figures come from: its hard `RLIMIT_NOFILE` is 20,000, and the
-//! client process and the server process each need 50,000 descriptors
-//! plus a few; the bench then says it skipped the size).
+//! Sizes: 1,000 and 10,000 connections; 50,000 with `EXEC_BENCH_50K=1`.
+//!
+//! # 50,000 connections
+//! `EXEC_BENCH_50K=1 cargo bench --bench io_echo_vs --features io` adds
+//! the size, served by `ours-uring-direct` ("exec direct"): the io_uring
+//! server above whose loops each register a table of io_uring direct
+//! descriptors (`IoContextBuilder::direct_descriptors`, as large as
+//! `RLIMIT_NOFILE` allows), so accepted connections live in the rings'
+//! tables rather than the process's descriptor table (and, once a table is
+//! full, in ordinary descriptors); the listeners set `TCP_NODELAY`, which
+//! accepted connections inherit. The other servers need one descriptor per
+//! connection in one process: they run at this size only where the hard
+//! `RLIMIT_NOFILE` allows 50,000 plus a few, and the bench says so when it
+//! skips them. The client cannot hold 50,000 sockets in one process
+//! either: at this size it runs as several child processes (this binary
+//! re-executed with `client ...`), each under the limit, each with its own
+//! 127.0.0.x source addresses (ports 32768-60999 per address), on one
+//! tokio thread each; they connect, then wait at a start barrier (a line
+//! on their stdin) so the round trips of all of them are timed together,
+//! from the barrier to the last one's end. (So at this size the client
+//! has more threads than at the others: compare the 50,000 row with the
+//! others for CPU and RSS per connection, not for round trips/s.)
+//! `EXEC_BENCH_SERVERS=ours-uring-direct` also runs that server at the
+//! other sizes.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -45,6 +64,8 @@ use std::time::{Duration, Instant};
 
 const ROUND_TRIPS: usize = 100;
 const MSG: usize = 64;
+/// The size run with `EXEC_BENCH_50K=1` (clients in several processes).
+const BIG: usize = 50_000;
 
 fn raise_nofile(want: u64) -> u64 {
     let mut lim = libc::rlimit {
@@ -110,7 +131,18 @@ mod ours {
         })
     }
 
-    fn serve(listener: TcpListener) -> impl SenderTo<DetachedReceiver, Operation: Send> + 'static {
+    /// The accept loop: one detached echo per connection. With
+    /// `inherit_nodelay` (the direct server), `TCP_NODELAY` is also set on
+    /// the listener, so accepted connections have it from the start (on a
+    /// direct stream the per-connection `set_nodelay` below is only queued
+    /// on the loop as an io_uring setsockopt).
+    fn serve_with(
+        listener: TcpListener,
+        inherit_nodelay: bool,
+    ) -> impl SenderTo<DetachedReceiver, Operation: Send> + 'static {
+        if inherit_nodelay {
+            listener.set_nodelay(true).unwrap();
+        }
         loop_with_state((), move |()| {
             listener.accept().then(|(stream, _)| {
                 let _ = stream.set_nodelay(true);
@@ -123,15 +155,32 @@ mod ours {
     /// One loop per core: this thread runs one, the others run on threads
     /// of their own; each owns a listener on the same port
     /// (`SO_REUSEPORT`), as in `examples/echo_server.rs`.
-    pub(crate) fn run(port: u16, backend: exec::io::Backend, threads: usize) {
-        let ctx = IoContext::builder().backend(backend).build().unwrap();
-        let others: Vec<_> = (1..threads)
-            .map(|_| IoContext::builder().backend(backend).spawn().unwrap())
-            .collect();
+    ///
+    /// `direct`: each loop registers a table of io_uring direct
+    /// descriptors as large as `RLIMIT_NOFILE` allows.
+    pub(crate) fn run(port: u16, backend: exec::io::Backend, threads: usize, direct: bool) {
+        let builder = || {
+            let b = IoContext::builder().backend(backend);
+            if direct {
+                b.direct_descriptors(u32::MAX)
+            } else {
+                b
+            }
+        };
+        let ctx = builder().build().unwrap();
+        if direct {
+            eprintln!(
+                "(exec direct: {threads} loops, each with a table of {} direct descriptors)",
+                ctx.direct_descriptors()
+            );
+        }
+        let others: Vec<_> = (1..threads).map(|_| builder().spawn().unwrap()).collect();
         let schedulers =
             std::iter::once(ctx.scheduler()).chain(others.iter().map(|t| t.scheduler()));
-        let addr =
-            TcpListener::serve_on_each(schedulers, ([127, 0, 0, 1], port).into(), serve).unwrap();
+        let addr = TcpListener::serve_on_each(schedulers, ([127, 0, 0, 1], port).into(), |l| {
+            serve_with(l, direct)
+        })
+        .unwrap();
         println!("ready {}", addr.port());
         ctx.run().unwrap();
     }
@@ -290,6 +339,119 @@ fn run_clients(kind: &str, conns: usize, nofile: u64) -> Stats {
     stats
 }
 
+/// A client process of the `BIG` size: `conns` connections to `port`
+/// from the source addresses 127.0.0.`first_ip`.. (eight of them); says
+/// `connected`, waits for a line on stdin (the start barrier), does the
+/// round trips on every connection at once, says `done`.
+fn client_child(port: u16, conns: usize, first_ip: u8) {
+    use std::io::Write as _;
+    raise_nofile(conns as u64 + 256);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let server: SocketAddr = ([127, 0, 0, 1], port).into();
+    let streams = rt.block_on(async move {
+        let mut streams = Vec::with_capacity(conns);
+        for i in 0..conns {
+            let sock = tokio::net::TcpSocket::new_v4().unwrap();
+            let src: SocketAddr = ([127, 0, 0, first_ip + (i % 8) as u8], 0).into();
+            sock.bind(src).unwrap();
+            let s = sock.connect(server).await.unwrap();
+            s.set_nodelay(true).unwrap();
+            streams.push(s);
+        }
+        streams
+    });
+    let mut out = std::io::stdout();
+    writeln!(out, "connected").unwrap();
+    out.flush().unwrap();
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).unwrap();
+    rt.block_on(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tasks = Vec::with_capacity(conns);
+        for mut s in streams {
+            tasks.push(tokio::spawn(async move {
+                let out = [7u8; MSG];
+                let mut inb = [0u8; MSG];
+                for _ in 0..ROUND_TRIPS {
+                    s.write_all(&out).await.unwrap();
+                    s.read_exact(&mut inb).await.unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+    writeln!(out, "done").unwrap();
+    out.flush().unwrap();
+}
+
+/// `run_clients` for the `BIG` size: the connections spread over client
+/// processes of at most 15,000 (and under `nofile`) each; the round trips
+/// start together (a barrier) and are timed until the last one ended.
+fn run_client_procs(kind: &str, conns: usize, nofile: u64) -> Stats {
+    use std::io::Write as _;
+    let (mut server, port) = spawn_server(kind, nofile);
+    let pid = server.id();
+    std::thread::sleep(Duration::from_millis(100));
+    let rss0 = proc_rss_kb(pid);
+    let per = 15_000.min(nofile.saturating_sub(512) as usize).max(1);
+    let procs = conns.div_ceil(per);
+    assert!(procs * 8 < 240, "too many client processes for 127.0.0.x");
+    let mut clients: Vec<(Child, BufReader<std::process::ChildStdout>)> = (0..procs)
+        .map(|k| {
+            let n = conns / procs + usize::from(k < conns % procs);
+            let mut c = Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "client",
+                    &port.to_string(),
+                    &n.to_string(),
+                    &(10 + 8 * k).to_string(),
+                ])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let out = BufReader::new(c.stdout.take().unwrap());
+            (c, out)
+        })
+        .collect();
+    let expect = |clients: &mut Vec<(Child, BufReader<std::process::ChildStdout>)>, what| {
+        for (_, out) in clients.iter_mut() {
+            let mut line = String::new();
+            out.read_line(&mut line).unwrap();
+            assert_eq!(line.trim(), what, "a client process failed");
+        }
+    };
+    expect(&mut clients, "connected");
+    // Let the server accept them all, then measure its RSS.
+    std::thread::sleep(Duration::from_millis(300));
+    let rss1 = proc_rss_kb(pid);
+    let cpu0 = proc_cpu_ns(pid);
+    let t0 = Instant::now();
+    for (c, _) in clients.iter_mut() {
+        c.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+    }
+    expect(&mut clients, "done");
+    let elapsed = t0.elapsed();
+    let cpu = proc_cpu_ns(pid) - cpu0;
+    for (mut c, _) in clients {
+        let _ = c.wait();
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+    let rts = (conns * ROUND_TRIPS) as f64;
+    println!("({conns} connections from {procs} client processes)");
+    Stats {
+        rts_per_sec: rts / elapsed.as_secs_f64(),
+        cpu_ns_per_rt: cpu as f64 / rts,
+        rss_per_conn: (rss1.saturating_sub(rss0) * 1024) as f64 / conns as f64,
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("server") {
@@ -297,10 +459,19 @@ fn main() {
         let port = args[3].parse().unwrap();
         let threads = server_threads();
         match args[2].as_str() {
-            "ours" => ours::run(port, exec::io::Backend::Readiness, threads),
-            "ours-uring" => ours::run(port, exec::io::Backend::IoUring, threads),
+            "ours" => ours::run(port, exec::io::Backend::Readiness, threads, false),
+            "ours-uring" => ours::run(port, exec::io::Backend::IoUring, threads, false),
+            "ours-uring-direct" => ours::run(port, exec::io::Backend::IoUring, threads, true),
             _ => theirs::run(port, threads),
         }
+        return;
+    }
+    if args.get(1).map(String::as_str) == Some("client") {
+        client_child(
+            args[2].parse().unwrap(),
+            args[3].parse().unwrap(),
+            args[4].parse().unwrap(),
+        );
         return;
     }
     if args.iter().any(|a| a == "--list") {
@@ -318,15 +489,19 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1)
         .max(1);
-    let wanted = |k: &str| servers.is_empty() || servers.split(',').any(|s| s == k);
+    let named = |k: &str| servers.split(',').any(|s| s == k);
+    let wanted = |k: &str| servers.is_empty() || named(k);
     let want50 = std::env::var("EXEC_BENCH_50K").as_deref() == Ok("1");
-    let need = if want50 { 50_000 } else { 10_000 } as u64 + 1024;
+    let need = if want50 { BIG } else { 10_000 } as u64 + 1024;
     let nofile = raise_nofile(need);
     if want50 {
-        if nofile >= need {
-            sizes.push(50_000);
-        } else {
-            println!("50,000 connections skipped: RLIMIT_NOFILE is capped at {nofile}");
+        sizes.push(BIG);
+        if nofile < need {
+            println!(
+                "{BIG} connections: tokio, exec epoll and exec uring skipped (each needs {BIG} \
+                 descriptors plus a few in one process; RLIMIT_NOFILE is capped at {nofile} \
+                 here); exec direct keeps its connections in io_uring direct descriptors"
+            );
         }
     }
     println!(
@@ -334,7 +509,7 @@ fn main() {
         server_threads()
     );
     println!(
-        "{:>7} {:>10} | {:>12} {:>6} | {:>9} | {:>9} {:>6}",
+        "{:>7} {:>11} | {:>12} {:>6} | {:>9} | {:>9} {:>6}",
         "conns", "server", "rt/s", "ratio", "cpu ns", "RSS B", "ratio"
     );
     for &n in &sizes {
@@ -342,16 +517,30 @@ fn main() {
             ("tokio", "tokio"),
             ("exec epoll", "ours"),
             ("exec uring", "ours-uring"),
+            ("exec direct", "ours-uring-direct"),
         ]
         .into_iter()
-        .filter(|(_, kind)| wanted(kind))
+        .filter(|(_, kind)| {
+            if n == BIG {
+                // One descriptor per connection in the server process, or
+                // direct descriptors.
+                (*kind == "ours-uring-direct" || nofile >= need) && wanted(kind)
+            } else {
+                // The direct server only on request at the other sizes.
+                wanted(kind) && (*kind != "ours-uring-direct" || named(kind))
+            }
+        })
         .collect();
         // Repetitions interleave the servers (so a change of the machine's
         // load hits them alike); each figure is the median of its runs.
         let mut runs: Vec<Vec<Stats>> = servers.iter().map(|_| Vec::new()).collect();
         for _ in 0..reps {
             for (i, (_, kind)) in servers.iter().enumerate() {
-                runs[i].push(run_clients(kind, n, nofile));
+                runs[i].push(if n == BIG {
+                    run_client_procs(kind, n, nofile)
+                } else {
+                    run_clients(kind, n, nofile)
+                });
             }
         }
         let rows: Vec<(&str, Stats)> = servers
@@ -371,9 +560,23 @@ fn main() {
                 ),
                 None => (f64::NAN, f64::NAN),
             };
+            // No tokio row at this size: no ratios.
+            let ratio = |r: f64| {
+                if r.is_nan() {
+                    "     -".to_string()
+                } else {
+                    format!("{r:>5.2}x")
+                }
+            };
             println!(
-                "{:>7} {:>10} | {:>12.0} {:>5.2}x | {:>9.0} | {:>9.0} {:>5.2}x",
-                n, name, a.rts_per_sec, rt_ratio, a.cpu_ns_per_rt, a.rss_per_conn, rss_ratio
+                "{:>7} {:>11} | {:>12.0} {} | {:>9.0} | {:>9.0} {}",
+                n,
+                name,
+                a.rts_per_sec,
+                ratio(rt_ratio),
+                a.cpu_ns_per_rt,
+                a.rss_per_conn,
+                ratio(rss_ratio)
             );
         }
     }

@@ -33,6 +33,8 @@ use crate::source::RawSource;
 use crate::timer::Timers;
 
 const WAKER: Token = Token(usize::MAX);
+/// The kernel's largest table of registered files (`IORING_MAX_FIXED_FILES`).
+const MAX_DIRECT: u32 = 1 << 20;
 
 std::thread_local! {
     /// The context whose loop this thread is running, or null.
@@ -103,6 +105,7 @@ pub enum Backend {
 pub struct IoContextBuilder {
     backend: Backend,
     event_capacity: usize,
+    direct_descriptors: u32,
 }
 
 impl IoContextBuilder {
@@ -116,6 +119,42 @@ impl IoContextBuilder {
     /// (default 1024).
     pub fn event_capacity(mut self, n: usize) -> Self {
         self.event_capacity = n.max(1);
+        self
+    }
+
+    /// io_uring: registers a table of `n` *direct descriptors* with the
+    /// loop's ring (default 0: none). [`TcpListener::accept`] on this loop
+    /// then accepts each connection into a free slot of that table instead
+    /// of the process's descriptor table, so a server is not bound by
+    /// `RLIMIT_NOFILE` for its connections: each ring's table may hold up
+    /// to `RLIMIT_NOFILE` sockets, and a server runs one loop per core.
+    /// When the table is full, `accept` falls back to an ordinary
+    /// descriptor, so nothing is refused while either kind is left.
+    ///
+    /// `n` is capped at the soft `RLIMIT_NOFILE` at build time (the
+    /// kernel's limit for one table) and at 2^20 (the kernel's maximum);
+    /// [`IoContext::direct_descriptors`] says what was registered. A
+    /// [`TcpStream`](crate::TcpStream) on a direct descriptor reads,
+    /// writes, shuts down and closes through the ring; what it cannot do
+    /// is listed at [`TcpStream::is_direct`](crate::TcpStream::is_direct).
+    ///
+    /// Backends: with [`Backend::Readiness`] [`build`](Self::build) fails
+    /// (`InvalidInput`); with [`Backend::Auto`] on a machine (or with an
+    /// `EXEC_IO_BACKEND`) where the loop ends up on the readiness
+    /// backend, the option is ignored and connections use ordinary
+    /// descriptors.
+    ///
+    /// ```
+    /// use exec_io::{Backend, IoContext};
+    /// # if IoContext::builder().backend(Backend::IoUring).build().is_err() { return Ok(()) }
+    /// let ctx = IoContext::builder().backend(Backend::IoUring).direct_descriptors(4096).build()?;
+    /// assert!(ctx.direct_descriptors() > 0);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// [`TcpListener::accept`]: crate::TcpListener::accept
+    pub fn direct_descriptors(mut self, n: u32) -> Self {
+        self.direct_descriptors = n;
         self
     }
 
@@ -153,7 +192,10 @@ impl IoContextBuilder {
     /// # Errors
     /// The OS errors of creating the poller and its waker;
     /// `ErrorKind::Unsupported` for [`Backend::IoUring`] where io_uring
-    /// cannot start.
+    /// cannot start, or the error of registering the
+    /// [`direct_descriptors`](Self::direct_descriptors) table;
+    /// `ErrorKind::InvalidInput` for direct descriptors on
+    /// [`Backend::Readiness`].
     pub fn build(self) -> io::Result<IoContext> {
         let backend = match self.backend {
             Backend::Auto => match std::env::var("EXEC_IO_BACKEND").as_deref() {
@@ -175,6 +217,13 @@ impl IoContextBuilder {
         };
         match backend {
             Backend::IoUring => self.build_uring(),
+            _ if self.backend == Backend::Readiness && self.direct_descriptors > 0 => {
+                Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "exec-io: direct descriptors need the io_uring backend (Backend::IoUring or \
+                     Backend::Auto), not Backend::Readiness",
+                ))
+            }
             _ => self.build_readiness(),
         }
     }
@@ -191,6 +240,7 @@ impl IoContextBuilder {
                 events: Events::with_capacity(self.event_capacity),
             },
             false,
+            0,
         ))
     }
 
@@ -203,13 +253,32 @@ impl IoContextBuilder {
         }
         let fd = crate::uring::eventfd()?;
         let raw = fd.as_raw_fd();
-        let uring = crate::uring::Uring::new(self.event_capacity as u32, fd)?;
+        let mut uring = crate::uring::Uring::new(self.event_capacity as u32, fd)?;
+        if self.direct_descriptors > 0 {
+            // The kernel refuses a table larger than the soft limit (or
+            // than its own maximum, `IORING_MAX_FIXED_FILES`).
+            let n = self
+                .direct_descriptors
+                .min(crate::sys::nofile_limit())
+                .min(MAX_DIRECT);
+            uring.register_direct(n).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!(
+                        "exec-io: registering a table of {n} io_uring direct descriptors \
+                         failed: {e}"
+                    ),
+                )
+            })?;
+        }
         let poll_first = uring.recv_poll_first();
+        let direct = uring.direct_capacity();
         Ok(self.finish(
             WakeFd::EventFd(raw),
             None,
             Driver::Uring(Box::new(uring)),
             poll_first,
+            direct,
         ))
     }
 
@@ -219,6 +288,7 @@ impl IoContextBuilder {
         registry: Option<mio::Registry>,
         driver: Driver,
         recv_poll_first: bool,
+        direct_capacity: u32,
     ) -> IoContext {
         let shared = Arc::new(Shared {
             inbox: Inbox::new(),
@@ -229,6 +299,7 @@ impl IoContextBuilder {
             contained: std::sync::Mutex::new(None),
             has_contained: AtomicBool::new(false),
             recv_poll_first,
+            direct_capacity,
             local: UnsafeCell::new(Local {
                 driver,
                 ready: VecDeque::new(),
@@ -292,6 +363,9 @@ pub struct Shared {
     /// io_uring: receives may carry `IORING_RECVSEND_POLL_FIRST` (the
     /// kernel knows it). Set once at build.
     pub(crate) recv_poll_first: bool,
+    /// io_uring: size of the ring's direct-descriptor table (0: none). Set
+    /// once at build.
+    direct_capacity: u32,
 }
 
 // SAFETY: `local` (with its raw pointers) is only accessed by the single
@@ -574,7 +648,7 @@ impl Shared {
             let wait = take_busy(&raw, write)?;
             // SAFETY: `h` stays alive until the poll's completion is reaped
             // (cancellation waits for it too).
-            if let Err(e) = unsafe { u.poll_add(h, raw.fd, write) } {
+            if let Err(e) = unsafe { u.poll_add(h, &raw, write) } {
                 release_busy(wait);
                 return Err(e);
             }
@@ -678,6 +752,71 @@ impl Shared {
         true
     }
 
+    /// io_uring: runs `f` on the ring if this is the loop thread of an
+    /// io_uring context (`None` otherwise).
+    ///
+    /// Only called from operations' code (an action's `uring_entry` or
+    /// `uring_complete`, a source's drop, a stream's method), which the
+    /// loop never runs while it holds a borrow of `local`, and from
+    /// `run_ready` outside its borrows.
+    fn with_ring<T>(&self, f: impl FnOnce(&mut crate::uring::Uring) -> T) -> Option<T> {
+        if !self.on_loop() {
+            return None;
+        }
+        // SAFETY: this thread runs the loop (checked) and, per the above,
+        // no borrow of `local` is alive; `f` only touches the ring.
+        let local = unsafe { self.local() };
+        match &mut local.driver {
+            Driver::Uring(u) => Some(f(u)),
+            Driver::Mio { .. } => None,
+        }
+    }
+
+    /// io_uring, loop thread: counts one direct-descriptor slot as taken
+    /// for an accept about to be submitted. `false` if there is no table,
+    /// it is full, or this is not the loop thread.
+    pub(crate) fn direct_reserve(&self) -> bool {
+        self.direct_capacity > 0 && self.with_ring(|u| u.direct_reserve()).unwrap_or(false)
+    }
+
+    /// io_uring, loop thread: gives back a slot counted by
+    /// [`direct_reserve`](Self::direct_reserve) that its accept did not
+    /// fill. Elsewhere (the context is being dropped) a no-op: the table
+    /// goes with the ring.
+    pub(crate) fn direct_unreserve(&self) {
+        self.with_ring(|u| u.direct_unreserve());
+    }
+
+    /// io_uring: queues an operation on a direct descriptor (a close, a
+    /// shutdown) on the loop, from any thread. Dropped if the context is
+    /// gone: the ring's table, with every socket in it, is freed with the
+    /// ring.
+    pub(crate) fn slot_op(&self, op: crate::uring::SlotOp) {
+        if self.with_ring(|u| u.slot_op(op)).is_some() {
+            return;
+        }
+        let mut st = self.inbox.lock();
+        if st.closed {
+            return;
+        }
+        st.slot_ops.push(op);
+        let wake = core::mem::replace(&mut st.sleeping, false);
+        drop(st);
+        if wake {
+            self.wake();
+        }
+    }
+
+    /// io_uring: slots of the direct-descriptor table taken. Loop thread
+    /// only.
+    pub(crate) fn direct_in_use(&self) -> u32 {
+        assert!(
+            self.on_loop(),
+            "direct_descriptors_in_use: not on the loop thread"
+        );
+        self.with_ring(|u| u.direct_in_use()).unwrap_or(0)
+    }
+
     /// A source with registration `key` and descriptor `fd` is being
     /// dropped (the descriptor is closed right after).
     pub(crate) fn release(&self, key: u64, fd: RawFd) {
@@ -735,18 +874,27 @@ impl Shared {
         // The inbox: cancels run at once (the op may complete through
         // another path otherwise); starts join the ready queue.
         loop {
-            let (link, released) = {
+            let (link, released, slot_ops) = {
                 let mut st = self.inbox.lock();
                 let released = if st.released.is_empty() {
                     Vec::new()
                 } else {
                     core::mem::take(&mut st.released)
                 };
-                (st.pop(), released)
+                let slot_ops = if st.slot_ops.is_empty() {
+                    Vec::new()
+                } else {
+                    core::mem::take(&mut st.slot_ops)
+                };
+                (st.pop(), released, slot_ops)
             };
             for key in released {
                 // SAFETY: loop thread, no borrow alive.
                 unsafe { self.free_slot(key) };
+            }
+            for op in slot_ops {
+                // Loop thread, no borrow alive: queued on the ring.
+                self.with_ring(|u| u.slot_op(op));
             }
             if link.is_null() {
                 break;
@@ -821,7 +969,7 @@ impl Shared {
         let mut slept = false;
         if timeout != Some(Duration::ZERO) {
             let mut st = self.inbox.lock();
-            if st.is_empty() && st.released.is_empty() {
+            if st.is_empty() && st.released.is_empty() && st.slot_ops.is_empty() {
                 st.sleeping = true;
                 slept = true;
             } else {
@@ -1155,7 +1303,14 @@ impl IoContext {
         IoContextBuilder {
             backend: Backend::Auto,
             event_capacity: 1024,
+            direct_descriptors: 0,
         }
+    }
+
+    /// The size of this loop's table of io_uring direct descriptors (see
+    /// [`IoContextBuilder::direct_descriptors`]); 0 if it has none.
+    pub fn direct_descriptors(&self) -> usize {
+        self.shared.direct_capacity as usize
     }
 
     /// The backend this context runs on ([`Backend::Readiness`] or
@@ -1523,6 +1678,17 @@ impl IoScheduler {
     /// If not called on the loop thread.
     pub fn pending_timers(&self) -> usize {
         self.shared.pending_timers()
+    }
+
+    /// io_uring: how many slots of the loop's direct-descriptor table
+    /// ([`IoContextBuilder::direct_descriptors`]) are taken: by direct
+    /// streams, by accepts in flight that may fill one, and by closes of
+    /// dropped streams the kernel has not completed yet. 0 without a table.
+    ///
+    /// # Panics
+    /// If not called on the loop thread.
+    pub fn direct_descriptors_in_use(&self) -> usize {
+        self.shared.direct_in_use() as usize
     }
 }
 

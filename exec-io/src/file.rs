@@ -209,6 +209,7 @@ impl Action for FileAction {
         };
         let raw = RawSource {
             fd: self.src.io.as_raw_fd(),
+            fixed: None,
             key: &self.busy,
         };
         Some((entry, raw, self.write))

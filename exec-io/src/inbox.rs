@@ -111,6 +111,9 @@ pub(crate) struct InboxState {
     pub(crate) closed: bool,
     /// Readiness-registration keys released by sources dropped off the loop.
     pub(crate) released: Vec<u64>,
+    /// io_uring: operations on direct descriptors asked for off the loop
+    /// (a close by a dropped stream, a shutdown), in order.
+    pub(crate) slot_ops: Vec<crate::uring::SlotOp>,
 }
 
 // SAFETY: the raw pointers refer to links inside pinned operation states
@@ -134,6 +137,7 @@ impl Inbox {
                 sleeping: false,
                 closed: false,
                 released: Vec::new(),
+                slot_ops: Vec::new(),
             }),
         }
     }

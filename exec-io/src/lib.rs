@@ -50,6 +50,14 @@
 //! [`Backend::Readiness`]
 //! (epoll through mio). Both pass the same test suite
 //! (`EXEC_IO_BACKEND=readiness cargo test -p exec-io` runs it on epoll).
+//!
+//! # Direct descriptors (io_uring)
+//! [`IoContextBuilder::direct_descriptors`] gives a loop's ring a table of
+//! direct descriptors: [`TcpListener::accept`] then puts connections in
+//! that table instead of the process's descriptor table (falling back to
+//! ordinary descriptors when it is full), so a server with one loop per
+//! core is not bound by `RLIMIT_NOFILE`. What such a stream can and cannot
+//! do: [`TcpStream::is_direct`].
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(
     missing_docs,
@@ -97,6 +105,7 @@ pub use timeout::{TimedOut, Timeout, timeout};
 /// out of the crate root (as in [`exec_core::ops`]).
 pub mod ops {
     pub use crate::context::UntilReceiver;
+    pub use crate::net::tcp::TcpIo;
     pub use crate::op::IoOp;
     pub use crate::timeout::{TimeoutOp, TimeoutReceiver, TimerReceiver};
 }

@@ -363,3 +363,26 @@ pub(crate) fn unix_stream_socket() -> io::Result<OwnedFd> {
     // SAFETY: `fd` is a fresh descriptor we own.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
+
+/// The soft `RLIMIT_NOFILE` (capped to `u32`).
+pub(crate) fn nofile_limit() -> u32 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain syscall writing into a live local.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return u32::MAX;
+    }
+    lim.rlim_cur.min(u64::from(u32::MAX)) as u32
+}
+
+/// `TCP_NODELAY` on a socket.
+pub(crate) fn set_nodelay(fd: &impl AsRawFd, on: bool) -> io::Result<()> {
+    setsockopt(
+        fd,
+        libc::IPPROTO_TCP,
+        libc::TCP_NODELAY,
+        libc::c_int::from(on),
+    )
+}

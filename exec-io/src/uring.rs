@@ -25,6 +25,36 @@ use crate::op::Header;
 const WAKE: u64 = u64::MAX;
 /// `user_data` of cancel requests (their completions are ignored).
 const CANCEL: u64 = u64::MAX - 1;
+/// `user_data` of the close of a direct descriptor: its completion frees
+/// the slot in [`Uring::direct_used`]'s count.
+const CLOSE_DIRECT: u64 = u64::MAX - 2;
+/// `user_data` of the other operations on direct descriptors that nobody
+/// waits for (a shutdown); their completions are ignored.
+const SLOT_MISC: u64 = u64::MAX - 3;
+
+/// An operation on a direct descriptor (a slot of the ring's registered
+/// file table) that no operation state waits for: queued by a stream's
+/// drop or by a `shutdown`, submitted by the loop. It points at no memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SlotOp {
+    /// Close the slot (the stream's last handle is gone).
+    Close(u32),
+    /// `shutdown(2)` the socket in the slot with this `how`.
+    Shutdown(u32, i32),
+    /// Set `TCP_NODELAY` on the socket in the slot (`URING_CMD`, 6.7+).
+    SetNoDelay(u32, bool),
+    /// Set `SO_LINGER` to zero on the socket in the slot (`URING_CMD`).
+    LingerZero(u32),
+}
+
+/// Option values the kernel reads for [`SlotOp::SetNoDelay`] and
+/// [`SlotOp::LingerZero`]: statics, so they outlive any entry.
+static ONE: libc::c_int = 1;
+static ZERO: libc::c_int = 0;
+static LINGER_ZERO: libc::linger = libc::linger {
+    l_onoff: 1,
+    l_linger: 0,
+};
 
 /// Hashes the header addresses of the in-flight set: one multiplication
 /// (the addresses are distinct and aligned; SipHash's resistance to chosen
@@ -60,6 +90,16 @@ pub(crate) struct Uring {
     /// The kernel took the 5.19 setup flags, so it also knows 5.19's
     /// `IORING_RECVSEND_POLL_FIRST` (older ones reject it).
     modern: bool,
+    /// Size of the registered (sparse) file table of direct descriptors;
+    /// 0 if none was registered.
+    direct_cap: u32,
+    /// Slots of that table counted as taken: accepts in flight that may
+    /// fill one, live direct streams, and closes not yet completed. An
+    /// accept asks for a direct slot only while this is below
+    /// `direct_cap`, because a direct accept that finds the table full
+    /// fails with `ENFILE` *after* accepting, and the kernel then closes
+    /// the connection it accepted.
+    direct_used: u32,
 }
 
 /// Creates the eventfd the loop's waker writes to.
@@ -125,7 +165,88 @@ impl Uring {
             wake_buf: Box::new(0),
             wake_armed: false,
             inflight: HashSet::default(),
+            direct_cap: 0,
+            direct_used: 0,
         })
+    }
+
+    /// Registers a sparse table of `n` direct descriptors (all slots free).
+    pub(crate) fn register_direct(&mut self, n: u32) -> io::Result<()> {
+        self.ring.submitter().register_files_sparse(n)?;
+        self.direct_cap = n;
+        Ok(())
+    }
+
+    /// The size of the direct-descriptor table (0: none).
+    pub(crate) fn direct_capacity(&self) -> u32 {
+        self.direct_cap
+    }
+
+    /// Slots of the direct-descriptor table counted as taken (see
+    /// `direct_used`).
+    pub(crate) fn direct_in_use(&self) -> u32 {
+        self.direct_used
+    }
+
+    /// Counts one slot as taken for an accept about to be submitted;
+    /// `false` if the table is (or may be) full.
+    pub(crate) fn direct_reserve(&mut self) -> bool {
+        if self.direct_used < self.direct_cap {
+            self.direct_used += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Gives back a slot counted by [`direct_reserve`](Self::direct_reserve)
+    /// that the accept did not fill (it failed or was cancelled).
+    pub(crate) fn direct_unreserve(&mut self) {
+        self.direct_used = self.direct_used.saturating_sub(1);
+    }
+
+    /// Submits `op`. A close that
+    /// cannot be queued leaves its slot taken (and counted) until the ring
+    /// is dropped, which frees the whole table.
+    pub(crate) fn slot_op(&mut self, op: SlotOp) {
+        let entry = match op {
+            SlotOp::Close(slot) => opcode::Close::new(types::Fixed(slot))
+                .build()
+                .user_data(CLOSE_DIRECT),
+            SlotOp::Shutdown(slot, how) => opcode::Shutdown::new(types::Fixed(slot), how)
+                .build()
+                .user_data(SLOT_MISC),
+            SlotOp::SetNoDelay(slot, on) => {
+                let v: &'static libc::c_int = if on { &ONE } else { &ZERO };
+                opcode::SetSockOpt::new(
+                    types::Fixed(slot),
+                    libc::IPPROTO_TCP as u32,
+                    libc::TCP_NODELAY as u32,
+                    (v as *const libc::c_int).cast(),
+                    core::mem::size_of::<libc::c_int>() as u32,
+                )
+                .build()
+                .user_data(SLOT_MISC)
+            }
+            SlotOp::LingerZero(slot) => opcode::SetSockOpt::new(
+                types::Fixed(slot),
+                libc::SOL_SOCKET as u32,
+                libc::SO_LINGER as u32,
+                (&LINGER_ZERO as *const libc::linger).cast(),
+                core::mem::size_of::<libc::linger>() as u32,
+            )
+            .build()
+            .user_data(SLOT_MISC),
+        };
+        // SAFETY: a close or shutdown points at no memory; a setsockopt
+        // points at a static option value, alive for ever.
+        if unsafe { self.push(&entry) }.is_ok() {
+            // Submitted at once, as the system call it stands for would
+            // be: a loop that is not run again (a `run_until` that just
+            // returned) must not hold a close or a shutdown back. (Rare
+            // next to reads and writes: one syscall per connection.)
+            let _ = self.ring.submit();
+        }
     }
 
     /// Queues `entry`, submitting first if the queue is full.
@@ -168,7 +289,7 @@ impl Uring {
     pub(crate) unsafe fn poll_add(
         &mut self,
         h: *const Header,
-        fd: RawFd,
+        raw: &crate::source::RawSource,
         write: bool,
     ) -> io::Result<()> {
         let mask = if write {
@@ -177,9 +298,11 @@ impl Uring {
             libc::POLLIN | libc::POLLRDHUP
         } | libc::POLLERR
             | libc::POLLHUP;
-        let entry = opcode::PollAdd::new(types::Fd(fd), mask as u32)
-            .build()
-            .user_data(h as u64);
+        let entry = match raw.fixed {
+            Some(slot) => opcode::PollAdd::new(types::Fixed(slot), mask as u32).build(),
+            None => opcode::PollAdd::new(types::Fd(raw.fd), mask as u32).build(),
+        }
+        .user_data(h as u64);
         // SAFETY: a poll points at no memory.
         unsafe { self.push(&entry)? };
         self.inflight.insert(h as usize);
@@ -265,12 +388,14 @@ impl Uring {
             ring,
             inflight,
             wake_armed,
+            direct_used,
             ..
         } = self;
         for cqe in ring.completion() {
             match cqe.user_data() {
                 WAKE => *wake_armed = false,
-                CANCEL => {}
+                CANCEL | SLOT_MISC => {}
+                CLOSE_DIRECT => *direct_used = direct_used.saturating_sub(1),
                 h => {
                     inflight.remove(&(h as usize));
                     f(h as *const Header, cqe.result());

@@ -16,9 +16,25 @@ use crate::source::{RawSource, Source};
 /// (`Shared::recv_poll_first`).
 const IORING_RECVSEND_POLL_FIRST: u16 = 1;
 
+/// Builds `$op::new(target, ...)` with the source's direct descriptor
+/// (`types::Fixed`) if it has one, else with its descriptor.
+macro_rules! on_target {
+    ($src:expr, |$t:ident| $build:expr) => {
+        match $src.fixed() {
+            Some(slot) => {
+                let $t = types::Fixed(slot);
+                $build
+            }
+            None => {
+                let $t = types::Fd($src.io.as_raw_fd());
+                $build
+            }
+        }
+    };
+}
+
 /// io_uring: the entry reading into `buf`.
 fn read_entry<T: AsRawFd>(src: &Source<T>, buf: &mut [u8]) -> squeue::Entry {
-    let fd = types::Fd(src.io.as_raw_fd());
     let len = buf.len().min(u32::MAX as usize) as u32;
     if src.socket {
         // The last receive emptied the socket: wait for data first rather
@@ -30,28 +46,27 @@ fn read_entry<T: AsRawFd>(src: &Source<T>, buf: &mut [u8]) -> squeue::Entry {
         } else {
             0
         };
-        opcode::Recv::new(fd, buf.as_mut_ptr(), len)
+        on_target!(src, |fd| opcode::Recv::new(fd, buf.as_mut_ptr(), len)
             .ioprio(ioprio)
-            .build()
+            .build())
     } else {
-        opcode::Read::new(fd, buf.as_mut_ptr(), len)
+        on_target!(src, |fd| opcode::Read::new(fd, buf.as_mut_ptr(), len)
             .offset(u64::MAX)
-            .build()
+            .build())
     }
 }
 
 /// io_uring: the entry writing `buf` (sockets: `MSG_NOSIGNAL`).
 fn write_entry<T: AsRawFd>(src: &Source<T>, buf: &[u8]) -> squeue::Entry {
-    let fd = types::Fd(src.io.as_raw_fd());
     let len = buf.len().min(u32::MAX as usize) as u32;
     if src.socket {
-        opcode::Send::new(fd, buf.as_ptr(), len)
+        on_target!(src, |fd| opcode::Send::new(fd, buf.as_ptr(), len)
             .flags(libc::MSG_NOSIGNAL)
-            .build()
+            .build())
     } else {
-        opcode::Write::new(fd, buf.as_ptr(), len)
+        on_target!(src, |fd| opcode::Write::new(fd, buf.as_ptr(), len)
             .offset(u64::MAX)
-            .build()
+            .build())
     }
 }
 

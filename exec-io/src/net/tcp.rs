@@ -10,6 +10,8 @@ use crate::context::{IoScheduler, Shared};
 use crate::net::stream_methods;
 use crate::op::{Action, Interest, Step};
 use crate::source::Source;
+use crate::uring::SlotOp;
+use std::os::fd::{AsRawFd, RawFd};
 
 /// A TCP socket listening for connections on an [`IoContext`](crate::IoContext).
 ///
@@ -22,6 +24,10 @@ use crate::source::Source;
 /// ```
 pub struct TcpListener {
     src: Arc<Source<mio::net::TcpListener>>,
+    /// The bound address if it names one host address (not `0.0.0.0` or
+    /// `::`): then it is also the local address of every accepted
+    /// connection, which a direct stream cannot ask the kernel for.
+    local: Option<SocketAddr>,
 }
 
 impl fmt::Debug for TcpListener {
@@ -40,9 +46,15 @@ impl TcpListener {
     /// The OS error, for example `AddrInUse`.
     pub fn bind(sch: &IoScheduler, addr: SocketAddr) -> io::Result<Self> {
         let l = mio::net::TcpListener::bind(addr)?;
-        Ok(TcpListener {
+        Ok(TcpListener::new(sch, l))
+    }
+
+    fn new(sch: &IoScheduler, l: mio::net::TcpListener) -> Self {
+        let local = l.local_addr().ok().filter(|a| !a.ip().is_unspecified());
+        TcpListener {
             src: Source::new(sch.shared.clone(), l),
-        })
+            local,
+        }
     }
 
     /// Binds like [`bind`](Self::bind) and also sets `SO_REUSEPORT`, so
@@ -53,9 +65,7 @@ impl TcpListener {
     /// The OS error.
     pub fn bind_reuseport(sch: &IoScheduler, addr: SocketAddr) -> io::Result<Self> {
         let l = crate::sys::reuseport_listener(addr)?;
-        Ok(TcpListener {
-            src: Source::new(sch.shared.clone(), mio::net::TcpListener::from_std(l)),
-        })
+        Ok(TcpListener::new(sch, mio::net::TcpListener::from_std(l)))
     }
 
     /// A server on several loops: on each scheduler's loop, binds a
@@ -110,7 +120,25 @@ impl TcpListener {
         self.src.io.local_addr()
     }
 
+    /// Sets `TCP_NODELAY` on the listening socket. On Linux, connections
+    /// accepted afterwards inherit it (the kernel copies the listener's
+    /// socket options into each new connection), so no per-connection call
+    /// is needed; the way to set it on [direct](TcpStream::is_direct)
+    /// streams at no cost.
+    ///
+    /// # Errors
+    /// The OS error.
+    pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        crate::sys::set_nodelay(&self.src.io, nodelay)
+    }
+
     /// Accepts one connection; sends the stream and the peer's address.
+    ///
+    /// On an io_uring loop with
+    /// [`direct_descriptors`](crate::IoContextBuilder::direct_descriptors),
+    /// the connection goes into a free slot of the loop's table of direct
+    /// descriptors ([`TcpStream::is_direct`]); if every slot is taken, it
+    /// gets an ordinary descriptor instead.
     ///
     /// # Errors
     /// The OS error of `accept`, for example `EMFILE` (too many open files):
@@ -122,6 +150,9 @@ impl TcpListener {
             // SAFETY: all-zero is a valid `sockaddr_storage` (plain data).
             addr: unsafe { core::mem::zeroed() },
             addr_len: 0,
+            local: self.local,
+            no_direct: false,
+            direct: false,
         })
     }
 }
@@ -133,6 +164,25 @@ pub struct AcceptAction {
     /// io_uring: where the kernel writes the peer's address.
     addr: libc::sockaddr_storage,
     addr_len: libc::socklen_t,
+    /// The listener's address, if it names one host (see `TcpListener`).
+    local: Option<SocketAddr>,
+    /// The table was found full by an accept that asked for a slot: this
+    /// action asks for no more.
+    no_direct: bool,
+    /// io_uring: the entry in flight accepts into a direct slot, one that
+    /// `Shared::direct_reserve` counted as taken; given back (on the
+    /// completion, or by the drop if the entry was cancelled) unless the
+    /// accept filled it.
+    direct: bool,
+}
+
+impl Drop for AcceptAction {
+    fn drop(&mut self) {
+        if self.direct {
+            // Cancelled (the op completed without `uring_complete`).
+            self.src.ctx.direct_unreserve();
+        }
+    }
 }
 
 impl Action for AcceptAction {
@@ -149,7 +199,7 @@ impl Action for AcceptAction {
             |(s, addr)| {
                 (
                     TcpStream {
-                        src: Source::new(src.ctx.clone(), s),
+                        src: Source::new(src.ctx.clone(), TcpIo::fd(s)),
                     },
                     addr,
                 )
@@ -160,24 +210,63 @@ impl Action for AcceptAction {
         use io_uring::{opcode, types};
         use std::os::fd::AsRawFd;
         self.addr_len = core::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        let entry = opcode::Accept::new(
+        // A slot counted for an entry that could not be queued (this is
+        // its retry) is given back first.
+        if core::mem::take(&mut self.direct) {
+            self.src.ctx.direct_unreserve();
+        }
+        self.direct = !self.no_direct && self.src.ctx.direct_reserve();
+        let accept = opcode::Accept::new(
             types::Fd(self.src.io.as_raw_fd()),
             (&mut self.addr as *mut libc::sockaddr_storage).cast(),
             &mut self.addr_len,
-        )
-        .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
-        .build();
-        Some((entry, self.src.raw(), false))
+        );
+        let accept = if self.direct {
+            // (The kernel rejects `SOCK_CLOEXEC` for a direct descriptor,
+            // which no `exec` can inherit anyway.)
+            accept
+                .flags(libc::SOCK_NONBLOCK)
+                .file_index(Some(types::DestinationSlot::auto_target()))
+        } else {
+            accept.flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+        };
+        Some((accept.build(), self.src.raw(), false))
     }
     fn uring_complete(&mut self, res: i32) -> Step<(TcpStream, SocketAddr), io::Error> {
         use std::os::fd::FromRawFd;
+        if core::mem::take(&mut self.direct) {
+            if res >= 0 {
+                // The slot the kernel picked; it stays counted as taken
+                // until the stream's close completes.
+                let peer = crate::sys::sockaddr_to_addr(&self.addr);
+                let io = TcpIo(Kind::Direct(Box::new(DirectAddrs {
+                    peer: peer.as_ref().ok().copied(),
+                    local: self.local,
+                })));
+                let stream = TcpStream {
+                    src: Source::new_direct(self.src.ctx.clone(), io, res as u32),
+                };
+                return Step::Done(peer.map(|addr| (stream, addr)));
+            }
+            self.src.ctx.direct_unreserve();
+            if res == -libc::ENFILE {
+                self.no_direct = true;
+                // The table was full after all (only if something else
+                // fills it): the kernel closed the connection it had
+                // accepted. Take the next one.
+                return Step::Wait(Interest::Resubmit);
+            }
+        }
         if res >= 0 {
             // SAFETY: a successful accept returns a new descriptor that
             // nothing else owns; `TcpStream` takes ownership (closes it).
             let std = unsafe { std::net::TcpStream::from_raw_fd(res) };
             let peer = crate::sys::sockaddr_to_addr(&self.addr);
             let stream = TcpStream {
-                src: Source::new(self.src.ctx.clone(), mio::net::TcpStream::from_std(std)),
+                src: Source::new(
+                    self.src.ctx.clone(),
+                    TcpIo::fd(mio::net::TcpStream::from_std(std)),
+                ),
             };
             Step::Done(peer.map(|addr| (stream, addr)))
         } else if res == -libc::EAGAIN || res == -libc::EINTR {
@@ -188,6 +277,11 @@ impl Action for AcceptAction {
     }
     fn uring_discard(&mut self, res: i32) {
         use std::os::fd::{FromRawFd, OwnedFd};
+        if core::mem::take(&mut self.direct) {
+            // The context is being dropped: a filled slot is freed with the
+            // ring's table.
+            return;
+        }
         if res >= 0 {
             // SAFETY: a successful accept's new descriptor, owned by nobody.
             drop(unsafe { OwnedFd::from_raw_fd(res) });
@@ -203,9 +297,13 @@ impl Action for AcceptAction {
 /// Cloning shares the socket (it is closed when the last clone and the last
 /// operation on it are gone). At most one read and one write may be pending
 /// at a time; a second one fails with `ResourceBusy`.
+///
+/// A stream accepted on a loop with
+/// [`direct_descriptors`](crate::IoContextBuilder::direct_descriptors) may
+/// be a *direct* stream: see [`is_direct`](Self::is_direct).
 #[derive(Clone)]
 pub struct TcpStream {
-    src: Arc<Source<mio::net::TcpStream>>,
+    src: Arc<Source<TcpIo>>,
 }
 
 impl fmt::Debug for TcpStream {
@@ -213,7 +311,93 @@ impl fmt::Debug for TcpStream {
         f.debug_struct("TcpStream")
             .field("local_addr", &self.local_addr().ok())
             .field("peer_addr", &self.peer_addr().ok())
+            .field("direct_slot", &self.src.fixed())
             .finish()
+    }
+}
+
+/// The socket of a [`TcpStream`]: an ordinary descriptor, or an io_uring
+/// direct descriptor (a slot of the loop's ring's file table), which the
+/// process's descriptor table does not hold.
+///
+/// It appears in the types of the stream's operations
+/// ([`ReadAction<TcpIo>`](crate::ReadAction)); code does not use it
+/// directly. On a direct stream, [`as_raw_fd`](AsRawFd::as_raw_fd) is `-1`
+/// (a descriptor every call rejects) and reading or writing through it
+/// fails with `Unsupported`: the stream's operations go through the ring.
+pub struct TcpIo(Kind);
+
+enum Kind {
+    Fd(mio::net::TcpStream),
+    /// Boxed: the two addresses would make every TCP stream's shared state
+    /// 64 B larger, direct or not (`Source`'s size test).
+    Direct(Box<DirectAddrs>),
+}
+
+/// What a direct stream cannot ask the kernel for.
+struct DirectAddrs {
+    /// The peer's address, from the accept.
+    peer: Option<SocketAddr>,
+    /// The listener's address, if it named one host.
+    local: Option<SocketAddr>,
+}
+
+impl TcpIo {
+    fn fd(s: mio::net::TcpStream) -> Self {
+        TcpIo(Kind::Fd(s))
+    }
+
+    /// The ordinary socket, or the error of asking a direct one for `what`.
+    fn sock(&self, what: &str) -> io::Result<&mio::net::TcpStream> {
+        match &self.0 {
+            Kind::Fd(s) => Ok(s),
+            Kind::Direct(_) => Err(direct_unsupported(what)),
+        }
+    }
+}
+
+fn direct_unsupported(what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        format!(
+            "exec-io: {what} is not available on a direct (io_uring fixed-file) TCP stream, \
+             which has no descriptor of its own"
+        ),
+    )
+}
+
+impl fmt::Debug for TcpIo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Kind::Fd(s) => f.debug_tuple("TcpIo").field(s).finish(),
+            Kind::Direct(a) => f.debug_struct("TcpIo").field("peer", &a.peer).finish(),
+        }
+    }
+}
+
+impl AsRawFd for TcpIo {
+    fn as_raw_fd(&self) -> RawFd {
+        match &self.0 {
+            Kind::Fd(s) => s.as_raw_fd(),
+            Kind::Direct(_) => -1,
+        }
+    }
+}
+
+impl io::Read for &TcpIo {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut sock = self.sock("a read without io_uring")?;
+        sock.read(buf)
+    }
+}
+
+impl io::Write for &TcpIo {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut sock = self.sock("a write without io_uring")?;
+        sock.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -232,14 +416,56 @@ impl TcpStream {
         })
     }
 
-    stream_methods!(mio::net::TcpStream);
+    stream_methods!(TcpIo);
+
+    /// Whether this stream is an io_uring *direct descriptor*: a slot of
+    /// its loop's ring's file table (see
+    /// [`IoContextBuilder::direct_descriptors`](crate::IoContextBuilder::direct_descriptors)),
+    /// not a descriptor of the process.
+    ///
+    /// A direct stream belongs to its loop's ring. Its operations work as
+    /// on any stream (started from any thread, they run on the loop):
+    /// [`read`](Self::read), [`write`](Self::write),
+    /// [`write_all`](Self::write_all) use the slot, and dropping the last
+    /// handle (once no operation runs on it) closes the slot on the loop,
+    /// freeing it for the next accept; if the loop is gone, the ring's
+    /// table, with the socket, is freed with the ring.
+    ///
+    /// The synchronous methods, which need a descriptor, differ:
+    /// - [`shutdown`](Self::shutdown), [`set_nodelay`](Self::set_nodelay)
+    ///   and [`set_linger_zero`](Self::set_linger_zero) queue an io_uring
+    ///   operation on the slot and return `Ok`; the kernel runs it with the
+    ///   loop's next submission, in order with operations started after
+    ///   the call, and its error, if any, is not reported (setting options
+    ///   needs Linux 6.7). For `TCP_NODELAY` prefer
+    ///   [`TcpListener::set_nodelay`], which accepted streams inherit.
+    /// - [`peer_addr`](Self::peer_addr) is the address the accept
+    ///   reported; [`local_addr`](Self::local_addr) is the listener's
+    ///   address when it was bound to one host address (with `0.0.0.0` or
+    ///   `::` it fails with `Unsupported`).
+    /// - [`nodelay`](Self::nodelay) fails with `Unsupported` (io_uring
+    ///   reads only `SOL_SOCKET` options).
+    pub fn is_direct(&self) -> bool {
+        self.src.fixed().is_some()
+    }
 
     /// Shuts down the reading, writing or both halves of the connection.
+    /// On a [direct](Self::is_direct) stream, queued on the loop (see
+    /// there).
     ///
     /// # Errors
-    /// The OS error.
+    /// The OS error (ordinary streams).
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        self.src.io.shutdown(how)
+        if let Some(slot) = self.src.fixed() {
+            let how = match how {
+                Shutdown::Read => libc::SHUT_RD,
+                Shutdown::Write => libc::SHUT_WR,
+                Shutdown::Both => libc::SHUT_RDWR,
+            };
+            self.src.ctx.slot_op(SlotOp::Shutdown(slot, how));
+            return Ok(());
+        }
+        self.src.io.sock("shutdown")?.shutdown(how)
     }
 
     /// The remote address.
@@ -247,40 +473,60 @@ impl TcpStream {
     /// # Errors
     /// The OS error (`NotConnected`).
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.src.io.peer_addr()
+        match &self.src.io.0 {
+            Kind::Fd(s) => s.peer_addr(),
+            Kind::Direct(a) => a.peer.ok_or_else(|| direct_unsupported("peer_addr")),
+        }
     }
 
     /// The local address.
     ///
     /// # Errors
-    /// The OS error.
+    /// The OS error; `Unsupported` on a [direct](Self::is_direct) stream
+    /// accepted by a listener bound to an unspecified address.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.src.io.local_addr()
+        match &self.src.io.0 {
+            Kind::Fd(s) => s.local_addr(),
+            Kind::Direct(a) => a.local.ok_or_else(|| {
+                direct_unsupported("local_addr (the listener was bound to an unspecified address)")
+            }),
+        }
     }
 
-    /// Sets `TCP_NODELAY` (disables Nagle's algorithm).
+    /// Sets `TCP_NODELAY` (disables Nagle's algorithm). On a
+    /// [direct](Self::is_direct) stream, queued on the loop (see there).
     ///
     /// # Errors
-    /// The OS error.
+    /// The OS error (ordinary streams).
     pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
-        self.src.io.set_nodelay(nodelay)
+        if let Some(slot) = self.src.fixed() {
+            self.src.ctx.slot_op(SlotOp::SetNoDelay(slot, nodelay));
+            return Ok(());
+        }
+        self.src.io.sock("set_nodelay")?.set_nodelay(nodelay)
     }
 
     /// Whether `TCP_NODELAY` is set.
     ///
     /// # Errors
-    /// The OS error.
+    /// The OS error; `Unsupported` on a [direct](Self::is_direct) stream.
     pub fn nodelay(&self) -> io::Result<bool> {
-        self.src.io.nodelay()
+        self.src.io.sock("nodelay")?.nodelay()
     }
 
     /// Sets `SO_LINGER` to zero, so that dropping the stream resets the
     /// connection (the peer sees `ConnectionReset`) instead of closing it.
+    /// On a [direct](Self::is_direct) stream, queued on the loop (see
+    /// there).
     ///
     /// # Errors
-    /// The OS error.
+    /// The OS error (ordinary streams).
     pub fn set_linger_zero(&self) -> io::Result<()> {
-        crate::sys::set_linger_zero(&self.src.io)
+        if let Some(slot) = self.src.fixed() {
+            self.src.ctx.slot_op(SlotOp::LingerZero(slot));
+            return Ok(());
+        }
+        crate::sys::set_linger_zero(self.src.io.sock("set_linger_zero")?)
     }
 }
 
@@ -293,7 +539,7 @@ impl TcpStream {
 pub struct ConnectAction {
     ctx: Arc<Shared>,
     addr: SocketAddr,
-    stream: Option<Arc<Source<mio::net::TcpStream>>>,
+    stream: Option<Arc<Source<TcpIo>>>,
     /// io_uring: `addr` as the kernel reads it.
     raw_addr: libc::sockaddr_storage,
 }
@@ -329,7 +575,10 @@ impl Action for ConnectAction {
         }
         // SAFETY: a new descriptor nobody else owns.
         let std = unsafe { std::net::TcpStream::from_raw_fd(fd) };
-        let src = Source::new(self.ctx.clone(), mio::net::TcpStream::from_std(std));
+        let src = Source::new(
+            self.ctx.clone(),
+            TcpIo::fd(mio::net::TcpStream::from_std(std)),
+        );
         let len = crate::sys::addr_to_sockaddr(&self.addr, &mut self.raw_addr);
         let entry = opcode::Connect::new(
             types::Fd(src.io.as_raw_fd()),
@@ -360,7 +609,7 @@ impl Action for ConnectAction {
         let src = match &self.stream {
             None => match mio::net::TcpStream::connect(self.addr) {
                 Ok(s) => {
-                    let src = Source::new(self.ctx.clone(), s);
+                    let src = Source::new(self.ctx.clone(), TcpIo::fd(s));
                     self.stream = Some(src.clone());
                     return Step::Wait(Interest::Write(src.raw()));
                 }
@@ -368,11 +617,15 @@ impl Action for ConnectAction {
             },
             Some(src) => src,
         };
-        match src.io.take_error() {
+        let sock = match src.io.sock("connect") {
+            Ok(s) => s,
+            Err(e) => return Step::Done(Err(e)),
+        };
+        match sock.take_error() {
             Ok(Some(e)) | Err(e) => return Step::Done(Err(e)),
             Ok(None) => {}
         }
-        match src.io.peer_addr() {
+        match sock.peer_addr() {
             Ok(_) => Step::Done(Ok(TcpStream {
                 src: self.stream.take().expect("connect: stream present"),
             })),
