@@ -1,6 +1,17 @@
-//! Profiling aid for issue 3 (fib_join): runs the recursive fork-join of
-//! `benches/pool_vs.rs` a given number of times, on the pool or inline.
-//! `cargo run --release --example fib_profile -- pool 22 10`
+//! Profiling aid for issue 3 (`fib_join`): the recursive fork-join of
+//! `benches/pool_vs.rs` (`exec_fib`, `exec_fib_inline`), run `ROUNDS` times
+//! on a 2-worker pool (`pool`), on one worker (`pool1`) or on the calling
+//! thread with no pool (`inline`).
+//!
+//! Instructions per fork, without the sequential leaves (`fib_seq`): run it
+//! under callgrind with 1 and with 11 rounds and divide the difference,
+//! minus `fib_seq`'s, by 10 × forks(22) = 6,090:
+//!
+//! ```text
+//! cargo build --release --example fib_profile
+//! valgrind --tool=callgrind target/release/examples/fib_profile pool 22 1
+//! valgrind --tool=callgrind target/release/examples/fib_profile pool 22 11
+//! ```
 use std::convert::Infallible;
 
 use exec::pool::{PoolScheduler, ThreadPool};
