@@ -74,6 +74,59 @@ fn drops_the_sender_if_never_connected_and_values_after_completion() {
     op.finish();
 }
 
+/// A receiver that holds a tracked value and records nothing: for
+/// operations dropped without being started.
+struct Holding(#[allow(dead_code)] Tracked<u8>);
+impl exec_core::Receiver<i32, Infallible> for Holding {
+    fn set_value(self, _: i32) {
+        panic!("not started: no completion expected")
+    }
+    fn set_error(self, e: Infallible) {
+        match e {}
+    }
+    fn set_stopped(self) {
+        panic!("not started: no completion expected")
+    }
+    fn set_panic(self, _: exec_core::PanicPayload) {
+        panic!("not started: no completion expected")
+    }
+    fn env(&self) -> impl exec_core::Env<'_> {
+        exec_core::EmptyEnv
+    }
+}
+
+#[test]
+fn an_operation_dropped_unstarted_drops_its_sender_and_receiver() {
+    use exec_core::SenderTo;
+    let drops = DropCounter::new();
+    let t = drops.track(5);
+    let s = just(())
+        .then(move |()| {
+            let t = t;
+            t.value
+        })
+        .boxed();
+    let op = s.connect(Holding(drops.track(0)));
+    assert_eq!(drops.alive(), 2);
+    drop(op);
+    assert_eq!(drops.alive(), 0, "the frame's sender and the receiver");
+    // Started and completed: the receiver was consumed, the frame freed;
+    // dropping the operation afterwards drops nothing twice.
+    let t = drops.track(6);
+    let (op, rec) = start(
+        just(())
+            .then(move |()| {
+                let t = t;
+                t.value
+            })
+            .boxed(),
+    );
+    assert_eq!(rec.expect_value(), 6);
+    op.finish();
+    assert_eq!(drops.alive(), 0);
+    assert_eq!(drops.created(), drops.dropped());
+}
+
 #[test]
 fn at_most_one_allocation_per_any_sender_and_frames_are_recycled() {
     assert_eq!(

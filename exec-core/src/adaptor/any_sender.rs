@@ -202,9 +202,9 @@ where
         AnyOp {
             inner: AnyInner {
                 task: Task::new(),
-                slot: UnsafeCell::new(Some(self.slot)),
+                slot: ManuallyDrop::new(UnsafeCell::new(Some(self.slot))),
                 receiver: UnsafeCell::new(Some(receiver)),
-                stash: UnsafeCell::new(None),
+                stash: ManuallyDrop::new(UnsafeCell::new(None)),
             },
             _pin: PhantomPinned,
         }
@@ -390,12 +390,34 @@ struct AnyInner<T, E, R> {
     /// The box; its contents are pinned. Touched by `run_start`, then by the
     /// inner completion (`notify`), which frees it.
     /// `None` once the inner operation has completed and been freed.
-    slot: UnsafeCell<Option<Frame<T, E>>>,
-    /// Taken once, by `deliver`.
+    /// Dropped by `AnyInner`'s `Drop`, only if `receiver` is still there.
+    slot: ManuallyDrop<UnsafeCell<Option<Frame<T, E>>>>,
+    /// Taken once, by `deliver`, after `slot` and `stash` were emptied: so
+    /// `None` here means there is nothing else to drop either.
     receiver: UnsafeCell<Option<R>>,
     /// The outcome, kept here only while its delivery is queued on the
     /// trampoline (the thread was nested too deeply to deliver at once).
-    stash: UnsafeCell<Option<Outcome<T, E>>>,
+    /// Dropped as `slot` is.
+    stash: ManuallyDrop<UnsafeCell<Option<Outcome<T, E>>>>,
+}
+
+impl<T, E, R> Drop for AnyInner<T, E, R> {
+    /// A completed operation (the usual case) holds nothing: one check of
+    /// `receiver` instead of one per field.
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: `&mut self`: nothing else touches the cells.
+        if self.receiver.with(|r| unsafe { (*r).is_none() }) {
+            return;
+        }
+        // Never started (or dropped against `start`'s contract): the frame
+        // may still be there.
+        // SAFETY: dropped once, here; not used afterwards.
+        unsafe {
+            ManuallyDrop::drop(&mut self.slot);
+            ManuallyDrop::drop(&mut self.stash);
+        }
+    }
 }
 
 impl<T, E, R: Receiver<T, E>> AnyInner<T, E, R> {

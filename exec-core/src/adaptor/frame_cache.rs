@@ -31,6 +31,21 @@
 //!   emptied when the thread exits (during and after that, frames bypass
 //!   it); the depot's batches stay for the other threads.
 //!
+//! # The thread-local, and emptying it at thread exit
+//! The free lists live in a `const`-initialized thread-local without a
+//! destructor, which the common paths reach with one thread-pointer-relative
+//! address (a thread-local with a destructor is checked for "not yet
+//! registered / already destroyed" on every access). Emptying the lists at
+//! thread exit is the job of a second thread-local, a guard with a
+//! destructor, registered by the first slow path the thread takes. Until
+//! then every class's count reads [`MAX_PER_CLASS`] (so the first free of a
+//! class takes the slow path) and every list is empty (so does the first
+//! allocation); the slow path registers the guard and zeroes the counts.
+//! The guard's destructor returns the cached blocks to the global allocator
+//! and *closes* the cache: counts at the maximum and lists empty again, and
+//! the slow paths, seeing it closed, pass frames to the global allocator
+//! from then on (frames freed by later thread-local destructors).
+//!
 //! Without the `std` feature (no thread-locals), and under loom, frames go
 //! straight to the global allocator.
 
@@ -132,7 +147,7 @@ pub(crate) fn alloc(layout: Layout) -> NonNull<u8> {
         return alloc_exact(layout);
     };
     #[cfg(all(feature = "std", not(loom)))]
-    if let Ok(Some(block)) = CACHE.try_with(|cache| cache.pop(c)) {
+    if let Some(block) = CACHE.with(|cache| cache.pop(c)) {
         return block;
     }
     alloc_exact(class_layout(c))
@@ -152,7 +167,7 @@ pub(crate) unsafe fn dealloc(ptr: NonNull<u8>, layout: Layout) {
         return;
     };
     #[cfg(all(feature = "std", not(loom)))]
-    if let Ok(true) = CACHE.try_with(|cache| cache.push(c, ptr)) {
+    if CACHE.with(|cache| cache.push(c, ptr)) {
         return;
     }
     // SAFETY: a block of class `c`, allocated with `class_layout(c)` (by
@@ -221,18 +236,82 @@ mod cache {
         DEPOT[c].lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// One thread's free lists, one per class.
+    /// `Cache::state`: the exit guard is not registered yet.
+    const UNREGISTERED: u8 = 0;
+    /// `Cache::state`: the exit guard is registered; the cache is in use.
+    const ACTIVE: u8 = 1;
+    /// `Cache::state`: the exit guard emptied the cache (the thread is
+    /// exiting); frames bypass it.
+    const CLOSED: u8 = 2;
+
+    /// One thread's free lists, one per class (see the module docs, "The
+    /// thread-local, and emptying it at thread exit").
     pub(super) struct Cache {
         heads: [Cell<*mut Free>; CLASSES],
+        /// `MAX_PER_CLASS` for every class unless `ACTIVE`.
         counts: [Cell<u32>; CLASSES],
+        /// `UNREGISTERED`, `ACTIVE` or `CLOSED`; read only by the slow paths.
+        state: Cell<u8>,
+    }
+
+    /// Empties this thread's cache when the thread exits.
+    struct ExitGuard;
+
+    impl Drop for ExitGuard {
+        fn drop(&mut self) {
+            super::CACHE.with(Cache::close);
+        }
+    }
+
+    std::thread_local! {
+        static EXIT_GUARD: ExitGuard = const { ExitGuard };
     }
 
     impl Cache {
         pub(super) const fn new() -> Self {
             Cache {
                 heads: [const { Cell::new(ptr::null_mut()) }; CLASSES],
-                counts: [const { Cell::new(0) }; CLASSES],
+                counts: [const { Cell::new(MAX_PER_CLASS) }; CLASSES],
+                state: Cell::new(UNREGISTERED),
             }
+        }
+
+        /// Whether the cache may be used (registering the exit guard first
+        /// if that is not done yet). Slow paths only.
+        #[cold]
+        #[inline(never)]
+        fn usable(&self) -> bool {
+            match self.state.get() {
+                ACTIVE => true,
+                CLOSED => false,
+                _ => {
+                    // Registers the guard's destructor; fails if this
+                    // thread's thread-locals are being destroyed already.
+                    if EXIT_GUARD.try_with(|_| ()).is_err() {
+                        self.state.set(CLOSED);
+                        return false;
+                    }
+                    for count in &self.counts {
+                        count.set(0);
+                    }
+                    self.state.set(ACTIVE);
+                    true
+                }
+            }
+        }
+
+        /// Returns every cached block to the global allocator and closes
+        /// the cache (the thread is exiting).
+        fn close(&self) {
+            for c in 0..CLASSES {
+                while let Some(block) = self.pop_local(c) {
+                    // SAFETY: every cached block of class `c` was allocated
+                    // with `class_layout(c)` and is owned by this list.
+                    unsafe { global_dealloc(block.as_ptr(), class_layout(c)) };
+                }
+                self.counts[c].set(MAX_PER_CLASS);
+            }
+            self.state.set(CLOSED);
         }
 
         /// A cached block of class `c`, if any (refilling the class from
@@ -248,6 +327,9 @@ mod cache {
         /// Takes a batch from the depot into the (empty) class `c`.
         #[cold]
         fn refill(&self, c: usize) {
+            if !self.usable() {
+                return;
+            }
             // Relaxed: a stale answer only costs a lock taken for nothing,
             // or a batch missed until the next allocation; the lock orders
             // the blocks themselves.
@@ -302,10 +384,17 @@ mod cache {
     }
 
     impl Cache {
-        /// Moves the (full) list of class `c` to the depot, unless the
-        /// depot has enough of that class; `true` if it did.
+        /// Makes room in class `c`, whose count reads full: registers the
+        /// exit guard if this is the thread's first slow path (the class is
+        /// then empty), or moves the (full) list to the depot, unless the
+        /// depot has enough of that class. `true` if the class is empty now;
+        /// `false` if the caller frees its block (the depot is full, or the
+        /// cache is closed).
         #[cold]
         fn hand_off(&self, c: usize) -> bool {
+            if self.state.get() != ACTIVE {
+                return self.usable();
+            }
             // Relaxed hint, as in `refill`: a depot that looks full is not
             // locked for nothing on every free while it stays full.
             if DEPOT_LEN[c].load(Ordering::Relaxed) >= depot_batches_max(c) {
@@ -323,22 +412,11 @@ mod cache {
             true
         }
     }
-
-    impl Drop for Cache {
-        fn drop(&mut self) {
-            for c in 0..CLASSES {
-                while let Some(block) = self.pop_local(c) {
-                    // SAFETY: every cached block of class `c` was allocated
-                    // with `class_layout(c)` and is owned by this list.
-                    unsafe { global_dealloc(block.as_ptr(), class_layout(c)) };
-                }
-            }
-        }
-    }
 }
 
 #[cfg(all(feature = "std", not(loom)))]
 std::thread_local! {
+    // No destructor (see the module docs): `cache::ExitGuard` empties it.
     static CACHE: cache::Cache = const { cache::Cache::new() };
 }
 
@@ -472,6 +550,61 @@ mod tests {
             // SAFETY: from `alloc(l)`, freed once.
             unsafe { dealloc(p, l) };
         }
+    }
+
+    /// A thread that only frees (its first slow path is a free) and frees
+    /// again from thread-local destructors, before and after the cache's
+    /// exit guard ran: every block is cached and returned at exit, or
+    /// passed to the allocator (miri reports any block left behind).
+    #[cfg(all(feature = "std", not(loom)))]
+    #[test]
+    fn frames_freed_while_a_thread_exits_are_not_leaked() {
+        extern crate std;
+        use core::cell::Cell;
+        struct Frames(alloc::vec::Vec<NonNull<u8>>);
+        // SAFETY: the blocks are owned by whoever holds the vector.
+        unsafe impl Send for Frames {}
+        const L: Layout = match Layout::from_size_align(48, 8) {
+            Ok(l) => l,
+            Err(_) => unreachable!(),
+        };
+        /// Frees its frame when the thread's thread-locals are destroyed.
+        struct FreeOnExit(Cell<Option<NonNull<u8>>>);
+        impl Drop for FreeOnExit {
+            fn drop(&mut self) {
+                if let Some(p) = self.0.take() {
+                    // SAFETY: from `alloc(L)`, freed once.
+                    unsafe { dealloc(p, L) };
+                }
+            }
+        }
+        std::thread_local! {
+            static EARLY: FreeOnExit = const { FreeOnExit(Cell::new(None)) };
+            static LATE: FreeOnExit = const { FreeOnExit(Cell::new(None)) };
+        }
+        let made = Frames((0..4).map(|_| alloc(L)).collect());
+        std::thread::spawn(move || {
+            let mut made = made;
+            let (early, late) = (made.0.pop().unwrap(), made.0.pop().unwrap());
+            // Registered before the cache's guard (destroyed after it, if
+            // destructors run in reverse order) ...
+            EARLY.with(|e| e.0.set(Some(early)));
+            for p in made.0 {
+                // SAFETY: from `alloc(L)` on the other thread, freed once.
+                unsafe { dealloc(p, L) };
+            }
+            // ... and one registered after it.
+            LATE.with(|e| e.0.set(Some(late)));
+            // A frame made and freed here is recycled as usual.
+            let p = alloc(L);
+            // SAFETY: from `alloc(L)`, freed once.
+            unsafe { dealloc(p, L) };
+            assert_eq!(alloc(L), p, "recycled on this thread");
+            // SAFETY: from `alloc(L)` (the same block), freed once.
+            unsafe { dealloc(p, L) };
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]
