@@ -281,6 +281,43 @@ fn spawn_server(kind: &str, nofile: u64) -> (Child, u16) {
     (child, port)
 }
 
+/// Opens `conns` connections to the server on `port`, from the source
+/// addresses 127.0.0.`first_ip` and the seven after it (so ports do not run
+/// short).
+async fn connect_all(port: u16, conns: usize, first_ip: u8) -> Vec<tokio::net::TcpStream> {
+    let server: SocketAddr = ([127, 0, 0, 1], port).into();
+    let mut streams = Vec::with_capacity(conns);
+    for i in 0..conns {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        let src: SocketAddr = ([127, 0, 0, first_ip + (i % 8) as u8], 0).into();
+        sock.bind(src).unwrap();
+        let s = sock.connect(server).await.unwrap();
+        s.set_nodelay(true).unwrap();
+        streams.push(s);
+    }
+    streams
+}
+
+/// `ROUND_TRIPS` round trips of `MSG` bytes on every stream at once (one
+/// task per stream); returns when all are done.
+async fn round_trips(streams: Vec<tokio::net::TcpStream>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tasks = Vec::with_capacity(streams.len());
+    for mut s in streams {
+        tasks.push(tokio::spawn(async move {
+            let out = [7u8; MSG];
+            let mut inb = [0u8; MSG];
+            for _ in 0..ROUND_TRIPS {
+                s.write_all(&out).await.unwrap();
+                s.read_exact(&mut inb).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
 fn run_clients(kind: &str, conns: usize, nofile: u64) -> Stats {
     let (mut child, port) = spawn_server(kind, nofile);
     let pid = child.id();
@@ -292,38 +329,14 @@ fn run_clients(kind: &str, conns: usize, nofile: u64) -> Stats {
     std::thread::sleep(Duration::from_millis(100));
     let rss0 = proc_rss_kb(pid);
     let stats = rt.block_on(async move {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        // Connect everyone first (spread over 127.0.0.x source addresses so
-        // ports do not run short).
-        let server: SocketAddr = ([127, 0, 0, 1], port).into();
-        let mut streams = Vec::with_capacity(conns);
-        for i in 0..conns {
-            let sock = tokio::net::TcpSocket::new_v4().unwrap();
-            let src: SocketAddr = ([127, 0, 0, 1 + (i % 8) as u8], 0).into();
-            sock.bind(src).unwrap();
-            let s = sock.connect(server).await.unwrap();
-            s.set_nodelay(true).unwrap();
-            streams.push(s);
-        }
+        // Connect everyone first.
+        let streams = connect_all(port, conns, 1).await;
         // Let the server accept them all, then measure its RSS.
         tokio::time::sleep(Duration::from_millis(300)).await;
         let rss1 = proc_rss_kb(pid);
         let cpu0 = proc_cpu_ns(pid);
         let t0 = Instant::now();
-        let mut tasks = Vec::with_capacity(conns);
-        for mut s in streams {
-            tasks.push(tokio::spawn(async move {
-                let out = [7u8; MSG];
-                let mut inb = [0u8; MSG];
-                for _ in 0..ROUND_TRIPS {
-                    s.write_all(&out).await.unwrap();
-                    s.read_exact(&mut inb).await.unwrap();
-                }
-            }));
-        }
-        for t in tasks {
-            t.await.unwrap();
-        }
+        round_trips(streams).await;
         let elapsed = t0.elapsed();
         let cpu = proc_cpu_ns(pid) - cpu0;
         let rts = (conns * ROUND_TRIPS) as f64;
@@ -350,41 +363,13 @@ fn client_child(port: u16, conns: usize, first_ip: u8) {
         .enable_all()
         .build()
         .unwrap();
-    let server: SocketAddr = ([127, 0, 0, 1], port).into();
-    let streams = rt.block_on(async move {
-        let mut streams = Vec::with_capacity(conns);
-        for i in 0..conns {
-            let sock = tokio::net::TcpSocket::new_v4().unwrap();
-            let src: SocketAddr = ([127, 0, 0, first_ip + (i % 8) as u8], 0).into();
-            sock.bind(src).unwrap();
-            let s = sock.connect(server).await.unwrap();
-            s.set_nodelay(true).unwrap();
-            streams.push(s);
-        }
-        streams
-    });
+    let streams = rt.block_on(connect_all(port, conns, first_ip));
     let mut out = std::io::stdout();
     writeln!(out, "connected").unwrap();
     out.flush().unwrap();
     let mut line = String::new();
     std::io::stdin().read_line(&mut line).unwrap();
-    rt.block_on(async move {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut tasks = Vec::with_capacity(conns);
-        for mut s in streams {
-            tasks.push(tokio::spawn(async move {
-                let out = [7u8; MSG];
-                let mut inb = [0u8; MSG];
-                for _ in 0..ROUND_TRIPS {
-                    s.write_all(&out).await.unwrap();
-                    s.read_exact(&mut inb).await.unwrap();
-                }
-            }));
-        }
-        for t in tasks {
-            t.await.unwrap();
-        }
-    });
+    rt.block_on(round_trips(streams));
     writeln!(out, "done").unwrap();
     out.flush().unwrap();
 }
