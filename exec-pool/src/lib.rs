@@ -2,7 +2,10 @@
 //! context of the `exec` workspace.
 //!
 //! [`ThreadPool`] runs operations on N workers, each with a bounded local
-//! queue that the others steal from, a LIFO slot for the operation it
+//! queue that the others steal half of at a time (backing off for a few
+//! microseconds after a steal that found a single job, so a worker that
+//! fans out many small jobs is not raided job by job), a LIFO slot for the
+//! operation it
 //! scheduled last, and a global injection queue for work submitted from
 //! outside. [`PoolScheduler::schedule`](exec_core::Scheduler::schedule)
 //! allocates nothing: the pinned operation state is the queue node.
