@@ -33,35 +33,40 @@ fn local() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
 }
 
-/// An io_uring loop with a table of `n` direct descriptors, or `None`
-/// (with a message) where io_uring cannot start.
-fn direct_ctx(n: u32) -> Option<IoContext> {
-    match IoContext::builder()
+/// The builder of an io_uring loop with a table of `n` direct descriptors.
+fn direct_builder(n: u32) -> exec_io::IoContextBuilder {
+    IoContext::builder()
         .backend(Backend::IoUring)
         .direct_descriptors(n)
-        .build()
-    {
-        Ok(ctx) => Some(ctx),
-        Err(e) => {
-            eprintln!("skipped: io_uring with direct descriptors cannot start here: {e}");
-            None
-        }
-    }
+}
+
+/// `Some` of what was built, or `None` (with a message) where io_uring
+/// cannot start.
+fn or_skip<T>(built: std::io::Result<T>) -> Option<T> {
+    built
+        .inspect_err(|e| {
+            eprintln!("skipped: io_uring with direct descriptors cannot start here: {e}")
+        })
+        .ok()
+}
+
+/// An io_uring loop with a table of `n` direct descriptors (or a skip).
+fn direct_ctx(n: u32) -> Option<IoContext> {
+    or_skip(direct_builder(n).build())
 }
 
 /// As [`direct_ctx`], running on its own thread.
 fn direct_thread(n: u32) -> Option<IoThread> {
-    match IoContext::builder()
-        .backend(Backend::IoUring)
-        .direct_descriptors(n)
-        .spawn()
-    {
-        Ok(t) => Some(t),
-        Err(e) => {
-            eprintln!("skipped: io_uring with direct descriptors cannot start here: {e}");
-            None
-        }
-    }
+    or_skip(direct_builder(n).spawn())
+}
+
+/// A blocking client connected to `addr`, its reads bounded in time.
+fn client(addr: SocketAddr) -> std::net::TcpStream {
+    let client = std::net::TcpStream::connect(addr).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    client
 }
 
 /// Slots of the loop's table taken, asked on the loop.
@@ -74,10 +79,7 @@ fn in_use(sch: &IoScheduler) -> usize {
 
 /// Connects a blocking client and accepts it (through the loop thread).
 fn accept_one(listener: &TcpListener) -> (std::net::TcpStream, TcpStream, SocketAddr) {
-    let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-    client
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
+    let client = client(listener.local_addr().unwrap());
     let (server, peer) = sync_wait(listener.accept()).unwrap().unwrap();
     (client, server, peer)
 }
@@ -349,10 +351,7 @@ fn dropping_a_direct_stream_on_the_loop_closes_its_slot() {
     let listener = TcpListener::bind(&sch, local()).unwrap();
     let addr = listener.local_addr().unwrap();
     for _ in 0..10 {
-        let mut client = std::net::TcpStream::connect(addr).unwrap();
-        client
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
+        let mut client = client(addr);
         client.write_all(b"on loop").unwrap();
         let s = sch.clone();
         let echoed = ctx
@@ -425,10 +424,7 @@ fn dropping_the_loop_completes_direct_operations_once() {
     let sch = ctx.scheduler();
     let listener = TcpListener::bind(&sch, local()).unwrap();
     let addr = listener.local_addr().unwrap();
-    let mut client = std::net::TcpStream::connect(addr).unwrap();
-    client
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
+    let mut client = client(addr);
     let (server, _) = ctx.run_until(listener.accept()).unwrap().unwrap();
     assert!(server.is_direct());
     // A read on the direct stream and a direct accept, both in flight in
