@@ -116,19 +116,29 @@ fn stop_during_accept_then_listener_still_serves() {
     c.join().unwrap();
 }
 
-#[test]
-fn stop_during_read_then_stream_still_works() {
-    let bg = BgLoop::new();
-    let (_l, client, server) = pair(&bg);
+/// Starts `read` with a stop source, checks it still waits after 20 ms,
+/// then requests stop: it completes stopped, exactly once.
+fn stop_a_pending_read<S>(read: S)
+where
+    S: exec_core::SenderTo<common::RecordingReceiver<(usize, Vec<u8>), std::io::Error>>,
+{
     let source = Arc::new(StopSource::new());
     let (r, rec) = recorder_with_stop(source.clone());
-    let started = start_with(server.read(vec![0; 8]), r, &rec);
+    let started = start_with(read, r, &rec);
     thread::sleep(Duration::from_millis(20));
     assert!(!rec.is_complete());
     source.request_stop();
     wait_for(5, || rec.is_complete());
     rec.expect_stopped();
+    assert_eq!(rec.completions(), 1);
     started.finish();
+}
+
+#[test]
+fn stop_during_read_then_stream_still_works() {
+    let bg = BgLoop::new();
+    let (_l, client, server) = pair(&bg);
+    stop_a_pending_read(server.read(vec![0; 8]));
     sync_wait(client.write_all(b"after".to_vec()))
         .unwrap()
         .unwrap();
@@ -388,15 +398,7 @@ fn reads_after_a_draining_read_see_queued_data_later_data_stop_and_eof() {
     reading.finish();
 
     // A stop while the read waits for data.
-    let source = Arc::new(StopSource::new());
-    let (r, rec) = recorder_with_stop(source.clone());
-    let started = start_with(server.read(vec![0; 16]), r, &rec);
-    thread::sleep(Duration::from_millis(20));
-    assert!(!rec.is_complete());
-    source.request_stop();
-    wait_for(5, || rec.is_complete());
-    rec.expect_stopped();
-    started.finish();
+    stop_a_pending_read(server.read(vec![0; 16]));
 
     // Then the end of the stream.
     sync_wait(client.write_all(b"op".to_vec()))
@@ -471,20 +473,8 @@ fn reads_started_on_the_loop_complete_with_value_busy_error_and_stop() {
     started.finish();
 
     // Stopped while waiting for data; the stream still works afterwards.
-    let source = Arc::new(StopSource::new());
-    let (r, rec) = recorder_with_stop(source.clone());
     let s = server.clone();
-    let started = start_with(
-        on_loop!(bg).let_value(move |()| s.read(vec![0; 16])),
-        r,
-        &rec,
-    );
-    thread::sleep(Duration::from_millis(20));
-    assert!(!rec.is_complete());
-    source.request_stop();
-    wait_for(5, || rec.is_complete());
-    rec.expect_stopped();
-    started.finish();
+    stop_a_pending_read(on_loop!(bg).let_value(move |()| s.read(vec![0; 16])));
     sync_wait(client.write_all(b"after".to_vec()))
         .unwrap()
         .unwrap();

@@ -424,6 +424,14 @@ std::thread_local! {
 mod tests {
     use super::*;
 
+    /// Frames handed to another thread (to be freed there).
+    #[cfg(all(feature = "std", not(loom)))]
+    struct Frames(alloc::vec::Vec<NonNull<u8>>);
+    // SAFETY: the blocks are plain memory owned by whoever holds the
+    // vector; nothing else points at them.
+    #[cfg(all(feature = "std", not(loom)))]
+    unsafe impl Send for Frames {}
+
     #[test]
     fn classes_round_up_and_bound() {
         let class = |size| class_of(Layout::from_size_align(size, 8).unwrap());
@@ -479,9 +487,6 @@ mod tests {
     #[test]
     fn frames_freed_on_another_thread_are_reused() {
         extern crate std;
-        struct Frames(alloc::vec::Vec<NonNull<u8>>);
-        // SAFETY: the blocks are owned by whoever holds the vector.
-        unsafe impl Send for Frames {}
         // A class no other test of this crate uses (its frames are smaller).
         let l = Layout::from_size_align(class_size(CLASSES - 3) + 1, 8).unwrap();
         let n = 2 * MAX_PER_CLASS as usize;
@@ -520,9 +525,6 @@ mod tests {
     #[test]
     fn a_burst_freed_on_another_thread_is_reused() {
         extern crate std;
-        struct Frames(alloc::vec::Vec<NonNull<u8>>);
-        // SAFETY: the blocks are owned by whoever holds the vector.
-        unsafe impl Send for Frames {}
         // The largest class, which no other test of this crate uses.
         let l = Layout::from_size_align(MAX_SIZE, 8).unwrap();
         let c = class_of(l).unwrap();
@@ -561,9 +563,6 @@ mod tests {
     fn frames_freed_while_a_thread_exits_are_not_leaked() {
         extern crate std;
         use core::cell::Cell;
-        struct Frames(alloc::vec::Vec<NonNull<u8>>);
-        // SAFETY: the blocks are owned by whoever holds the vector.
-        unsafe impl Send for Frames {}
         const L: Layout = match Layout::from_size_align(48, 8) {
             Ok(l) => l,
             Err(_) => unreachable!(),
